@@ -1,0 +1,92 @@
+"""One cell, start to finish: build the model, train it, evaluate it, log it all to its run."""
+from __future__ import annotations
+
+import logging
+import random
+import time
+
+import numpy as np
+import torch
+
+from ablate.checkpoint import resume_state, save_checkpoint
+from ablate.config.grid import Cell
+from ablate.models.features import FeatureCache
+from ablate.progress import Progress
+from ablate.tracking.store import RunLogger
+from ablate.train.loop import TrainState, train
+from ablate.train.optim import build_optimizer
+from ablate.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+class CellHooks:
+    """What the training loop reports to: the run's metrics, the progress display, checkpoints."""
+
+    def __init__(self, cell: Cell, model, logger: RunLogger, progress: Progress | None, workspace: Workspace):
+        self.cell, self.model, self.logger, self.progress, self.workspace = cell, model, logger, progress, workspace
+        self.steps = cell.config.train.steps
+
+    def on_step(self, step: int, loss: float, lr: float) -> None:
+        self.logger.log_step(step, **{"train/loss": loss, "train/lr": lr})
+        if self.progress:
+            self.progress.step(step, self.steps, loss)
+
+    def on_checkpoint(self, step: int, state: dict) -> None:
+        self.logger.flush()
+        save_checkpoint(self.workspace.checkpoints(self.cell.id) / "last", self.model, self.cell.config,
+                        state["state"], state["optimizer"], state["scheduler"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def run_cell(cell: Cell, workspace: Workspace, logger: RunLogger, feature_cache: FeatureCache | None = None,
+             progress: Progress | None = None) -> dict[str, float]:
+    """Train and evaluate one cell; returns the scores it logged. Raises on failure (the runner records why)."""
+    from ablate.data import train_batches
+    from ablate.evaluation import evaluate
+    from ablate.models.build import build_mllm
+    from ablate.models.connectors import count_parameters, forward_flops
+    from ablate.world import build_world
+
+    cfg = cell.config
+    started = time.monotonic()
+    seed_everything(cfg.train.seed)
+    world = build_world(cfg.data.world, workspace.cache)
+    model = build_mllm(cfg, workspace.cache, feature_cache)
+    cost = {"connector_params": count_parameters(model.connector),
+            "connector_flops": forward_flops(model.connector, model.encoder.dim, model.encoder.grid)}
+    logger.log_metrics(cost)
+
+    optimizer, scheduler = build_optimizer(model, cfg.train)
+    state = resume_state(workspace.checkpoints(cell.id) / "last", model, optimizer, scheduler) or TrainState()
+    if state.step:
+        log.info("cell %s resumes at step %d", cell.id, state.step)
+        for step, loss in state.losses:   # the new run carries the whole curve
+            logger.log_step(step, **{"train/loss": loss})
+        logger.set_tags({"ablate.resumed_from_step": state.step})
+    batches = train_batches(cfg.data, world, model.tokenizer, cfg.connector.tokens, cfg.train.batch_size,
+                            cfg.train.seed, start_step=state.step)
+    train_started = time.monotonic()
+    state = train(model, batches, cfg.train, optimizer, scheduler, CellHooks(cell, model, logger, progress,
+                                                                              workspace), state)
+    train_s = time.monotonic() - train_started
+    logger.flush()
+    save_checkpoint(workspace.checkpoints(cell.id) / "final", model, cfg)
+
+    eval_started = time.monotonic()
+    result = evaluate(model, cfg.eval, world, workspace.checkpoints(cell.id) / "eval")
+    eval_s = time.monotonic() - eval_started
+    metrics = {**result.metrics, "time/train_s": train_s, "time/eval_s": eval_s,
+               "wall_s": time.monotonic() - started, "train/final_loss": float(np.mean([l for _, l in state.losses[-10:]]))}
+    if feature_cache is not None:
+        metrics["feature_cache/hits"] = feature_cache.hits
+    logger.log_metrics(metrics)
+    if result.samples:
+        logger.log_table(result.samples, "predictions.json")
+    logger.set_tags({"ablate.checkpoint": str(workspace.checkpoints(cell.id) / "final")})
+    return metrics

@@ -1,0 +1,32 @@
+"""The one place that turns a cell config into a model: encoder + connector + LLM."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ablate.config.schema import CellConfig
+from ablate.models.features import FeatureCache, ImageFeatures
+from ablate.models.mllm import MLLM
+
+
+def build_mllm(cfg: CellConfig, cache_root: Path, feature_cache: FeatureCache | None = None,
+               device: str | torch.device | None = None) -> MLLM:
+    from ablate.models.connectors import build_connector
+    from ablate.models.encoders import build_encoder
+    from ablate.models.llm import build_llm
+
+    encoder = build_encoder(cfg.encoder, cache_root)
+    llm, tokenizer = build_llm(cfg.llm, cache_root)
+    torch.manual_seed(cfg.train.seed)  # the connector's initialisation depends on the cell's seed only
+    d_llm = llm.get_input_embeddings().embedding_dim
+    connector = build_connector(cfg.connector, encoder.dim, d_llm, encoder.grid)
+    image_token_id = tokenizer.convert_tokens_to_ids("<image>")
+    model = MLLM(encoder, connector, llm, tokenizer, image_token_id, cfg.connector.tokens)
+    frozen = cfg.train.lr_multipliers.get("encoder", 0.0) == 0
+    model.features = ImageFeatures(encoder, feature_cache if cfg.train.feature_cache else None, frozen)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(device)
+    if frozen:
+        encoder.eval()
+    return model

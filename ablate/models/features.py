@@ -1,0 +1,74 @@
+"""Image features for the connector: computed by the encoder, or reused while the encoder is frozen.
+
+A frozen encoder gives the same features for every cell that shares encoder, resolution, image handling and
+images, so a worker keeps one `FeatureCache` for the whole grid (DESIGN: "compute them once and reuse them").
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from PIL import Image
+
+
+class FeatureCache:
+    """Features per (encoder feature key, image path), held in memory up to `max_bytes`, oldest dropped first."""
+
+    def __init__(self, max_bytes: int = 6 * 2**30):
+        self.max_bytes = max_bytes
+        self._store: OrderedDict[tuple[str, str], torch.Tensor] = OrderedDict()
+        self._bytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple[str, str]) -> torch.Tensor | None:
+        value = self._store.get(key)
+        if value is not None:
+            self._store.move_to_end(key)
+        return value
+
+    def put(self, key: tuple[str, str], value: torch.Tensor) -> None:
+        if key in self._store:
+            return
+        self._store[key] = value
+        self._bytes += value.numel() * value.element_size()
+        while self._bytes > self.max_bytes and self._store:
+            _, dropped = self._store.popitem(last=False)
+            self._bytes -= dropped.numel() * dropped.element_size()
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+
+def load_images(paths: list[str]) -> list[Image.Image]:
+    images = []
+    for path in paths:
+        with Image.open(path) as img:
+            images.append(img.convert("RGB"))
+    return images
+
+
+class ImageFeatures:
+    """Callable `paths -> (n, n_patches, dim)`; uses the cache only while the encoder does not train."""
+
+    def __init__(self, encoder: torch.nn.Module, cache: FeatureCache | None, frozen: bool):
+        self.encoder, self.cache, self.frozen = encoder, cache, frozen
+        self.key = encoder.feature_key() if cache is not None and frozen else None
+
+    def __call__(self, paths: list[str], device: torch.device | str = "cpu") -> torch.Tensor:
+        if not paths:
+            return torch.empty(0)
+        if self.key is None:
+            pixels = self.encoder.preprocess(load_images(paths)).to(device)
+            with torch.set_grad_enabled(not self.frozen and torch.is_grad_enabled()):
+                return self.encoder(pixels)
+        missing = [p for p in dict.fromkeys(paths) if self.cache.get((self.key, p)) is None]
+        self.cache.hits += len(paths) - len(missing)
+        self.cache.misses += len(missing)
+        for start in range(0, len(missing), 64):
+            chunk = missing[start:start + 64]
+            with torch.no_grad():
+                feats = self.encoder(self.encoder.preprocess(load_images(chunk)).to(device)).detach()
+            for path, feat in zip(chunk, feats):
+                self.cache.put((self.key, path), feat.to("cpu"))
+        return torch.stack([self.cache.get((self.key, p)) for p in paths]).to(device)

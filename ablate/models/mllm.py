@@ -1,0 +1,119 @@
+"""The multimodal LLM: image encoder -> connector -> causal LM.
+
+Each image becomes `tokens_per_image` visual tokens, spliced into the LM's input embeddings where the text holds
+that many `<image>` token ids (as in LLaVA-1.5's Hugging Face implementation). Interleaved documents hold several
+images; their features arrive in the order their tokens appear.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+from torch import nn
+
+from ablate.models.features import ImageFeatures
+
+
+@dataclass
+class Parts:
+    """The three modules, by the names that learning-rate multipliers use."""
+
+    encoder: nn.Module
+    connector: nn.Module
+    llm: nn.Module
+
+
+class MLLM(nn.Module):
+    def __init__(self, encoder: nn.Module, connector: nn.Module, llm: nn.Module, tokenizer,
+                 image_token_id: int, tokens_per_image: int):
+        super().__init__()
+        self.encoder, self.connector, self.llm = encoder, connector, llm
+        self.tokenizer = tokenizer
+        self.image_token_id = image_token_id
+        self.tokens_per_image = tokens_per_image
+        self.features: ImageFeatures | None = None   # set by the builder: cached or live encoder features
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.llm.parameters()).device
+
+    def parts(self) -> Parts:
+        return Parts(self.encoder, self.connector, self.llm)
+
+    def embed(self, input_ids: torch.Tensor, image_paths: list[str]) -> torch.Tensor:
+        """Token embeddings with each image's visual tokens written over its `<image>` positions."""
+        embeds = self.llm.get_input_embeddings()(input_ids)
+        slots = input_ids == self.image_token_id
+        if not image_paths:
+            if slots.any():
+                raise ValueError("the batch has <image> tokens but no images")
+            return embeds
+        visual = self.connector(self.features(image_paths, self.device))          # (n_images, tokens, d_llm)
+        visual = visual.to(embeds.dtype).reshape(-1, embeds.shape[-1])
+        if visual.shape[0] != int(slots.sum()):
+            raise ValueError(f"{int(slots.sum())} <image> slots for {len(image_paths)} images x "
+                             f"{self.tokens_per_image} tokens")
+        return embeds.masked_scatter(slots.unsqueeze(-1), visual)
+
+    def forward(self, input_ids, attention_mask, labels, images: list[str]):
+        embeds = self.embed(input_ids, images)
+        return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels)
+
+    # ---- generation (the evaluation protocol: interleaved images and text in, strings out) ----
+    def _encode_context(self, context: list) -> tuple[list[int], list[Image.Image]]:
+        ids: list[int] = []
+        images: list[Image.Image] = []
+        bos = self.tokenizer.bos_token_id
+        if bos is not None:
+            ids.append(bos)
+        for part in context:
+            if isinstance(part, Image.Image):
+                images.append(part.convert("RGB"))
+                ids.extend([self.image_token_id] * self.tokens_per_image)
+            else:
+                ids.extend(self.tokenizer(str(part), add_special_tokens=False)["input_ids"])
+        return ids, images
+
+    def _visual_from_pil(self, images: list[Image.Image]) -> torch.Tensor:
+        pixels = self.encoder.preprocess(images).to(self.device)
+        return self.connector(self.encoder(pixels))
+
+    @torch.no_grad()
+    def generate(self, contexts: list[list], max_new_tokens: int = 8) -> list[str]:
+        """Greedy decoding with the LM's KV cache; contexts are left-padded into one batch."""
+        encoded = [self._encode_context(c) for c in contexts]
+        width = max(len(ids) for ids, _ in encoded)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(encoded), width), dtype=torch.long)
+        for row, (ids, _) in enumerate(encoded):
+            input_ids[row, width - len(ids):] = torch.tensor(ids)
+            attention[row, width - len(ids):] = 1
+        input_ids, attention = input_ids.to(self.device), attention.to(self.device)
+        embeds = self.llm.get_input_embeddings()(input_ids)
+        all_images = [img for _, imgs in encoded for img in imgs]
+        if all_images:
+            visual = self._visual_from_pil(all_images).to(embeds.dtype).reshape(-1, embeds.shape[-1])
+            embeds = embeds.masked_scatter((input_ids == self.image_token_id).unsqueeze(-1), visual)
+        eos = self.tokenizer.eos_token_id
+        out = self.llm.generate(inputs_embeds=embeds, attention_mask=attention, max_new_tokens=max_new_tokens,
+                                do_sample=False, pad_token_id=pad, eos_token_id=eos)
+        return [self.tokenizer.decode(row, skip_special_tokens=True).strip() for row in out]
+
+    @torch.no_grad()
+    def loglikelihood(self, contexts: list[list], continuations: list[str]) -> list[float]:
+        """Sum of log-probabilities of each continuation after its context."""
+        scores = []
+        for context, continuation in zip(contexts, continuations):
+            ids, images = self._encode_context(context)
+            cont = self.tokenizer(" " + continuation, add_special_tokens=False)["input_ids"]
+            input_ids = torch.tensor([ids + cont], device=self.device)
+            embeds = self.llm.get_input_embeddings()(input_ids)
+            if images:
+                visual = self._visual_from_pil(images).to(embeds.dtype).reshape(-1, embeds.shape[-1])
+                embeds = embeds.masked_scatter((input_ids == self.image_token_id).unsqueeze(-1), visual)
+            logits = self.llm(inputs_embeds=embeds).logits[0, len(ids) - 1:-1]
+            logp = torch.log_softmax(logits.float(), -1).gather(-1, torch.tensor(cont, device=self.device)[:, None])
+            scores.append(float(logp.sum()))
+        return scores

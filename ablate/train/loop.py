@@ -1,0 +1,72 @@
+"""The training loop, top to bottom. Logging, checkpoints and progress are handed in as hooks."""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from ablate.config.schema import TrainConfig
+from ablate.data import Batch
+from ablate.models.mllm import MLLM
+
+
+class Diverged(RuntimeError):
+    """The loss became NaN/inf or blew up: the cell stops and is marked failed with the step and reason."""
+
+    def __init__(self, step: int, reason: str):
+        super().__init__(f"diverged at step {step}: {reason}")
+        self.step, self.reason = step, reason
+
+
+class Hooks(Protocol):
+    def on_step(self, step: int, loss: float, lr: float) -> None: ...
+    def on_checkpoint(self, step: int, state: dict) -> None: ...
+
+
+@dataclass
+class TrainState:
+    """Everything needed to continue exactly: weights and optimiser live in `model`/`optimizer`."""
+
+    step: int = 0
+    losses: list[tuple[int, float]] = field(default_factory=list)
+
+
+def autocast_for(device: torch.device, precision: str):
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def train(model: MLLM, batches: Iterator[Batch], cfg: TrainConfig, optimizer, scheduler, hooks: Hooks,
+          state: TrainState | None = None) -> TrainState:
+    state = state or TrainState()
+    device = model.device
+    model.train()
+    best = math.inf
+    while state.step < cfg.steps:
+        batch = next(batches)
+        with autocast_for(device, cfg.precision):
+            loss = model(batch.input_ids.to(device), batch.attention_mask.to(device), batch.labels.to(device),
+                         batch.images).loss
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise Diverged(state.step + 1, f"loss is {value}")
+        best = min(best, value)
+        if state.step > 20 and value > 10 * best + 5:
+            raise Diverged(state.step + 1, f"loss {value:.3g} is more than 10x the best so far ({best:.3g})")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        state.step += 1
+        state.losses.append((state.step, value))
+        hooks.on_step(state.step, value, scheduler.get_last_lr()[0])
+        if state.step % cfg.checkpoint_every == 0 and state.step < cfg.steps:
+            hooks.on_checkpoint(state.step, {"optimizer": optimizer, "scheduler": scheduler, "state": state})
+    model.eval()
+    return state

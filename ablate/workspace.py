@@ -1,0 +1,39 @@
+"""Where ablate keeps things on disk. One object, handed around; no global state.
+
+Default: `.ablate/` in the current folder (override with `--home` or `ABLATE_HOME`):
+  cache/          the embedded world and the zoo of tiny pretrained backbones (built once, reused)
+  checkpoints/    per-cell checkpoints (resume) and final weights (self-describing)
+  mlflow.db       the MLflow tracking store (sqlite); artifacts in mlartifacts/
+Reports go to `reports/<grid name>/` unless told otherwise.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Workspace:
+    home: Path
+    tracking_uri: str
+    reports: Path
+
+    @classmethod
+    def create(cls, home: str | Path | None = None, tracking_uri: str | None = None,
+               reports: str | Path | None = None) -> "Workspace":
+        home = Path(home or os.environ.get("ABLATE_HOME") or ".ablate").resolve()
+        home.mkdir(parents=True, exist_ok=True)
+        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
+        return cls(home=home, tracking_uri=uri, reports=Path(reports or "reports").resolve())
+
+    @property
+    def cache(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.home / "mlartifacts"
+
+    def checkpoints(self, cell_id: str) -> Path:
+        return self.home / "checkpoints" / cell_id
