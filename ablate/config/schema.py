@@ -107,6 +107,25 @@ class TrainConfig(Strict):
     feature_cache: bool = Field(True, description="reuse frozen-encoder features across cells")
 
 
+class CustomTaskConfig(Strict):
+    """A local VQA-format dataset (image files + a question file) evaluated as an lmms-eval task."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="task name (not a built-in lmms-eval name)")
+    path: str = Field(description="question file: .jsonl / .json / .parquet / .csv")
+    demo_path: str | None = Field(None, description="few-shot pool file; None: `path` itself (query image excluded)")
+    image_root: str | None = Field(None, description="folder for relative image paths; None: the question file's")
+    image_column: str = "image"
+    question_column: str = "question"
+    answers_column: str = Field("answers", description="a list of answers, VQAv2-style dicts, or one string")
+    id_column: str | None = None
+    type_column: str | None = Field(None, description="column for the per-type breakdown")
+    prompt: str = Field(
+        "{question}\nAnswer the question using a single word or phrase.",
+        description="str.format template over the record's columns",
+    )
+    metric: Literal["vqa", "exact", "anls", "cider"] = "vqa"
+
+
 class EvalConfig(Strict):
     tasks: list[str] = Field(default_factory=lambda: ["world_vqa", "world_textvqa"])
     shots: list[int] = Field(default_factory=lambda: [0])
@@ -114,6 +133,10 @@ class EvalConfig(Strict):
     batch_size: int = Field(32, ge=1)
     max_new_tokens: int = Field(4, ge=1)
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for confidence intervals")
+    fewshot_seed: int = Field(0, description="seed of the demonstration draw (independent of the model)")
+    fewshot_template: str = Field("{prompt} {answer}\n", description="one demonstration, after its image")
+    custom_tasks: list[CustomTaskConfig] = Field(default_factory=list, description="local VQA-format datasets")
+    n_predictions: int = Field(50, ge=0, description="predictions kept per task and shot count for the log")
 
     @field_validator("shots")
     @classmethod

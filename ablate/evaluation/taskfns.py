@@ -1,0 +1,187 @@
+"""The functions a generated lmms-eval task calls (`doc_to_visual`, `doc_to_text`, `process_results`, ...).
+
+One `TaskFns` per `TaskSpec`. The context text carries one `<image>` marker per image returned by
+`doc_to_visual`, in the same order, so that the model adapter can rebuild the interleaved sequence:
+`<image>{demo 1 prompt} {answer}\n ... <image>{query prompt}`.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import os
+from collections.abc import Hashable
+from pathlib import Path
+
+from ablate.evaluation import metrics
+from ablate.evaluation.fewshot import DemoPool, majority_answer
+from ablate.evaluation.spec import IMAGE_MARKER, TaskSpec
+
+
+def as_answers(value) -> list[str]:
+    """Reference answers from a column value: a list of strings, VQAv2-style dicts, a JSON list or one string."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return as_answers(json.loads(text))
+            except json.JSONDecodeError:
+                pass
+        return [value]
+    if isinstance(value, dict):
+        return [str(value.get("answer", ""))]
+    return [a for item in value for a in as_answers(item)]
+
+
+class TaskFns:
+    """Document functions of one task, parametrised by its `TaskSpec`."""
+
+    def __init__(self, spec: TaskSpec):
+        self.spec = spec
+        self.image_root = Path(spec.image_root) if spec.image_root else Path(spec.data_file).parent
+        self._pool: DemoPool | None = None
+
+    @classmethod
+    def from_json(cls, text: str) -> TaskFns:
+        return cls(TaskSpec.from_json(text))
+
+    # -- images ---------------------------------------------------------------------------------------
+    def image_path(self, value) -> str | None:
+        if isinstance(value, (str, os.PathLike)):
+            path = Path(value)
+            return str(path if path.is_absolute() else (self.image_root / path).resolve())
+        if isinstance(value, dict) and value.get("path") and not value.get("bytes"):
+            return self.image_path(value["path"])
+        return None
+
+    def image_key(self, value) -> Hashable:
+        """What makes two images the same: the resolved path, or a hash of the encoded bytes or pixels."""
+        path = self.image_path(value)
+        if path is not None:
+            return path
+        pixels = self.load_image(value)  # encoded bytes and decoded images must agree: hash the pixels
+        return hashlib.sha1(pixels.tobytes() + repr(pixels.size).encode()).hexdigest()
+
+    def load_image(self, value):
+        path = self.image_path(value)
+        if path is not None:
+            return _open_image(path)
+        if isinstance(value, dict) and value.get("bytes"):
+            from PIL import Image
+
+            return Image.open(io.BytesIO(value["bytes"])).convert("RGB")
+        if hasattr(value, "convert"):
+            return value.convert("RGB")
+        raise TypeError(f"cannot read an image from {type(value).__name__}")
+
+    # -- records --------------------------------------------------------------------------------------
+    def answers(self, doc: dict) -> list[str]:
+        return as_answers(doc.get(self.spec.answers_column))
+
+    def query_key(self, doc: dict) -> str:
+        if self.spec.id_column and doc.get(self.spec.id_column) is not None:
+            return str(doc[self.spec.id_column])
+        return str(self.image_key(doc[self.spec.image_column]))
+
+    def render_prompt(self, doc: dict) -> str:
+        fields = {k: v for k, v in doc.items() if isinstance(v, (str, int, float))}
+        fields.setdefault("question", doc.get(self.spec.question_column, ""))
+        for name, column in self.spec.extra_columns.items():
+            fields[name] = doc.get(column, "")
+        try:
+            return self.spec.prompt.format_map(fields)
+        except KeyError as err:
+            raise KeyError(
+                f"task {self.spec.name}: prompt template {self.spec.prompt!r} names {err}, "
+                f"columns are {sorted(doc)}"
+            ) from None
+
+    # -- few-shot -------------------------------------------------------------------------------------
+    @property
+    def pool(self) -> DemoPool:
+        if self._pool is None:
+            records = load_records(self.spec.demo_file or self.spec.data_file)
+            keys = [self.image_key(r[self.spec.image_column]) for r in records]
+            self._pool = DemoPool(records, keys)
+        return self._pool
+
+    def demos(self, doc: dict) -> list[dict]:
+        """The k demonstration records of this query (deterministic, never the query's image)."""
+        if self.spec.shots == 0:
+            return []
+        query_image = self.image_key(doc[self.spec.image_column])
+        idx = self.pool.draw(self.spec.shots, self.spec.seed, self.query_key(doc), query_image)
+        return [self.pool.records[i] for i in idx]
+
+    def demo_text(self, demo: dict) -> str:
+        return self.spec.fewshot_template.format(prompt=self.render_prompt(demo), answer=majority_answer(self.answers(demo)))
+
+    # -- lmms-eval hooks ------------------------------------------------------------------------------
+    def doc_to_visual(self, doc: dict) -> list:
+        demos = self.demos(doc)
+        return [self.load_image(d[self.spec.image_column]) for d in demos] + [self.load_image(doc[self.spec.image_column])]
+
+    def doc_to_text(self, doc: dict, lmms_eval_specific_kwargs=None) -> str:
+        parts = [IMAGE_MARKER + self.demo_text(d) for d in self.demos(doc)]
+        parts.append(IMAGE_MARKER + self.render_prompt(doc))
+        return "".join(parts)
+
+    def doc_to_target(self, doc: dict) -> str:
+        answers = self.answers(doc)
+        return answers[0] if answers else ""
+
+    def process_results(self, doc: dict, results: list) -> dict:
+        prediction = results[0] if results else ""
+        if isinstance(prediction, list):  # multi-round answers: score the last round
+            prediction = prediction[-1] if prediction else ""
+        prediction = str(prediction)
+        answers = self.answers(doc)
+        if self.spec.metric == "cider":
+            return {"cider": {"prediction": prediction, "references": answers}}
+        out = {self.spec.metric: metrics.SCORERS[self.spec.metric](prediction, answers)}
+        for name in self.spec.extra_metrics:
+            out[name] = metrics.SCORERS[name](prediction, answers)
+        return out
+
+    @staticmethod
+    def aggregate_cider(items: list[dict]) -> float:
+        score, _ = metrics.cider([i["prediction"] for i in items], [i["references"] for i in items])
+        return score
+
+
+@functools.lru_cache(maxsize=4096)
+def _open_image(path: str):
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return img.convert("RGB")
+
+
+def load_records(path: str) -> list[dict]:
+    """All records of a question file (jsonl / json / parquet / csv), in file order."""
+    path = str(path)
+    lower = path.lower()
+    if lower.endswith(".jsonl"):
+        with open(path, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+    if lower.endswith(".json"):
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        if isinstance(data, dict):  # {"questions": [...]} or {"data": [...]}
+            lists = [v for v in data.values() if isinstance(v, list)]
+            if len(lists) != 1:
+                raise ValueError(f"{path}: expected a list of records or one list inside an object")
+            data = lists[0]
+        return list(data)
+    import pandas as pd
+
+    if lower.endswith(".parquet"):
+        frame = pd.read_parquet(path)
+    elif lower.endswith((".csv", ".tsv")):
+        frame = pd.read_csv(path, sep="\t" if lower.endswith(".tsv") else ",")
+    else:
+        raise ValueError(f"unsupported question file {path!r}: use .jsonl, .json, .parquet or .csv")
+    return frame.to_dict(orient="records")
