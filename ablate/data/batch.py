@@ -1,0 +1,24 @@
+"""`Batch`: what the training loop consumes (see docs/architecture.md, "Data")."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # (B, T) long
+    attention_mask: torch.Tensor  # (B, T) long, 1 on real tokens
+    labels: torch.Tensor  # (B, T) long, -100 on visual tokens, padding, <bos> (and prompts)
+    images: list[str]  # image paths, in the order their token blocks appear (row by row)
+    n_images: torch.Tensor  # (B,) long, images per row
+
+    @property
+    def padding_fraction(self) -> float:
+        """Share of the (B, T) positions that are padding."""
+        return 1.0 - float(self.attention_mask.sum()) / max(1, self.attention_mask.numel())
+
+    def to(self, device) -> "Batch":
+        return Batch(self.input_ids.to(device), self.attention_mask.to(device), self.labels.to(device),
+                     self.images, self.n_images.to(device))

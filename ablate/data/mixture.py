@@ -1,0 +1,33 @@
+"""Mix sources by weight with `datasets.interleave_datasets` (MM1, Sec. 3.3: caption / interleaved / text
+ratios such as 45:45:10, plus synthetic captions).
+
+Each source is shuffled once with the seed, turned into an endless stream (`IterableDataset.repeat(None)`),
+and the library samples which source each row comes from with the normalised weights, so the stream goes on
+for any number of steps and is the same for the same seed.
+"""
+from __future__ import annotations
+
+from datasets import Dataset, IterableDataset, interleave_datasets
+
+
+def normalised(weights: dict[str, float]) -> dict[str, float]:
+    """Weights > 0 scaled to sum to 1 (zero-weight kinds are dropped)."""
+    kept = {k: float(v) for k, v in weights.items() if v > 0}
+    total = sum(kept.values())
+    if total <= 0:
+        raise ValueError(f"mixture weights must include one > 0, got {weights}")
+    return {k: v / total for k, v in kept.items()}
+
+
+def mix(sources: dict[str, Dataset], weights: dict[str, float], seed: int) -> IterableDataset:
+    """An endless stream of `{"text", "images"}` rows drawn from `sources` in proportion to `weights`."""
+    probs = normalised(weights)
+    missing = [k for k in probs if k not in sources]
+    if missing:
+        raise ValueError(f"mixture names {missing} but only {sorted(sources)} were loaded")
+    kinds = sorted(probs)
+    streams = [sources[k].shuffle(seed=seed).to_iterable_dataset().repeat(None) for k in kinds]
+    if len(streams) == 1:
+        return streams[0]
+    return interleave_datasets(streams, probabilities=[probs[k] for k in kinds], seed=seed,
+                               stopping_strategy="all_exhausted")

@@ -1,0 +1,44 @@
+"""`train_batches`: config + world + tokenizer -> an endless, seeded, resumable stream of `Batch`es."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import islice
+
+from datasets import concatenate_datasets
+
+from ablate.config.schema import DataConfig
+from ablate.data.batch import Batch
+from ablate.data.collate import Collator
+from ablate.data.mixture import mix, normalised
+from ablate.data.sources import load_source
+
+
+def mixture_sources(data_cfg: DataConfig, world=None, cache_dir=None) -> dict:
+    """One `Dataset` per kind with weight > 0: the configured real sources of that kind, else the world's."""
+    out = {}
+    for kind in normalised(data_cfg.mixture):
+        real = [s for s in data_cfg.sources if s.kind == kind]
+        if real:
+            parts = [load_source(kind, source=s, cache_dir=cache_dir) for s in real]
+            out[kind] = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+        elif world is None:
+            raise ValueError(f"mixture kind {kind!r} has no source in data.sources and no world was given")
+        else:
+            out[kind] = load_source(kind, world=world)
+    return out
+
+
+def train_batches(data_cfg: DataConfig, world, tokenizer, visual_tokens_per_image: int, batch_size: int,
+                  seed: int, start_step: int = 0, cache_dir=None) -> Iterator[Batch]:
+    """Batches for steps `start_step, start_step + 1, ...`; the same seed gives the same batches, so a resumed
+    run (start_step = the checkpoint's step) sees exactly what an uninterrupted run would have seen."""
+    stream = mix(mixture_sources(data_cfg, world, cache_dir), data_cfg.mixture, seed)
+    if start_step:
+        stream = stream.skip(start_step * batch_size)
+    collate = Collator(tokenizer, visual_tokens_per_image, data_cfg.max_length)
+    rows = iter(stream)
+    while True:
+        chunk = list(islice(rows, batch_size))
+        if not chunk:
+            return
+        yield collate(chunk)

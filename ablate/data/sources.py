@@ -1,0 +1,163 @@
+"""Sources: every kind of training data as a `datasets.Dataset` of `{"text", "images"}` rows.
+
+`text` holds one `<image>` marker per entry of `images` (absolute file paths), in order. Kinds (MM1, Sec. 3.3):
+`caption` (image + alt-text), `synthetic` (image + rich VeCap-like caption), `interleaved` (text with several
+images), `text` (text only). The embedded world gives all four; real data comes from a `SourceConfig`
+(jsonl, parquet, an image folder, webdataset shards, or a hub id) read with `datasets`. Real sources are
+checked before training (`ablate.data.validate`).
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+from pathlib import Path
+
+import datasets
+from datasets import Dataset, Features, List, Value
+
+from ablate.config.schema import SourceConfig
+from ablate.data import validate
+
+KINDS: tuple[str, ...] = ("caption", "interleaved", "text", "synthetic")
+FEATURES = Features({"text": Value("string"), "images": List(Value("string"))})
+IMAGE_MARKER = "<image>"
+WEBDATASET_IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")
+
+
+def load_source(kind: str, world=None, source: SourceConfig | None = None, cache_dir: str | Path | None = None
+                ) -> Dataset:
+    """Rows `{"text", "images"}` of one kind, from the world (`world=`) or a real source (`source=`).
+
+    `cache_dir` holds the `datasets` cache and the image files written out of parquet / webdataset bytes
+    (default: the `datasets` cache folder)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown source kind {kind!r}; kinds: {', '.join(KINDS)}")
+    if source is not None:
+        if source.kind != kind:
+            raise ValueError(f"source {source.path!r} is of kind {source.kind!r}, asked for {kind!r}")
+        return _real(source, Path(cache_dir) if cache_dir else None)
+    if world is None:
+        raise ValueError(f"load_source({kind!r}) needs a world or a SourceConfig")
+    return _from_world(kind, world)
+
+
+# ---------------------------------------------------------------- embedded world
+
+def _from_world(kind: str, world) -> Dataset:
+    if kind in ("caption", "synthetic"):
+        field = "alt" if kind == "caption" else "rich"
+        rows = [{"text": f"{IMAGE_MARKER} {r[field]}", "images": [r["image"]]} for r in world.read("caption")]
+    elif kind == "interleaved":
+        rows = [{"text": r["text"], "images": r["images"]} for r in world.read("interleaved")]
+    else:
+        rows = [{"text": r["text"], "images": []} for r in world.read("text")]
+    return Dataset.from_list(rows, features=FEATURES)
+
+
+# ---------------------------------------------------------------- real sources
+
+def _load(source: SourceConfig, cache_dir: Path | None) -> tuple[Dataset, str]:
+    """The raw table (train split) and the name of the file or folder it came from, for messages."""
+    cache = str(cache_dir / "hf") if cache_dir else None
+    path = source.path
+    if source.format == "hub":
+        try:
+            dsd = datasets.load_dataset(path, cache_dir=cache)
+        except Exception as e:  # offline, unknown id, gated...
+            raise validate.SourceError(f"cannot load hub dataset {path!r} ({type(e).__name__}: {e}); offline runs "
+                                       "need a local copy (format json / parquet / imagefolder / webdataset)") from e
+        return _train_split(dsd, path), path
+    local = Path(path).expanduser()
+    if source.format == "imagefolder":
+        if not local.is_dir():
+            raise FileNotFoundError(f"{source.kind} source: image folder {local} does not exist")
+        return _train_split(datasets.load_dataset("imagefolder", data_dir=str(local), cache_dir=cache), path), path
+    if local.is_dir():
+        pattern = {"json": "*.jsonl", "parquet": "*.parquet", "webdataset": "*.tar"}[source.format]
+        files = sorted(glob.glob(str(local / pattern)))
+        if not files:
+            raise FileNotFoundError(f"{source.kind} source: no {pattern} file in {local}")
+    else:
+        files = sorted(glob.glob(str(local))) if any(c in path for c in "*?[") else [str(local)]
+        missing = [f for f in files if not Path(f).exists()]
+        if not files or missing:
+            raise FileNotFoundError(f"{source.kind} source: file {missing[0] if missing else path} does not exist")
+    builder = {"json": "json", "parquet": "parquet", "webdataset": "webdataset"}[source.format]
+    return _train_split(datasets.load_dataset(builder, data_files=files, cache_dir=cache), path), path
+
+
+def _train_split(dsd, name: str) -> Dataset:
+    if isinstance(dsd, Dataset):
+        return dsd
+    if "train" in dsd:
+        return dsd["train"]
+    if len(dsd) == 1:
+        return next(iter(dsd.values()))
+    raise validate.SourceError(f"{name}: several splits {list(dsd)} and none is 'train'")
+
+
+def _columns(source: SourceConfig, table: Dataset) -> tuple[str, str]:
+    """Image and text column names; webdataset shards default to their file extensions (png/jpg, txt)."""
+    image, text = source.image_column, source.text_column
+    if source.format == "webdataset":
+        if image == "image" and image not in table.column_names:
+            image = next((k for k in WEBDATASET_IMAGE_KEYS if k in table.column_names), image)
+        if text == "text" and text not in table.column_names and "txt" in table.column_names:
+            text = "txt"
+    return image, text
+
+
+def _real(source: SourceConfig, cache_dir: Path | None) -> Dataset:
+    table, name = _load(source, cache_dir)
+    image_col, text_col = _columns(source, table)
+    needed = [text_col] if source.kind == "text" else [image_col, text_col]
+    validate.require_columns(table, needed, name, source.kind)
+    base = Path(name).parent if Path(name).suffix else Path(name)
+    images_dir = (cache_dir or Path(datasets.config.HF_DATASETS_CACHE)) / "ablate-images"
+
+    def as_path(value) -> str:
+        return _image_path(value, base, images_dir)
+
+    if source.kind == "text":
+        rows = [{"text": str(t), "images": []} for t in table[text_col]]
+        return Dataset.from_list(rows, features=FEATURES)
+    if image_col in table.features and _is_image_feature(table.features[image_col]):
+        table = table.cast_column(image_col, _undecoded(table.features[image_col]))
+    rows = []
+    for text, value in zip(table[text_col], table[image_col]):
+        if source.kind == "interleaved":
+            images = [as_path(v) for v in (value or [])]
+            rows.append({"text": str(text), "images": images})
+        else:
+            rows.append({"text": f"{IMAGE_MARKER} {text}", "images": [as_path(value)]})
+    return validate.drop_bad_rows(Dataset.from_list(rows, features=FEATURES), name)
+
+
+def _is_image_feature(feature) -> bool:
+    inner = getattr(feature, "feature", feature)
+    return isinstance(feature, datasets.Image) or isinstance(inner, datasets.Image)
+
+
+def _undecoded(feature):
+    if isinstance(feature, datasets.Image):
+        return datasets.Image(decode=False)
+    return List(datasets.Image(decode=False))
+
+
+def _image_path(value, base: Path, images_dir: Path) -> str:
+    """An absolute path for a path string (relative to the data file) or an undecoded image {bytes, path}."""
+    if isinstance(value, dict):
+        if value.get("bytes"):
+            data = value["bytes"]
+            suffix = Path(value.get("path") or "x.png").suffix or ".png"
+            out = images_dir / f"{hashlib.sha256(data).hexdigest()[:24]}{suffix}"
+            if not out.exists():
+                images_dir.mkdir(parents=True, exist_ok=True)
+                tmp = out.with_suffix(out.suffix + f".tmp{id(data)}")
+                tmp.write_bytes(data)
+                tmp.replace(out)
+            return str(out)
+        value = value.get("path") or ""
+    p = Path(str(value)).expanduser()
+    return str(p if p.is_absolute() else (base / p).resolve())
+
