@@ -1,0 +1,135 @@
+"""The report as an ordered list of blocks, so that the PDF and the HTML say exactly the same thing."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .meta import ReportMeta
+from .names import SEED_AXES, axis_label, value_label
+from .results import Results
+from .tables import Table, short_reason
+from .units import human_seconds
+
+
+@dataclass
+class Heading:
+    text: str
+    level: int = 1
+
+
+@dataclass
+class Para:
+    text: str
+    small: bool = False
+
+
+@dataclass
+class KeyValues:
+    rows: list[tuple[str, str]]
+
+
+@dataclass
+class Bullets:
+    items: list[str]
+
+
+@dataclass
+class TableBlock:
+    table: Table
+    number: int
+
+
+@dataclass
+class FigureBlock:
+    path: Path
+    caption: str
+    number: int
+
+
+@dataclass
+class Document:
+    title: str
+    subtitle: str
+    footer: str
+    blocks: list = field(default_factory=list)
+
+
+def _settings(results: Results, row: pd.Series) -> str:
+    parts = [f"{axis_label(a)} = {row[f'_label:{a}']}" for a in results.axes]
+    if pd.notna(row["seed"]):
+        parts.append(f"seed {int(row['seed'])}")
+    return ", ".join(parts)
+
+
+def cover(results: Results, meta: ReportMeta) -> list:
+    runs = results.runs
+    n = runs["_group"].value_counts()
+    running = int((runs["_status_text"] == "running").sum())
+    missing = int(n.get("missing", 0))
+    counts = (f"{len(runs)} cells: {int(n.get('finished', 0))} finished, {int(n.get('failed', 0))} failed, "
+              f"{missing} missing ({running} running, {missing - running} pending)")
+    wall = pd.to_numeric(runs.get("wall_s", pd.Series(dtype=float)), errors="coerce").dropna()
+    per_cell = (f"median {human_seconds(wall.median())}, min {human_seconds(wall.min())}, "
+                f"max {human_seconds(wall.max())} over {len(wall)} cells; sum {human_seconds(wall.sum())}"
+                if len(wall) else "not recorded")
+    axes = [f"{a} ({len(results.values[a])}): {', '.join(results.values[a])}" for a in results.axes]
+    seeds = sorted(int(s) for s in runs["seed"].dropna().unique())
+    if len(seeds) > 1:
+        axes.append(f"seeds ({len(seeds)}, replicates): {', '.join(map(str, seeds))}")
+    base = ", ".join(f"{a} = {value_label(v)}" for a, v in (meta.baseline or {}).items()) or \
+        "first row of each table"
+    rows = [("Grid", meta.grid_name), ("Grid file", str(meta.grid_file) or "—"), ("Date", meta.date_text or "—"),
+            ("Code version", meta.git_commit or "—"), ("Machine", meta.device or "—"),
+            ("Total wall time", human_seconds(meta.total_wall_s) if meta.total_wall_s is not None else "—"),
+            ("Wall time per cell", per_cell), ("Cells", counts), ("Swept axes", "; ".join(axes) or "none"),
+            ("Baseline", base)]
+    blocks: list = [KeyValues(rows)]
+    failed = runs[runs["_group"] == "failed"]
+    if len(failed):
+        blocks += [Heading("Failed cells", 2),
+                   Bullets([f"{r['cell_id']} ({_settings(results, r)}): {short_reason(r['failure'], 300)}"
+                            for _, r in failed.iterrows()])]
+    todo = runs[runs["_group"] == "missing"]
+    if len(todo):
+        blocks += [Heading("Missing cells", 2),
+                   Bullets([f"{r['cell_id']} ({_settings(results, r)}): {r['_status_text']}"
+                            for _, r in todo.iterrows()])]
+    if meta.fixed:
+        blocks += [Heading("Fixed settings", 2),
+                   KeyValues([(k, value_label(v)) for k, v in meta.fixed.items() if k not in SEED_AXES])]
+    return blocks
+
+
+HOW_TO_READ = (
+    "Each table compares the values of one swept axis; every other swept axis is averaged out with equal weight "
+    "per setting (the caption says over what). Scores are in % with one decimal; the best value of each column "
+    "is bold. Δ is the signed difference to the baseline row in percentage points. With several seeds a value "
+    "reads mean ± standard deviation over seeds, n runs. [a, b] is a 95% interval. A dagger (†) marks a value "
+    "whose gap to the best of its column is inside the noise: do not read it as a loss. Failed and missing cells "
+    "keep their rows, with the reason, instead of scores. The appendix has every setting and every run.")
+
+
+def assemble(results: Results, meta: ReportMeta, axis_tables: list[Table], full: Table, runs: Table,
+             figures: list[tuple[Path, str]]) -> Document:
+    doc = Document(title=meta.grid_name, subtitle="Ablation report",
+                   footer=f"{meta.grid_name} · {meta.git_commit or 'unknown commit'}")
+    b = doc.blocks
+    b += cover(results, meta)
+    b += [Heading("How to read this report", 2), Para(HOW_TO_READ)]
+    number = 0
+    if axis_tables:
+        b.append(Heading("Results by axis"))
+        for t in axis_tables:
+            number += 1
+            b.append(TableBlock(t, number))
+    if figures:
+        b.append(Heading("Figures"))
+        for i, (path, caption) in enumerate(figures, 1):
+            b.append(FigureBlock(path, caption, i))
+    b.append(Heading("Appendix"))
+    for t in (full, runs):
+        number += 1
+        b.append(TableBlock(t, number))
+    return doc

@@ -1,0 +1,223 @@
+"""The report as a PDF (fpdf2), with DejaVu Sans from matplotlib's wheel so that ±, Δ, †, ‡ print.
+
+Tables never overflow the page: each one takes the first layout that fits its natural column widths among
+portrait 9/8 pt and landscape 9/8/7/6.5 pt; if none does, its score columns are split over several tables
+that repeat the label columns.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+from fpdf import FPDF
+from fpdf.fonts import FontFace
+from PIL import Image
+
+from .document import (
+    Bullets,
+    Document,
+    FigureBlock,
+    Heading,
+    KeyValues,
+    Para,
+    TableBlock,
+)
+from .tables import Table, shown_labels
+
+FONT = "DejaVu"
+LAYOUTS = [("P", 9), ("P", 8), ("L", 9), ("L", 8), ("L", 7), ("L", 6.5)]
+PAD = 1.3  # mm, left and right inside a cell
+MAX_COL = 62.0  # mm: wider text wraps
+GREY = (95, 95, 95)
+FILL = (244, 246, 249)
+HEAD_FILL = (224, 230, 238)
+BASE_FILL = (222, 236, 250)
+
+
+class _PDF(FPDF):
+    def __init__(self, footer_text: str):
+        super().__init__(format="A4")
+        self.footer_text = footer_text
+        fonts = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+        self.add_font(FONT, "", fonts / "DejaVuSans.ttf")
+        self.add_font(FONT, "B", fonts / "DejaVuSans-Bold.ttf")
+        self.add_font(FONT, "I", fonts / "DejaVuSans-Oblique.ttf")
+        self.set_margins(15, 15, 15)
+        self.set_auto_page_break(True, margin=16)
+
+    def footer(self):
+        self.set_y(-11)
+        self.set_font(FONT, "", 7)
+        self.set_text_color(*GREY)
+        self.cell(0, 4, f"{self.footer_text} · page {self.page_no()}/{{nb}}", align="C")
+        self.set_text_color(0)
+
+
+def _page_width(orientation: str) -> float:
+    return (297.0 if orientation == "L" else 210.0) - 30.0
+
+
+def natural_widths(pdf: FPDF, table: Table, size: float) -> list[float]:
+    """Width each column needs (mm) at a font size: widest line of any cell, longest word of the header."""
+    widths = [0.0] * len(table.header)
+    pdf.set_font(FONT, "B", size)
+    for j, h in enumerate(table.header):
+        widths[j] = max(pdf.get_string_width(w) for w in h.split() or [""])
+    for row in table.rows:
+        col = 0
+        for c in row.cells:
+            if c.span == 1:
+                pdf.set_font(FONT, "B" if c.bold else "", size)
+                widths[col] = max([widths[col]] + [pdf.get_string_width(x) for x in c.lines])
+            col += c.span
+    return [min(w, MAX_COL) + 2 * PAD + 0.5 for w in widths]
+
+
+def plan(pdf: FPDF, table: Table) -> tuple[str, float, list[list[int]]]:
+    """(orientation, font size, column groups): one group when the table fits, several when it must split."""
+    all_cols = list(range(len(table.header)))
+    for orientation, size in LAYOUTS:
+        if sum(natural_widths(pdf, table, size)) <= _page_width(orientation):
+            return orientation, size, [all_cols]
+    orientation, size = LAYOUTS[-1]
+    widths = natural_widths(pdf, table, size)
+    labels = all_cols[: table.n_label_cols]
+    room = _page_width(orientation) - sum(widths[j] for j in labels)
+    groups, current, used = [], [], 0.0
+    for j in all_cols[table.n_label_cols:]:
+        if current and used + widths[j] > room:
+            groups.append(labels + current)
+            current, used = [], 0.0
+        current.append(j)
+        used += widths[j]
+    groups.append(labels + current)
+    return orientation, size, groups
+
+
+def _orientation(pdf: FPDF) -> str:
+    return str(getattr(pdf.cur_orientation, "value", pdf.cur_orientation))[0].upper()
+
+
+def _start(pdf: _PDF, orientation: str, need: float) -> None:
+    if pdf.page == 0 or _orientation(pdf) != orientation or pdf.get_y() + need > pdf.h - pdf.b_margin:
+        pdf.add_page(orientation=orientation)
+
+
+def _text(pdf: _PDF, text: str, size: float, style: str = "", color=(0, 0, 0), gap: float = 1.0) -> None:
+    pdf.set_font(FONT, style, size)
+    pdf.set_text_color(*color)
+    pdf.multi_cell(0, size * 0.45, text, new_x="LMARGIN", new_y="NEXT")
+    pdf.set_text_color(0)
+    pdf.ln(gap)
+
+
+def _table_part(pdf: _PDF, table: Table, cols: list[int], size: float) -> None:
+    widths = natural_widths(pdf, table, size)
+    w = [widths[j] for j in cols]
+    align = ["RIGHT" if table.is_right(j) else "LEFT" for j in cols]
+    shown = shown_labels(table)
+    pdf.set_font(FONT, "", size)
+    with pdf.table(width=sum(w), col_widths=w, align="LEFT", text_align=align, line_height=pdf.font_size * 1.3,
+                   borders_layout="SINGLE_TOP_LINE", cell_fill_mode="ROWS", cell_fill_color=FILL,
+                   headings_style=FontFace(emphasis="BOLD", fill_color=HEAD_FILL), padding=(0.8, PAD),
+                   repeat_headings=1, v_align="TOP") as t:
+        head = t.row()
+        for j in cols:
+            head.cell(table.header[j], align="RIGHT" if table.is_right(j) else "LEFT")
+        for r, row in enumerate(table.rows):
+            out = t.row()
+            fill = BASE_FILL if row.kind == "baseline" else None
+            col = 0
+            for k, c in enumerate(row.cells):
+                span_cols = [j for j in range(col, col + c.span) if j in cols]
+                col += c.span
+                if not span_cols:
+                    continue
+                lines = list(c.lines)
+                if k < table.n_axes and shown[r][k] is None:
+                    lines = [""]
+                if c.span > 1:
+                    color = (150, 25, 25) if row.kind == "failed" else GREY
+                    out.cell("\n".join(lines), colspan=len(span_cols), align="LEFT",
+                             style=FontFace(emphasis="ITALICS", color=color, fill_color=fill))
+                else:
+                    out.cell("\n".join(lines), style=FontFace(emphasis="BOLD" if c.bold else None, fill_color=fill))
+    pdf.ln(1.5)
+
+
+def render_table(pdf: _PDF, block: TableBlock) -> None:
+    table = block.table
+    orientation, size, groups = plan(pdf, table)
+    for g, cols in enumerate(groups):
+        _start(pdf, orientation, 55)
+        part = f" (part {g + 1} of {len(groups)})" if len(groups) > 1 else ""
+        pdf.start_section(f"Table {block.number}: {table.title}{part}", level=1)
+        _text(pdf, f"Table {block.number}. {table.title}{part}", 10, "B", gap=0.5)
+        _text(pdf, table.caption, 7.5, color=(40, 40, 40), gap=1.5)
+        _table_part(pdf, table, cols, size)
+        for note in table.footnotes:
+            _text(pdf, note, 7, color=GREY, gap=0.3)
+        pdf.ln(3)
+
+
+def render_figure(pdf: _PDF, block: FigureBlock) -> None:
+    with Image.open(block.path) as im:
+        ratio = im.height / im.width
+    w = min(pdf.epw, 175.0)
+    room = pdf.h - pdf.t_margin - pdf.b_margin - 20
+    if w * ratio > room:
+        w = room / ratio
+    _start(pdf, _orientation(pdf) if pdf.page else "P", w * ratio + 14)
+    pdf.image(str(block.path), w=w)
+    pdf.ln(1)
+    _text(pdf, f"Figure {block.number}. {block.caption}", 8, gap=4)
+
+
+def _key_values(pdf: _PDF, block: KeyValues) -> None:
+    pdf.set_font(FONT, "", 9)
+    with pdf.table(col_widths=(38, pdf.epw - 38), width=pdf.epw, first_row_as_headings=False,
+                   borders_layout="NONE", text_align=("LEFT", "LEFT"), line_height=pdf.font_size * 1.3,
+                   padding=(0.6, 1.0), v_align="TOP") as t:
+        for k, v in block.rows:
+            row = t.row()
+            row.cell(k, style=FontFace(emphasis="BOLD"))
+            row.cell(v)
+    pdf.ln(2)
+
+
+def render(doc: Document, path: Path) -> Path:
+    pdf = _PDF(doc.footer)
+    pdf.set_title(f"{doc.title}: {doc.subtitle}")
+    pdf.set_creator("ablate")
+    pdf.add_page(orientation="P")
+    _text(pdf, doc.subtitle, 11, color=GREY, gap=0.5)
+    _text(pdf, doc.title, 17, "B", gap=3)
+    blocks = doc.blocks
+    for i, b in enumerate(blocks):
+        if isinstance(b, Heading):
+            nxt = blocks[i + 1] if i + 1 < len(blocks) else None
+            need = 70 if b.level == 1 else 25
+            if isinstance(nxt, TableBlock):
+                orientation = plan(pdf, nxt.table)[0]
+                _start(pdf, orientation, need)
+            else:
+                _start(pdf, _orientation(pdf), need)
+            pdf.start_section(b.text, level=0 if b.level == 1 else 1)
+            pdf.ln(2 if b.level == 1 else 1)
+            _text(pdf, b.text, 14 if b.level == 1 else 11, "B", gap=1.5)
+        elif isinstance(b, Para):
+            _text(pdf, b.text, 8 if b.small else 9, gap=2)
+        elif isinstance(b, KeyValues):
+            _key_values(pdf, b)
+        elif isinstance(b, Bullets):
+            pdf.set_font(FONT, "", 8.5)
+            for item in b.items:
+                pdf.cell(4, pdf.font_size * 1.35, "•")
+                pdf.multi_cell(pdf.epw - 4, pdf.font_size * 1.35, item, new_x="LMARGIN", new_y="NEXT")
+            pdf.ln(2)
+        elif isinstance(b, TableBlock):
+            render_table(pdf, b)
+        elif isinstance(b, FigureBlock):
+            render_figure(pdf, b)
+    pdf.output(str(path))
+    return path

@@ -1,0 +1,79 @@
+"""Means, spreads and noise for table rows.
+
+Two independent sources of noise are combined: seed-to-seed spread of replicate trainings (standard error
+sd/sqrt(n)) and the evaluation's own bootstrap interval over questions (a 95% interval -> se = width / 3.92).
+A difference is "inside the noise" when |a - b| < 1.96 * sqrt(se_a^2 + se_b^2), the usual two-sided 95% test
+for independent estimates (Welch's z approximation).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+Z95 = 1.959964
+
+
+@dataclass(frozen=True)
+class Stat:
+    """One number of a table with its uncertainty. `sd` is the seed standard deviation (None without
+    replicates); `se` the standard error of `mean` from every known noise source (None: noise unknown);
+    `ci` a 95% interval of the mean when the evaluation gave intervals."""
+
+    mean: float
+    n: int
+    sd: float | None = None
+    se: float | None = None
+    ci: tuple[float, float] | None = None
+
+
+def _se_from_ci(low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    return (high - low) / (2 * Z95)
+
+
+def of_runs(values, ci_low=None, ci_high=None) -> Stat | None:
+    """Aggregate replicate runs of one setting. NaN scores are dropped; None if nothing is left."""
+    x = np.asarray(values, dtype=float)
+    keep = ~np.isnan(x)
+    if not keep.any():
+        return None
+    x = x[keep]
+    n = len(x)
+    mean = float(x.mean())
+    sd = float(x.std(ddof=1)) if n > 1 else None
+    se_seed = sd / math.sqrt(n) if sd is not None else None
+    ci = se_ci = None
+    if ci_low is not None and ci_high is not None:
+        lo, hi = np.asarray(ci_low, float)[keep], np.asarray(ci_high, float)[keep]
+        if not (np.isnan(lo).any() or np.isnan(hi).any()):
+            se_ci = float(math.sqrt(np.sum(_se_from_ci(lo, hi) ** 2)) / n)
+    parts = [s for s in (se_seed, se_ci) if s is not None]
+    se = math.sqrt(sum(s * s for s in parts)) if parts else None
+    if se_ci is not None:
+        ci = (float(lo[0]), float(hi[0])) if n == 1 else (mean - Z95 * se, mean + Z95 * se)
+    return Stat(mean, n, sd, se, ci)
+
+
+def of_cells(stats: list[Stat]) -> Stat | None:
+    """Equal-weight mean over settings (a marginal). sd: pooled seed sd; se: propagated if known for all."""
+    stats = [s for s in stats if s is not None]
+    if not stats:
+        return None
+    k = len(stats)
+    mean = float(np.mean([s.mean for s in stats]))
+    sds = [s.sd for s in stats if s.sd is not None]
+    sd = float(math.sqrt(np.mean(np.square(sds)))) if sds else None
+    se = None
+    if all(s.se is not None for s in stats):
+        se = float(math.sqrt(sum(s.se**2 for s in stats)) / k)
+    ci = (mean - Z95 * se, mean + Z95 * se) if se is not None and all(s.ci for s in stats) else None
+    return Stat(mean, sum(s.n for s in stats), sd, se, ci)
+
+
+def within_noise(a: Stat, b: Stat) -> bool:
+    """True when a and b cannot be told apart at 95% (False when noise is unknown for either)."""
+    if a.se is None or b.se is None:
+        return False
+    spread = math.sqrt(a.se**2 + b.se**2)
+    return abs(a.mean - b.mean) < Z95 * spread if spread > 0 else False

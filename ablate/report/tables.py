@@ -1,0 +1,371 @@
+"""MM1-style tables as a small format-neutral model (`Table`), rendered later to PDF, HTML, CSV, Markdown, LaTeX.
+
+Layout after MM1 (McKinnon et al., 2024, "MM1: Methods, Analysis & Insights from Multimodal LLM Pre-training",
+Tables 1-3): rows are the values of the swept axes, columns are task x shots plus an average; scores in % with
+one decimal, the best of each column in bold. Added here: a baseline row with signed deltas, mean ± seed
+standard deviation with the number of runs n, 95% intervals, a dagger on values inside the noise of the best,
+and rows for failed and missing cells in place of scores.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from . import stats as st
+from .meta import ReportMeta
+from .names import axis_label
+from .results import AVG, Metric, Results
+from .units import human_count, human_flops, human_seconds
+
+DAGGER = "†"
+DDAGGER = "‡"
+MINUS = "−"
+NOISE_NOTE = (f"{DAGGER} inside the noise of the best value in its column: the difference is smaller than "
+              "1.96 times the combined standard error (seed spread and evaluation interval).")
+COST_COLUMNS = {"connector_params": ("Params", human_count), "connector_flops": ("FLOPs", human_flops)}
+
+
+@dataclass
+class TCell:
+    lines: list[str]
+    bold: bool = False
+    span: int = 1
+
+
+@dataclass
+class TRow:
+    cells: list[TCell]
+    kind: str = "row"  # row | baseline | failed | missing
+
+
+@dataclass
+class Table:
+    """A rendered-format-neutral table. The first `n_label_cols` columns are labels (repeated when a wide table
+    is split); `data` holds the numbers behind it for CSV (scores in %)."""
+
+    slug: str
+    title: str
+    caption: str
+    header: list[str]
+    rows: list[TRow]
+    n_label_cols: int
+    footnotes: list[str] = field(default_factory=list)
+    data: pd.DataFrame = field(default_factory=pd.DataFrame)
+    group_labels: bool = False  # blank a label equal to the one above (grouped rows) in PDF / HTML
+    n_axes: int = 0  # leading columns that hold swept values
+    right: list[int] | None = None  # right-aligned columns (default: every column after the labels)
+
+    def is_right(self, j: int) -> bool:
+        return j in self.right if self.right is not None else j >= self.n_label_cols
+
+
+def shown_labels(table: Table) -> list[list[str | None]]:
+    """Per row, the first line of each axis label cell, or None where it repeats the row above (grouping)."""
+    out, prev = [], None
+    for row in table.rows:
+        labels = [c.lines[0] if c.lines else "" for c in row.cells[: table.n_axes]]
+        shown: list[str | None] = list(labels)
+        if table.group_labels and prev is not None:
+            for j in range(len(labels)):
+                if labels[: j + 1] == prev[: j + 1] and len(row.cells[j].lines) == 1:
+                    shown[j] = None
+                else:
+                    break
+        out.append(shown)
+        prev = labels
+    return out
+
+
+@dataclass
+class _Entry:
+    labels: list[str]
+    stats: dict[str, st.Stat | None] = field(default_factory=dict)
+    status: str = ""  # "" for a row with scores, else "failed ..." / "missing ..."
+    reason: str = ""
+    cost: dict[str, str] = field(default_factory=dict)
+    cost_values: dict[str, float] = field(default_factory=dict)
+    incomplete: str = ""
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def signed(x: float) -> str:
+    text = f"{100 * x:+.1f}"
+    return text.replace("-", MINUS)
+
+
+def short_reason(reason: Any, limit: int = 140) -> str:
+    """The last non-empty line of a failure message (tracebacks end with the exception), shortened."""
+    if reason is None or (isinstance(reason, float) and math.isnan(reason)) or not str(reason).strip():
+        return "no reason recorded"
+    line = [ln.strip() for ln in str(reason).strip().splitlines() if ln.strip()][-1]
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _metric_stat(runs: pd.DataFrame, m: Metric) -> st.Stat | None:
+    if m.ci_low:
+        return st.of_runs(runs[m.column], runs[m.ci_low], runs[m.ci_high])
+    return st.of_runs(runs[m.column])
+
+
+def _cost(runs: pd.DataFrame) -> tuple[dict[str, str], dict[str, float]]:
+    text, values = {}, {}
+    for col, (_, fmt) in COST_COLUMNS.items():
+        if col in runs.columns:
+            v = pd.to_numeric(runs[col], errors="coerce").dropna()
+            if len(v):
+                lo, hi = float(v.min()), float(v.max())
+                values[col] = float(v.mean())
+                text[col] = _range(fmt(lo), fmt(hi))
+    return text, values
+
+
+def _range(lo: str, hi: str) -> str:
+    """'1.2M', '3.4M' -> '1.2M–3.4M'; '158 MFLOPs', '356 MFLOPs' -> '158–356 MFLOPs'."""
+    if lo == hi:
+        return lo
+    if " " in lo and lo.split(" ", 1)[1] == hi.split(" ", 1)[-1]:
+        return f"{lo.split(' ', 1)[0]}–{hi}"
+    return f"{lo}–{hi}"
+
+
+def _status_entries(labels: list[str], runs: pd.DataFrame, replicates: bool) -> list[_Entry]:
+    """One entry per distinct (status, reason) among unfinished runs of one setting."""
+    out = []
+    todo = runs[runs["_group"] != "finished"]
+    reasons = [short_reason(f) if g == "failed" else t for g, t, f in
+               zip(todo["_group"], todo["_status_text"], todo["failure"])]
+    for (group, reason), grp in todo.groupby([todo["_group"], pd.Series(reasons, index=todo.index)], sort=False):
+        seeds = [str(int(s)) for s in grp["seed"] if pd.notna(s)]
+        who = f" (seed {', '.join(seeds)})" if replicates and seeds else ""
+        cost_text, cost_values = _cost(grp)
+        out.append(_Entry(labels, status=group + who, reason=reason, cost=cost_text, cost_values=cost_values))
+    return out
+
+
+def _cells_of(results: Results, finished: pd.DataFrame) -> dict[tuple, dict[str, st.Stat | None]]:
+    return {key: {m.column: _metric_stat(grp, m) for m in results.metrics}
+            for key, grp in finished.groupby("_key", sort=False)}
+
+
+def _ordered_keys(results: Results) -> list[tuple]:
+    keys = list(dict.fromkeys(results.runs["_key"]))
+    rank = [{v: i for i, v in enumerate(results.values[a])} for a in results.axes]
+    return sorted(keys, key=lambda k: tuple(r[v] for r, v in zip(rank, k)))
+
+
+def full_entries(results: Results) -> list[_Entry]:
+    """One entry per setting (replicates pooled) plus one per unfinished run group, in grid order."""
+    runs, rep = results.runs, results.has_replicates
+    cells = _cells_of(results, results.finished())
+    out = []
+    for key in _ordered_keys(results):
+        grp = runs[runs["_key"] == key]
+        labels = list(key)
+        if key in cells:
+            cost_text, cost_values = _cost(grp)
+            out.append(_Entry(labels, cells[key], cost=cost_text, cost_values=cost_values))
+        out += _status_entries(labels, grp, rep)
+    return out
+
+
+def marginal_entries(results: Results, axis: str) -> list[_Entry]:
+    """One entry per value of `axis`: equal-weight mean over the settings of the other axes."""
+    i = results.axes.index(axis)
+    runs = results.runs
+    cells = _cells_of(results, results.finished())
+    out = []
+    for value in results.values[axis]:
+        keys = [k for k in dict.fromkeys(runs["_key"]) if k[i] == value]
+        done = [k for k in keys if k in cells]
+        grp = runs[runs["_key"].map(lambda k, v=value: k[i] == v)]
+        cost_text, cost_values = _cost(grp)
+        if not done:
+            unfinished = grp[grp["_group"] != "finished"]
+            failed = unfinished[unfinished["_group"] == "failed"]
+            status = "failed" if len(failed) else "missing"
+            reasons = failed["failure"].map(short_reason) if len(failed) else unfinished["_status_text"]
+            out.append(_Entry([value], status=status, reason="; ".join(dict.fromkeys(reasons)), cost=cost_text,
+                              cost_values=cost_values))
+            continue
+        stats = {m.column: st.of_cells([cells[k][m.column] for k in done]) for m in results.metrics}
+        note = f"{len(done)} of {len(keys)} settings" if len(done) < len(keys) else ""
+        out.append(_Entry([value], stats, cost=cost_text, cost_values=cost_values, incomplete=note))
+    return out
+
+
+def _baseline_index(entries: list[_Entry], axes: list[str], meta: ReportMeta) -> int | None:
+    scored = [i for i, e in enumerate(entries) if not e.status]
+    if not scored:
+        return None
+    wanted = {a: v for a, v in (meta.baseline or {}).items() if a in axes}
+    if not wanted:
+        return scored[0]
+    from .names import value_label
+
+    for i in scored:
+        if all(entries[i].labels[axes.index(a)] == value_label(v) for a, v in wanted.items()):
+            return i
+    return None
+
+
+def _fixed_text(fixed: dict[str, Any], limit: int = 10) -> str:
+    if not fixed:
+        return ""
+    from .names import value_label
+
+    items = [f"{k} = {value_label(v)}" for k, v in fixed.items()]
+    more = f" (+{len(items) - limit} more, listed on the first page)" if len(items) > limit else ""
+    return "Fixed: " + "; ".join(items[:limit]) + more + "."
+
+
+def _score_lines(s: st.Stat, base: st.Stat | None, is_base: bool, dagger: bool) -> list[str]:
+    first = pct(s.mean) + (f" ± {pct(s.sd)}" if s.sd is not None else "") + (f" {DAGGER}" if dagger else "")
+    lines = [first]
+    if base is not None and not is_base:
+        lines.append(f"Δ {signed(s.mean - base.mean)}")
+    if s.ci is not None:
+        lines.append(f"[{pct(s.ci[0])}, {pct(s.ci[1])}]")
+    return lines
+
+
+def make_table(results: Results, entries: list[_Entry], axes: list[str], meta: ReportMeta, *, slug: str,
+               title: str, caption: str, show_cost: bool, group_labels: bool = False) -> Table:
+    rep = results.has_replicates
+    cost_cols = [c for c in COST_COLUMNS if show_cost and any(c in e.cost for e in entries)]
+    header = [axis_label(a) for a in axes] + (["n"] if rep else []) + [COST_COLUMNS[c][0] for c in cost_cols]
+    n_label = len(header)
+    header += [m.label for m in results.metrics]
+    b = _baseline_index(entries, axes, meta)
+    best: dict[str, st.Stat] = {}
+    for m in results.metrics:
+        scored = [e.stats.get(m.column) for e in entries if not e.status and e.stats.get(m.column)]
+        if scored:
+            best[m.column] = max(scored, key=lambda s: s.mean)
+    rows, records, any_dagger, any_incomplete = [], [], False, False
+    for i, e in enumerate(entries):
+        labels = [TCell([v]) for v in e.labels]
+        if e.incomplete:
+            labels[0].lines[0] += f" {DDAGGER}"
+        if i == b:
+            labels[0].lines.append("(baseline)")
+        record: dict[str, Any] = {axis_label(a): v for a, v in zip(axes, e.labels)}
+        record["row"] = "baseline" if i == b else ("status" if e.status else "")
+        record["status"] = e.status or "finished"
+        record["reason"] = e.reason
+        lead = labels
+        n_runs = max((s.n for s in e.stats.values() if s), default=0)
+        if rep:
+            record["n"] = n_runs
+        for c in cost_cols:
+            record[COST_COLUMNS[c][0]] = e.cost_values.get(c, math.nan)
+        if e.status:
+            text = e.status + (f": {e.reason}" if e.reason else "")
+            rows.append(TRow(lead + [TCell([text], span=len(header) - len(axes))],
+                             kind="failed" if e.status.startswith("failed") else "missing"))
+            records.append(record)
+            continue
+        cells = lead + ([TCell([str(n_runs)])] if rep else []) + [TCell([e.cost.get(c, "—")]) for c in cost_cols]
+        any_incomplete |= bool(e.incomplete)
+        for m in results.metrics:
+            s = e.stats.get(m.column)
+            if s is None:
+                cells.append(TCell(["—"]))
+                continue
+            top = best.get(m.column)
+            is_best = top is not None and math.isclose(s.mean, top.mean, abs_tol=1e-12)
+            dagger = not is_best and top is not None and st.within_noise(s, top)
+            any_dagger |= dagger
+            base = entries[b].stats.get(m.column) if b is not None else None
+            cells.append(TCell(_score_lines(s, base, i == b, dagger), bold=is_best))
+            record[m.label] = round(100 * s.mean, 4)
+            if s.sd is not None or rep:
+                record[f"{m.label} sd"] = round(100 * s.sd, 4) if s.sd is not None else math.nan
+            if s.ci is not None:
+                record[f"{m.label} ci_low"] = round(100 * s.ci[0], 4)
+                record[f"{m.label} ci_high"] = round(100 * s.ci[1], 4)
+            if base is not None:
+                record[f"{m.label} delta"] = round(100 * (s.mean - base.mean), 4)
+            record[f"{m.label} best"] = is_best
+            record[f"{m.label} within_noise"] = dagger
+        rows.append(TRow(cells, kind="baseline" if i == b else "row"))
+        records.append(record)
+    notes = []
+    if any_dagger:
+        notes.append(NOISE_NOTE)
+    if any_incomplete:
+        notes.append(f"{DDAGGER} averaged over fewer settings than a complete row, because some of its cells "
+                     "failed or are missing (see the full table): compare it with care.")
+    if b is None and any(not e.status for e in entries):
+        notes.append("No deltas: the baseline setting " + str(meta.baseline) + " has no finished run.")
+    return Table(slug, title, caption, header, rows, n_label, notes, pd.DataFrame.from_records(records),
+                 group_labels, len(axes))
+
+
+def _reading(results: Results, baseline_text: str) -> str:
+    rep = "mean ± sd over seeds (n runs); " if results.has_replicates else ""
+    ci = "[95% interval]; " if results.has_ci else ""
+    return (f"Scores in %: {rep}{ci}Δ in points against the baseline ({baseline_text}); Avg: mean of the score "
+            "columns; bold: best per column.")
+
+
+def axis_table(results: Results, axis: str, meta: ReportMeta) -> Table:
+    entries = marginal_entries(results, axis)
+    others = [a for a in results.axes if a != axis]
+    b = _baseline_index(entries, [axis], meta)
+    base_text = f"{axis_label(axis)} = {entries[b].labels[0]}" if b is not None else "none"
+    if others:
+        over = "; ".join(f"{a}: {', '.join(results.values[a])}" for a in others)
+        how = f"Each row is the equal-weight mean over every setting of the other swept axes ({over}). "
+    else:
+        how = ""
+    caption = (f"Effect of {axis_label(axis).lower()} ({axis}). {how}{_reading(results, base_text)} "
+               f"{_fixed_text(meta.fixed)}").strip()
+    show_cost = axis.startswith("connector.") or axis == "encoder.resolution"
+    return make_table(results, entries, [axis], meta, slug=axis.replace(".", "-"),
+                      title=f"{axis_label(axis)}", caption=caption, show_cost=show_cost)
+
+
+def full_table(results: Results, meta: ReportMeta) -> Table:
+    entries = full_entries(results)
+    b = _baseline_index(entries, results.axes, meta)
+    base_text = ", ".join(f"{axis_label(a)} = {v}" for a, v in zip(results.axes, entries[b].labels)) \
+        if b is not None else "none"
+    caption = (f"Every setting of the grid ({', '.join(results.axes) or 'no swept axes'}), seeds pooled; "
+               f"failed and missing cells keep their row. "
+               f"{_reading(results, base_text)} {_fixed_text(meta.fixed)}").strip()
+    return make_table(results, entries, results.axes, meta, slug="full", title="All settings",
+                      caption=caption, show_cost=True, group_labels=True)
+
+
+def runs_table(results: Results) -> Table:
+    """Every run: id, seed, settings, status, wall time, average score, failure reason."""
+    runs = results.runs
+    has_seed = runs["seed"].notna().any()
+    header = ["Cell"] + (["Seed"] if has_seed else []) + [axis_label(a) for a in results.axes] + \
+        ["Status", "Wall time", "Avg", "Reason"]
+    rows, records = [], []
+    for key in _ordered_keys(results):
+        for _, r in runs[runs["_key"] == key].iterrows():
+            status = {"finished": "finished", "failed": r["_status_text"]}.get(r["_group"],
+                                                                            f"missing ({r['_status_text']})")
+            reason = short_reason(r["failure"]) if r["_group"] == "failed" else ""
+            avg = r[AVG]
+            wall = r.get("wall_s", math.nan)
+            cells = [str(r["cell_id"])] + ([str(int(r["seed"])) if pd.notna(r["seed"]) else "—"] if has_seed else [])
+            cells += list(key) + [status, human_seconds(wall) if pd.notna(wall) else "—",
+                                  pct(avg) if pd.notna(avg) else "—", reason]
+            rows.append(TRow([TCell([c]) for c in cells],
+                             kind={"failed": "failed", "missing": "missing"}.get(r["_group"], "row")))
+            records.append(dict(zip(header, cells)) | {"Wall time": wall, "Avg": round(100 * avg, 4) if pd.notna(avg) else math.nan})
+    caption = ("Every run of the sweep with its cell id (the hash of its settings), seed, status and wall time; "
+               "failure reasons are the last line of the error.")
+    right = [j for j, h in enumerate(header) if h in ("Seed", "Wall time", "Avg")]
+    right += [header.index(axis_label(a)) for a in results.axes if results.numeric(a)]
+    return Table("runs", "Runs", caption, header, rows, 1 + has_seed, [], pd.DataFrame.from_records(records),
+                 right=right)
