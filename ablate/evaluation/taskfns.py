@@ -117,7 +117,9 @@ class TaskFns:
         return [self.pool.records[i] for i in idx]
 
     def demo_text(self, demo: dict) -> str:
-        return self.spec.fewshot_template.format(prompt=self.render_prompt(demo), answer=majority_answer(self.answers(demo)))
+        prompt = self.render_prompt(demo)
+        text = self.spec.fewshot_template.format(prompt=prompt, answer=majority_answer(self.answers(demo)))
+        return text if prompt else text.lstrip()  # captions have no prompt: no leading space
 
     # -- lmms-eval hooks ------------------------------------------------------------------------------
     def doc_to_visual(self, doc: dict) -> list:

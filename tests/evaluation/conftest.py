@@ -24,12 +24,15 @@ NUMBERS = {"red": "one", "green": "two", "blue": "three", "yellow": "four", "whi
 
 
 def nearest_colour(image) -> str:
-    rgb = image.convert("RGB").resize((1, 1)).getpixel((0, 0))
+    rgb = image.convert("RGB").getpixel((4, 4))
     return min(COLOURS, key=lambda c: sum((a - b) ** 2 for a, b in zip(COLOURS[c], rgb)))
 
 
 class ColourGenerator:
     """Answers from the query image's colour (the last image of the context); records every context.
+
+    Colour questions get "A <colour>.", questions whose prompt mentions a word get "<Number word>.", so
+    normalisation is exercised ("A red" -> "red", "Two" -> "2").
 
     `wrong` colours are answered wrongly, so the expected score of a test set is known exactly.
     """
@@ -44,7 +47,7 @@ class ColourGenerator:
         colour = nearest_colour(images[-1])
         if colour in self.wrong:
             return "purple\nmore text"
-        if self.answer_style == "number":
+        if self.answer_style == "number" or (isinstance(context[-1], str) and "the word is" in context[-1]):
             return NUMBERS[colour].capitalize() + ". and so on"
         return f"A {colour}.\nthe end"
 
@@ -72,7 +75,9 @@ def make_world(root: Path, n_test_per_colour=2, n_demo_per_colour=2) -> Path:
         for c, rgb in COLOURS.items():
             for j in range(per):
                 path = images / f"{split}_{c}_{j}.png"
-                Image.new("RGB", (8, 8), rgb).save(path)
+                image = Image.new("RGB", (8, 8), rgb)
+                image.putpixel((0, 0), (split == "demo", j, list(COLOURS).index(c)))  # every image unique
+                image.save(path)
                 qid = f"{split}-{c}-{j}"
                 kind = "colour-bright" if c in ("yellow", "white") else "colour-plain"
                 vqa.append({"id": qid, "image": str(path), "question": "What colour is the image?",
