@@ -24,7 +24,7 @@ NUMBERS = {"red": "one", "green": "two", "blue": "three", "yellow": "four", "whi
 
 
 def nearest_colour(image) -> str:
-    rgb = image.convert("RGB").getpixel((4, 4))
+    rgb = image.convert("RGB").getpixel((image.width // 2, image.height // 2))
     return min(COLOURS, key=lambda c: sum((a - b) ** 2 for a, b in zip(COLOURS[c], rgb)))
 
 
