@@ -6,5 +6,15 @@ from ablate.data.pipeline import mixture_sources, train_batches
 from ablate.data.sources import FEATURES, KINDS, load_source
 from ablate.data.validate import SourceError
 
-__all__ = ["Batch", "Collator", "FEATURES", "KINDS", "SourceError", "load_source", "mix", "mixture_sources",
-           "normalised", "train_batches"]
+__all__ = [
+           "FEATURES",
+           "KINDS",
+           "Batch",
+           "Collator",
+           "SourceError",
+           "load_source",
+           "mix",
+           "mixture_sources",
+           "normalised",
+           "train_batches",
+]

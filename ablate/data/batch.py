@@ -19,6 +19,6 @@ class Batch:
         """Share of the (B, T) positions that are padding."""
         return 1.0 - float(self.attention_mask.sum()) / max(1, self.attention_mask.numel())
 
-    def to(self, device) -> "Batch":
+    def to(self, device) -> Batch:
         return Batch(self.input_ids.to(device), self.attention_mask.to(device), self.labels.to(device),
                      self.images, self.n_images.to(device))

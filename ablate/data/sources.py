@@ -97,8 +97,11 @@ def _train_split(dsd, name: str) -> Dataset:
 
 
 def _columns(source: SourceConfig, table: Dataset) -> tuple[str, str]:
-    """Image and text column names; webdataset shards default to their file extensions (png/jpg, txt)."""
+    """Image and text column names. With the defaults left as they are, interleaved sources fall back to an
+    `images` column and webdataset shards to their file extensions (jpg/jpeg/png/webp, txt)."""
     image, text = source.image_column, source.text_column
+    if source.kind == "interleaved" and image == "image" and image not in table.column_names:
+        image = "images" if "images" in table.column_names else image
     if source.format == "webdataset":
         if image == "image" and image not in table.column_names:
             image = next((k for k in WEBDATASET_IMAGE_KEYS if k in table.column_names), image)

@@ -33,7 +33,7 @@ def image_ok(path: str) -> bool:
         with Image.open(path) as im:
             im.load()
         return True
-    except Exception:
+    except (OSError, SyntaxError, ValueError):  # unreadable, truncated, not an image, bomb
         return False
 
 

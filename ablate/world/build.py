@@ -32,7 +32,16 @@ from ablate.world.facts import scene_facts
 from ablate.world.render import render
 from ablate.world.scene import Scene, sample_scene
 from ablate.world.tokenizer import build_tokenizer, load_tokenizer
-from ablate.world.vocab import COLOURS, NUMBER_WORDS, ORDINALS, PLURALS, POSITIONS, SHAPES, SIZES, WORDS
+from ablate.world.vocab import (
+    COLOURS,
+    NUMBER_WORDS,
+    ORDINALS,
+    PLURALS,
+    POSITIONS,
+    SHAPES,
+    SIZES,
+    WORDS,
+)
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ def e_strokes(font_px: int, resolution: int, image_size: int, offset: tuple[int,
     ImageDraw.Draw(image).text((x0 - left, y0 - top), "e", font=f, fill=INK)
     pixels = np.asarray(image.resize((resolution, resolution), Image.BICUBIC), dtype=float)
     s = resolution / image_size
-    cx = int(round((x0 + (right - left) / 2) * s))
+    cx = round((x0 + (right - left) / 2) * s)
     rows = slice(int((y0 - 1) * s), int(np.ceil((y0 + bottom - top + 1) * s)) + 1)
     threshold = (BACKGROUND + INK) / 2
     return max(_dark_runs(pixels[rows, c], threshold) for c in (cx - 1, cx, cx + 1))

@@ -45,7 +45,7 @@ class Scene:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Scene":
+    def from_dict(cls, d: dict) -> Scene:
         return cls(
             image_size=d["image_size"],
             background=d["background"],
@@ -90,13 +90,18 @@ def _place_words(rng: np.random.Generator, side: int, n_words: int) -> list[Word
 def sample_scene(rng: np.random.Generator, side: int, words_per_image: int = 1) -> Scene:
     """Sample a scene whose shapes never touch its words, so every fact stays visible."""
     n_shapes = int(rng.integers(1, 5))
-    for _ in range(1000):
+    best: tuple[list[WordSpec], list[int]] = ([], [])
+    for _ in range(200):
         words = _place_words(rng, side, words_per_image)
         free = [c for c in range(9) if not any(_overlap(_cell_reserve(c, side), w.box) for w in words)]
+        if len(free) > len(best[1]) or not best[0]:
+            best = (words, free)
         if len(free) >= n_shapes:
             break
-    else:  # pragma: no cover - only for absurd settings (tiny images with three large words)
-        raise RuntimeError(f"could not lay out {n_shapes} shapes beside {words_per_image} word(s) at {side}px")
+    words, free = best
+    if not free:
+        raise RuntimeError(f"could not lay out a shape beside {words_per_image} word(s) at {side}px")
+    n_shapes = min(n_shapes, len(free))  # only on crowded settings (three words on a tiny image)
     cells = sorted(int(c) for c in rng.choice(free, size=n_shapes, replace=False))
     c = side / 3
     shapes = []
@@ -109,7 +114,7 @@ def sample_scene(rng: np.random.Generator, side: int, words_per_image: int = 1) 
         jitter = 0.12 * c if size == "big" else 0.2 * c
         cx = (col + 0.5) * c + rng.uniform(-jitter, jitter) * (0.5 if size == "big" else 1.0)
         cy = (row + 0.5) * c + rng.uniform(-jitter, jitter) * (0.5 if size == "big" else 1.0)
-        box = (int(round(cx - s / 2)), int(round(cy - s / 2)), int(round(cx + s / 2)), int(round(cy + s / 2)))
+        box = (round(cx - s / 2), round(cy - s / 2), round(cx + s / 2), round(cy + s / 2))
         shapes.append(ShapeSpec(shape=shape, colour=colour, size=size, position=vocab.POSITIONS[cell], box=box))
     background = list(vocab.BACKGROUNDS)[int(rng.integers(len(vocab.BACKGROUNDS)))]
     texture = ("plain", "lines", "dots")[int(rng.integers(3))]

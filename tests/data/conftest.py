@@ -3,12 +3,12 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-import pytest  # noqa: E402
-from PIL import Image  # noqa: E402
+import pytest
+from PIL import Image
 
-from ablate.config.schema import WorldConfig  # noqa: E402
-from ablate.world import build_world  # noqa: E402
-from ablate.world.tokenizer import build_tokenizer  # noqa: E402
+from ablate.config.schema import WorldConfig
+from ablate.world import build_world
+from ablate.world.tokenizer import build_tokenizer
 
 
 @pytest.fixture(scope="session")

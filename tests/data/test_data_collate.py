@@ -1,6 +1,5 @@
 """Collator: image blocks where the markers are, labels masked, right padding, whole-image truncation."""
 import pytest
-import torch
 
 from ablate.data import Collator
 

@@ -37,7 +37,7 @@ def test_json_caption_source_resolves_relative_paths(tmp_path, png):
 def test_json_interleaved_and_text_sources(tmp_path, png):
     a, b = png("a.png"), png("b.png")
     inter = _jsonl(tmp_path / "docs.jsonl", [{"images": [a, b], "text": "<image> one <image> two"}])
-    ds = load_source("interleaved", source=SourceConfig(kind="interleaved", path=inter, image_column="images"),
+    ds = load_source("interleaved", source=SourceConfig(kind="interleaved", path=inter),  # 'images' found
                      cache_dir=tmp_path / "cache")
     assert ds.to_list() == [{"text": "<image> one <image> two", "images": [a, b]}]
     text = _jsonl(tmp_path / "t.jsonl", [{"body": "hello"}, {"body": "world"}])

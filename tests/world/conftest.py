@@ -3,12 +3,12 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-import pytest  # noqa: E402
+import pytest
 
-from ablate.config.schema import WorldConfig  # noqa: E402
-from ablate.world import build_world  # noqa: E402
+from ablate.config.schema import WorldConfig
+from ablate.world import build_world
 
-TINY = dict(n_train=24, n_test=16, n_demo=8, n_text_docs=16, n_interleaved_docs=8)
+TINY = {"n_train": 24, "n_test": 16, "n_demo": 8, "n_text_docs": 16, "n_interleaved_docs": 8}
 
 
 @pytest.fixture(scope="session")

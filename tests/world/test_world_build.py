@@ -8,7 +8,7 @@ from ablate.config.schema import WorldConfig
 from ablate.world import build, build_world, world_hash
 from ablate.world.questions import SPLITS, TASKS
 
-TINY = dict(n_train=24, n_test=16, n_demo=8, n_text_docs=16, n_interleaved_docs=8)  # as in conftest
+TINY = {"n_train": 24, "n_test": 16, "n_demo": 8, "n_text_docs": 16, "n_interleaved_docs": 8}  # as in conftest
 
 CONTRACT_FILES = {"caption.jsonl", "interleaved.jsonl", "text.jsonl", "text_heldout.jsonl", "images", "questions",
                   "tokenizer", "scenes.jsonl", "world.json"}

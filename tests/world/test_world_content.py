@@ -125,3 +125,19 @@ def test_text_corpus_and_heldout_are_different_documents(tiny_world):
     texts = list(tiny_world.corpus())
     assert len(texts) == 2 * 24 + 8 + 16 and not any("<image>" in t for t in texts)
     assert not heldout & set(texts)
+
+
+def test_several_words_per_image_are_named_top_to_bottom(tmp_path):
+    from ablate.config.schema import WorldConfig
+    from ablate.world import build_world
+
+    world = build_world(WorldConfig(n_train=8, n_test=4, n_demo=4, n_text_docs=8, n_interleaved_docs=4,
+                                    words_per_image=2), tmp_path)
+    scenes = world.scenes()
+    for r in world.questions("textvqa", "test"):
+        words = scenes[r["image"]].words
+        assert len(words) == 2 and words[0].box[1] <= words[1].box[1]
+        assert r["prompt"] == "the first word is" and r["answers"] == [words[0].text]
+    for r in world.read("caption"):
+        words = scenes[r["image"]].words
+        assert f"the second word is {words[1].text}" in r["rich"]
