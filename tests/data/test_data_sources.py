@@ -115,8 +115,12 @@ def test_undecodable_images_and_bad_markers_are_counted_and_skipped(tmp_path, pn
     assert ds.to_list() == [{"text": "<image> fine", "images": [good]}]
 
 
-def test_hub_source_offline_fails_with_a_hint():
-    with pytest.raises(SourceError, match="offline runs need a local copy"):
+def test_hub_source_offline_fails_with_a_hint(monkeypatch):
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach the Hugging Face Hub (offline mode is enabled)")
+
+    monkeypatch.setattr("ablate.data.sources.datasets.load_dataset", offline)  # no network, whatever the env says
+    with pytest.raises(SourceError, match="not-a-dataset.*offline runs need a local copy"):
         load_source("caption", source=SourceConfig(kind="caption", path="someone/not-a-dataset", format="hub"))
 
 
