@@ -7,6 +7,13 @@ from .factory import build_connector, check_tokens, connector_class, connector_n
 from .measure import count_parameters, forward_flops
 
 __all__ = [
-    "ANY", "Connector", "build_connector", "check_tokens", "connector_class", "connector_names", "possible_tokens",
-    "count_parameters", "forward_flops",
+    "ANY",
+    "Connector",
+    "build_connector",
+    "check_tokens",
+    "connector_class",
+    "connector_names",
+    "count_parameters",
+    "forward_flops",
+    "possible_tokens",
 ]

@@ -44,7 +44,8 @@ def resolve_options(name: str, defaults: dict[str, Any], given: dict[str, Any] |
     unknown = sorted(set(given) - set(defaults))
     if unknown:
         allowed = ", ".join(f"{k} (default {v!r})" for k, v in defaults.items()) or "none"
-        raise ValueError(f"connector '{name}' has no option {', '.join(map(repr, unknown))}; allowed options: {allowed}")
+        names = ", ".join(map(repr, unknown))
+        raise ValueError(f"connector '{name}' has no option {names}; allowed options: {allowed}")
     for key, value in given.items():
         default = defaults[key]
         ok = (

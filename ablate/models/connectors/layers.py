@@ -1,6 +1,7 @@
 """Building blocks shared by several connectors: projections, attention, conv blocks, grids and positions."""
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -8,14 +9,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def mlp(d_in: int, d_out: int, depth: int = 2, hidden: int | None = None, act: type[nn.Module] = nn.GELU) -> nn.Sequential:
+def mlp(d_in: int, d_out: int, depth: int = 2, hidden: int | None = None,
+        act: type[nn.Module] = nn.GELU) -> nn.Sequential:
     """`depth` linear layers with `act` between them (depth 1: one linear layer; depth 2: LLaVA-1.5's MLP)."""
     if depth < 1:
         raise ValueError(f"projection depth must be >= 1, got {depth}")
     hidden = hidden or d_out
     dims = [d_in] + [hidden] * (depth - 1) + [d_out]
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(dims)):
         if i:
             layers.append(act())
         layers.append(nn.Linear(a, b))
@@ -40,7 +42,7 @@ class Attention(nn.Module):
         self.out = nn.Linear(dim, dim)
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor) -> Tensor:
-        split = lambda t: t.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # noqa: E731  (B, heads, n, d/heads)
+        split = lambda t: t.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, heads, n, d / heads)
         o = F.scaled_dot_product_attention(split(self.q(query)), split(self.k(key)), split(self.v(value)))
         return self.out(o.transpose(1, 2).flatten(2))
 
@@ -66,11 +68,14 @@ def pool_seq(x: Tensor, grid: tuple[int, int], out: tuple[int, int]) -> Tensor:
 
 
 def sincos_2d(grid: tuple[int, int], dim: int) -> Tensor:
-    """Fixed 2D sine-cosine positions, (h*w, dim): half the channels encode the row, half the column (MAE, He et al.)."""
+    """Fixed 2D sine-cosine positions (h*w, dim): half the channels encode the row, half the column (MAE, He et al.).
+
+    Channels: [sin(row), cos(row), sin(col), cos(col)], dim // 4 frequencies each, zero-padded up to `dim`."""
     h, w = grid
     quarter = dim // 4
     omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float32) / max(quarter, 1))
-    rows, cols = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    rows, cols = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
+                                indexing="ij")
     parts = []
     for pos in (rows.flatten(), cols.flatten()):
         angle = pos[:, None] * omega[None, :]
@@ -116,7 +121,8 @@ class ConvBlock(nn.Module):
         )
         self.shortcut = None
         if stride == 1:
-            self.shortcut = nn.Identity() if c_in == c_out else nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False), LayerNorm2d(c_out))
+            self.shortcut = (nn.Identity() if c_in == c_out
+                             else nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False), LayerNorm2d(c_out)))
         self.post_act = act() if post_act else nn.Identity()  # RegNet activates after the sum; MobileNetV3 does not
 
     def forward(self, x: Tensor) -> Tensor:

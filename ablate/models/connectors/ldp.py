@@ -38,7 +38,8 @@ class LDP(Connector):
             self.out_grid = (s, s)
         self.conv_grid = grids[k]
         self.mlp = mlp(d_in, d_out, 2)
-        self.blocks = nn.Sequential(*(ConvBlock(d_out, d_out, 2 if i else 1, nn.Hardswish, post_act=False) for i in range(k + 1)))
+        strides = [1] + [2] * k
+        self.blocks = nn.Sequential(*(ConvBlock(d_out, d_out, s, nn.Hardswish, post_act=False) for s in strides))
 
     @classmethod
     def possible_tokens(cls, grid, options):
