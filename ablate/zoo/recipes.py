@@ -1,0 +1,107 @@
+"""Recipes of the tiny pretrained backbones: everything that determines the weights, hashed into the cache path.
+
+Encoders (small ViTs, patch 8, transformers `CLIPVisionModel` so they load like any hub checkpoint):
+- `clip-*`: symmetric contrastive loss against a tiny text tower (CLIP, Radford et al., 2021);
+- `siglip-*`: pairwise sigmoid loss (SigLIP, Zhai et al., 2023);
+- `aim-*`: autoregressive next-patch pixel regression under prefix-causal attention, per-patch normalised
+  targets (AIM, El-Nouby et al., 2024);
+- `random-*`: the same architecture, random init, not trained (the baseline an objective must beat).
+LM: `lm-*`, a tiny Llama trained with next-token prediction on the world's text corpus.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+
+from ablate.config.schema import WorldConfig
+
+RECIPE_VERSION = 1  # bump when the training code changes what it produces
+
+
+def _world() -> dict:
+    return WorldConfig().model_dump(mode="json")
+
+
+@dataclass(frozen=True)
+class EncoderRecipe:
+    objective: str                 # clip | siglip | aim | random
+    width: int = 128
+    layers: int = 4
+    heads: int = 4
+    mlp_ratio: int = 4
+    patch: int = 8
+    resolution: int = 96
+    steps: int = 300
+    batch: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup: float = 0.1
+    embed_dim: int = 128           # joint image-text space (clip / siglip)
+    text_width: int = 128
+    text_layers: int = 2
+    text_len: int = 64
+    heldout: int = 256             # last caption records kept out of training for retrieval
+    probe_train: int = 1024        # records fitting the retrieval probe
+    seed: int = 0
+    world: dict = field(default_factory=_world)
+    version: int = RECIPE_VERSION
+
+    @property
+    def kind(self) -> str:
+        return "encoder"
+
+
+@dataclass(frozen=True)
+class LMRecipe:
+    width: int = 128
+    layers: int = 4
+    heads: int = 4
+    intermediate: int = 384
+    seq_len: int = 128
+    steps: int = 300
+    batch: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    warmup: float = 0.05
+    seed: int = 0
+    world: dict = field(default_factory=_world)
+    version: int = RECIPE_VERSION
+
+    @property
+    def kind(self) -> str:
+        return "lm"
+
+
+Recipe = EncoderRecipe | LMRecipe
+
+_M = {"width": 192, "layers": 6, "heads": 6, "steps": 500}
+RECIPES: dict[str, Recipe] = {
+    "clip-s": EncoderRecipe("clip"),
+    "siglip-s": EncoderRecipe("siglip"),
+    "aim-s": EncoderRecipe("aim", batch=64, lr=1e-3),
+    "random-s": EncoderRecipe("random", steps=0),
+    "clip-m": EncoderRecipe("clip", **_M),
+    "siglip-m": EncoderRecipe("siglip", **_M),
+    "aim-m": EncoderRecipe("aim", batch=64, lr=1e-3, **_M),
+    "random-m": EncoderRecipe("random", **{**_M, "steps": 0}),
+    "lm-s": LMRecipe(),
+    "lm-m": LMRecipe(width=256, layers=6, heads=8, intermediate=768, steps=600),
+}
+
+
+def recipe_for(spec: str) -> Recipe:
+    name = spec.removeprefix("zoo:")
+    if name not in RECIPES:
+        raise ValueError(f"unknown zoo model {spec!r}; known: {', '.join('zoo:' + k for k in RECIPES)}")
+    return RECIPES[name]
+
+
+def recipe_hash(recipe: Recipe, data_identity: str = "") -> str:
+    what = {"kind": recipe.kind, **asdict(recipe), "data": data_identity}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def tiny(recipe: Recipe, **changes) -> Recipe:
+    """A copy with some fields changed (tests, quick runs)."""
+    return replace(recipe, **changes)

@@ -1,0 +1,73 @@
+"""Did pre-training work? Image-caption retrieval on held-out pairs (the last `heldout` caption records).
+
+- zero-shot (CLIP / SigLIP only): cosine between the two towers' embeddings, top-1 image->text and text->image;
+- probe (every encoder, random included): ridge regression from mean-pooled patch features to the caption's bag
+  of words, fitted on `probe_train` training pairs, then top-1 image->text by cosine among the held-out captions.
+A retrieved caption counts as right when its text equals the true one (duplicates are not penalised); `chance`
+is the expected top-1 of a random guess under the same rule.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ablate.zoo.data import ZooData, encode_texts, load_pixels, normalise
+from ablate.zoo.recipes import EncoderRecipe
+
+
+def _top1(scores: torch.Tensor, texts: list[str], transpose: bool = False) -> float:
+    """scores[i, j] for query i and candidate j; a hit when candidate j's caption equals query i's."""
+    best = scores.argmax(1).tolist()
+    return sum(texts[b] == texts[i] for i, b in enumerate(best)) / len(texts)
+
+
+def chance(texts: list[str]) -> float:
+    return sum(texts.count(t) for t in texts) / len(texts) ** 2
+
+
+@torch.no_grad()
+def pooled_features(vision, pixels: torch.Tensor, batch: int = 128) -> torch.Tensor:
+    out = [vision(pixel_values=normalise(pixels[i:i + batch])).last_hidden_state[:, 1:].mean(1)
+           for i in range(0, len(pixels), batch)]
+    return torch.cat(out)
+
+
+def bag_of_words(tokenizer, texts: list[str]) -> torch.Tensor:
+    bow = torch.zeros(len(texts), len(tokenizer))
+    for i, text in enumerate(texts):
+        for t in tokenizer(text, add_special_tokens=False)["input_ids"]:
+            bow[i, t] += 1
+    return bow
+
+
+def ridge(x: torch.Tensor, y: torch.Tensor, alpha: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    mu = x.mean(0)
+    sd = x.std(0).clamp(min=1e-6)
+    z = (x - mu) / sd
+    w = torch.linalg.solve(z.T @ z + alpha * len(z) * 1e-3 * torch.eye(z.shape[1]), z.T @ (y - y.mean(0)))
+    return mu, sd, w
+
+
+@torch.no_grad()
+def evaluate_encoder(r: EncoderRecipe, data: ZooData, vision, towers=None) -> dict:
+    held = data.captions[len(data.captions) - r.heldout:]
+    train = data.captions[: max(0, len(data.captions) - r.heldout)][: r.probe_train]
+    texts = [c["rich"] for c in held]
+    vision.eval()
+    pix_held = load_pixels([c["image"] for c in held], r.resolution)
+    result = {"n_heldout": len(held), "chance": chance(texts)}
+    if towers is not None:
+        towers.eval()
+        ids, mask = encode_texts(data.tokenizer, texts, r.text_len)
+        img = F.normalize(towers.embed_images(normalise(pix_held)), dim=-1)
+        txt = F.normalize(towers.embed_texts(ids, mask), dim=-1)
+        result["zero_shot_i2t_top1"] = _top1(img @ txt.T, texts)
+        result["zero_shot_t2i_top1"] = _top1(txt @ img.T, texts)
+    if train:
+        f_train = pooled_features(vision, load_pixels([c["image"] for c in train], r.resolution))
+        mu, sd, w = ridge(f_train, bag_of_words(data.tokenizer, [c["rich"] for c in train]))
+        pred = F.normalize(((pooled_features(vision, pix_held) - mu) / sd) @ w, dim=-1)
+        bow = bag_of_words(data.tokenizer, texts)
+        bow = F.normalize(bow - bow.mean(0), dim=-1)
+        result["probe_i2t_top1"] = _top1(pred @ bow.T, texts)
+    return result
