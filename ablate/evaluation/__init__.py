@@ -4,6 +4,6 @@
 lmms-eval is imported only when an evaluation runs, so this package imports without it.
 """
 from ablate.evaluation.protocol import Context, Generator
-from ablate.evaluation.runner import EvalResult, Score, TaskResult, evaluate
+from ablate.evaluation.runner import EvalResult, Score, TaskResult, evaluate, write_tasks
 
-__all__ = ["Context", "EvalResult", "Generator", "Score", "TaskResult", "evaluate"]
+__all__ = ["Context", "EvalResult", "Generator", "Score", "TaskResult", "evaluate", "write_tasks"]

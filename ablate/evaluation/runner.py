@@ -51,6 +51,12 @@ class EvalResult:
     questions: int
     model_seconds: float
 
+    @property
+    def samples(self) -> list[dict]:
+        """The predictions sample (alias of `predictions`), for a table artifact."""
+        return self.predictions
+
+    @property
     def metrics(self) -> dict[str, float]:
         """Flat metrics: `score/<task>/<k>shot`, `ci_low/...`, `ci_high/...`, `n/...`, per type
         `score/<task>/<k>shot/<type>` (and its interval), extra metrics `<name>/<task>/<k>shot`."""
@@ -139,20 +145,16 @@ def _types(task: PlannedTask, samples: list[dict]) -> list[str | None]:
     return [None if s.get("doc", {}).get(column) is None else str(s["doc"][column]) for s in samples]
 
 
-def evaluate(model, cfg, world, out_dir) -> EvalResult:
-    """Evaluate `model` (a `Generator`) on every task x shot count of `cfg` (an `EvalConfig`).
-
-    Task folders are written to `out_dir/lmms_tasks/` (kept: they say exactly what ran).
-    """
-    from ablate.evaluation.adapter import AblateLMM
+def write_tasks(cfg, world, task_root) -> list[PlannedTask]:
+    """Plan every (task, shots) of `cfg` and write the task folders of the local ones under `task_root`
+    (for `lmms-eval eval --include_path <task_root>`); check that the hub benchmarks can be had."""
     from ablate.evaluation.benchmarks import check_available, is_builtin
     from ablate.evaluation.taskgen import write_task
 
-    t0 = time.perf_counter()
     planned = plan(cfg, world)
     if not planned:
         raise ValueError("nothing to evaluate: EvalConfig.tasks is empty")
-    task_root = Path(out_dir) / "lmms_tasks"
+    task_root = Path(task_root)
     for task in planned:
         if task.spec is not None:
             if is_builtin(task.spec.name):
@@ -161,6 +163,19 @@ def evaluate(model, cfg, world, out_dir) -> EvalResult:
         else:
             check_available(task.benchmark)
     task_root.mkdir(parents=True, exist_ok=True)
+    return planned
+
+
+def evaluate(model, cfg, world, out_dir) -> EvalResult:
+    """Evaluate `model` (a `Generator`) on every task x shot count of `cfg` (an `EvalConfig`).
+
+    Task folders are written to `out_dir/lmms_tasks/` (kept: they say exactly what ran).
+    """
+    from ablate.evaluation.adapter import AblateLMM
+
+    t0 = time.perf_counter()
+    task_root = Path(out_dir) / "lmms_tasks"
+    planned = write_tasks(cfg, world, task_root)
 
     from lmms_eval.evaluator import simple_evaluate
     from lmms_eval.tasks import TaskManager

@@ -66,7 +66,7 @@ def run(world_dir, custom_files, tmp_path_factory):
 
 def test_scores_are_exact_on_known_answers(run):
     _, _, result = run
-    m = result.metrics()
+    m = result.metrics
     for task in ("world_vqa", "world_textvqa", "my_json", "my_parquet"):
         for k in (0, 2):
             assert m[f"score/{task}/{k}shot"] == pytest.approx(10 / 12), task
@@ -116,7 +116,7 @@ def test_same_demos_for_another_model(run, world_dir, image_paths, tmp_path):
     other = ColourGenerator(wrong={"red", "blue"})
     cfg2 = EvalConfig(tasks=["world_vqa"], shots=[2], bootstrap=10)
     result = evaluate(other, cfg2, world_dir, tmp_path)
-    assert result.metrics()["score/world_vqa/2shot"] == pytest.approx(8 / 12)
+    assert result.metrics["score/world_vqa/2shot"] == pytest.approx(8 / 12)
 
     def key(context):
         return tuple(s if isinstance(s, str) else image_paths[_identity(s)] for s in context)
@@ -128,8 +128,8 @@ def test_same_demos_for_another_model(run, world_dir, image_paths, tmp_path):
 def test_limit_and_generated_task_folder(world_dir, tmp_path):
     result = evaluate(ColourGenerator(), EvalConfig(tasks=["world_vqa"], shots=[4], limit=5, bootstrap=0),
                       world_dir, tmp_path)
-    assert result.metrics()["n/world_vqa/4shot"] == 5
-    assert result.metrics()["score/world_vqa/4shot"] == 1.0
+    assert result.metrics["n/world_vqa/4shot"] == 5
+    assert result.metrics["score/world_vqa/4shot"] == 1.0
     yaml = (tmp_path / "lmms_tasks" / "world_vqa_4shot" / "world_vqa_4shot.yaml").read_text()
     assert str((world_dir / "questions" / "vqa_test.jsonl").resolve()) in yaml
     assert '"shots": 4' in (tmp_path / "lmms_tasks" / "world_vqa_4shot" / "utils.py").read_text()
