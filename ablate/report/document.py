@@ -9,7 +9,7 @@ import pandas as pd
 from .meta import ReportMeta
 from .names import SEED_AXES, axis_label, value_label
 from .results import Results
-from .tables import Table, short_reason
+from .tables import Table, quoted, short_reason
 from .units import human_seconds
 
 
@@ -74,7 +74,7 @@ def cover(results: Results, meta: ReportMeta) -> list:
     per_cell = (f"median {human_seconds(wall.median())}, min {human_seconds(wall.min())}, "
                 f"max {human_seconds(wall.max())} over {len(wall)} cells; sum {human_seconds(wall.sum())}"
                 if len(wall) else "not recorded")
-    axes = [f"{a} ({len(results.values[a])}): {', '.join(results.values[a])}" for a in results.axes]
+    axes = [f"{a} ({len(results.values[a])}): {', '.join(quoted(results.values[a]))}" for a in results.axes]
     seeds = sorted(int(s) for s in runs["seed"].dropna().unique())
     if len(seeds) > 1:
         axes.append(f"seeds ({len(seeds)}, replicates): {', '.join(map(str, seeds))}")

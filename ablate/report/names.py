@@ -37,7 +37,9 @@ def axis_label(axis: str) -> str:
 
 def task_label(task: str) -> str:
     short = task.removeprefix("world_")
-    return TASK_LABELS.get(short, short.replace("_", " "))
+    if short in TASK_LABELS:
+        return TASK_LABELS[short]
+    return short.upper() if len(short) <= 4 else short.replace("_", " ")
 
 
 def metric_label(task: str, shots: int) -> str:

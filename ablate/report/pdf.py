@@ -106,7 +106,7 @@ def _start(pdf: _PDF, orientation: str, need: float) -> None:
 def _text(pdf: _PDF, text: str, size: float, style: str = "", color=(0, 0, 0), gap: float = 1.0) -> None:
     pdf.set_font(FONT, style, size)
     pdf.set_text_color(*color)
-    pdf.multi_cell(0, size * 0.45, text, new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(0, size * 0.45, text, new_x="LMARGIN", new_y="NEXT", align="L")
     pdf.set_text_color(0)
     pdf.ln(gap)
 
@@ -153,9 +153,10 @@ def render_table(pdf: _PDF, block: TableBlock) -> None:
         part = f" (part {g + 1} of {len(groups)})" if len(groups) > 1 else ""
         pdf.start_section(f"Table {block.number}: {table.title}{part}", level=1)
         _text(pdf, f"Table {block.number}. {table.title}{part}", 10, "B", gap=0.5)
-        _text(pdf, table.caption, 7.5, color=(40, 40, 40), gap=1.5)
+        caption = table.caption if g == 0 else "Continued: the same rows, the next score columns."
+        _text(pdf, caption, 7.5, color=(40, 40, 40), gap=1.5)
         _table_part(pdf, table, cols, size)
-        for note in table.footnotes:
+        for note in table.footnotes if g == len(groups) - 1 else []:
             _text(pdf, note, 7, color=GREY, gap=0.3)
         pdf.ln(3)
 
@@ -167,7 +168,7 @@ def render_figure(pdf: _PDF, block: FigureBlock) -> None:
     room = pdf.h - pdf.t_margin - pdf.b_margin - 20
     if w * ratio > room:
         w = room / ratio
-    _start(pdf, _orientation(pdf) if pdf.page else "P", w * ratio + 14)
+    _start(pdf, "P", w * ratio + 14)  # figures are sized for portrait pages
     pdf.image(str(block.path), w=w)
     pdf.ln(1)
     _text(pdf, f"Figure {block.number}. {block.caption}", 8, gap=4)
@@ -213,7 +214,7 @@ def render(doc: Document, path: Path) -> Path:
             pdf.set_font(FONT, "", 8.5)
             for item in b.items:
                 pdf.cell(4, pdf.font_size * 1.35, "•")
-                pdf.multi_cell(pdf.epw - 4, pdf.font_size * 1.35, item, new_x="LMARGIN", new_y="NEXT")
+                pdf.multi_cell(pdf.epw - 4, pdf.font_size * 1.35, item, new_x="LMARGIN", new_y="NEXT", align="L")
             pdf.ln(2)
         elif isinstance(b, TableBlock):
             render_table(pdf, b)

@@ -93,6 +93,7 @@ def score_lines(results: Results, x_axis: str, slug: str, what: str) -> Plot | N
     axs = fig.subplots(1, len(shots), sharey=True, squeeze=False)[0]
     xs = results.values[x_axis]
     xnum = [float(results.raw_values[x_axis][v]) for v in xs]
+    drawn = 0
     for ax, (k, cols) in zip(axs, shots.items()):
         cells = _cell_stats(results, cols)
         for i, lv in enumerate(lines):
@@ -102,12 +103,15 @@ def score_lines(results: Results, x_axis: str, slug: str, what: str) -> Plot | N
                 if s is not None:
                     pts.append((x, 100 * s.mean, _err(s)))
             if pts:
+                drawn += 1
                 px, py, pe = zip(*pts)
                 ax.errorbar(px, py, yerr=pe if any(pe) else None, label=lv or "all", capsize=2, lw=1.5, ms=5,
                             **style(i))
         ax.set_title(f"{k}-shot")
         ax.set_xlabel(axis_label(x_axis))
         ax.set_xticks(xnum, xs)
+    if not drawn:
+        return None
     axs[0].set_ylabel("Score (%, mean over tasks)")
     if line_axis:
         fig.legend(*axs[0].get_legend_handles_labels(), loc="outside right upper", title=axis_label(line_axis))
@@ -125,7 +129,7 @@ def mixture_bars(results: Results) -> Plot | None:
     if axis not in results.axes or len(shots) < 2:
         return None
     mixes = results.values[axis]
-    fig = Figure(figsize=(max(4.5, 1.3 * len(mixes) + 2), 3.4), layout="constrained")
+    fig = Figure(figsize=(max(6.0, 1.3 * len(mixes) + 2), 3.2), layout="constrained")
     ax = fig.subplots()
     width = 0.8 / len(shots)
     for i, (k, cols) in enumerate(shots.items()):
@@ -141,7 +145,7 @@ def mixture_bars(results: Results) -> Plot | None:
     ax.set_xticks(np.arange(len(mixes)), [textwrap.fill(m, 18) for m in mixes])
     ax.set_xlabel("Data mixture (weights in % of samples)")
     ax.set_ylabel("Score (%, mean over tasks)")
-    ax.legend(title="shots")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside upper center", ncols=len(shots), frameon=False)
     caption = "Score per data mixture, zero-shot next to few-shot." + _over(results, [axis])
     return Plot("mixture", caption, fig)
 
@@ -198,6 +202,10 @@ def cost_vs_score(results: Results) -> Plot | None:
         return None
     colour_axis = "connector.name" if "connector.name" in results.axes else (results.axes[0] if results.axes else None)
     fig = Figure(figsize=(3.2 * len(cols) + 1.6, 3.3), layout="constrained")
+    others = [a for a in results.axes if a != colour_axis]
+    # label points with their other swept values only when that stays legible (few points, short labels)
+    annotate = len(cells) <= 12 and all(len(", ".join(k[results.axes.index(a)] for a in others)) <= 10
+                                        for k in cells)
     axs = fig.subplots(1, len(cols), sharey=True, squeeze=False)[0]
     for ax, col in zip(axs, cols):
         xs_all = []
@@ -210,12 +218,13 @@ def cost_vs_score(results: Results) -> Plot | None:
             lab = key[results.axes.index(colour_axis)] if colour_axis else None
             ax.errorbar([x], [100 * s.mean], yerr=[_err(s)] if _err(s) else None, capsize=2, ms=6,
                         linestyle="none", label=lab, **{k: v for k, v in style(j).items() if k != "linestyle"})
-            rest = [v for a, v in zip(results.axes, key) if a != colour_axis]
-            if rest and len(cells) <= 15:
-                ax.annotate(", ".join(rest), (x, 100 * s.mean), xytext=(4, 4), textcoords="offset points",
-                            fontsize=7)
+            rest = ", ".join(v for a, v in zip(results.axes, key) if a != colour_axis)
+            if annotate and rest:
+                note = ax.annotate(rest, (x, 100 * s.mean), xytext=(4, 3), textcoords="offset points", fontsize=7)
+                note.set_in_layout(False)
         if xs_all and max(xs_all) / max(min(xs_all), 1e-12) > 10:
             ax.set_xscale("log")
+        ax.margins(x=0.15, y=0.1)
         ax.set_xlabel("Connector parameters" if col == "connector_params" else "Connector FLOPs per image")
         ax.xaxis.set_major_formatter(matplotlib.ticker.EngFormatter())
     axs[0].set_ylabel("Average score (%)")
@@ -224,7 +233,7 @@ def cost_vs_score(results: Results) -> Plot | None:
     if colour_axis and unique:
         fig.legend(unique.values(), unique.keys(), loc="outside right upper", title=axis_label(colour_axis))
     caption = ("Cost vs score: one point per setting (seeds pooled)"
-               + (", labelled with its other swept values" if len(results.axes) > 1 else "") + ".")
+               + (f", labelled with its {', '.join(others)}" if annotate and others else "") + ".")
     return Plot("cost", caption, fig)
 
 

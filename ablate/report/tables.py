@@ -238,7 +238,8 @@ def make_table(results: Results, entries: list[_Entry], axes: list[str], meta: R
                title: str, caption: str, show_cost: bool, group_labels: bool = False) -> Table:
     rep = results.has_replicates
     cost_cols = [c for c in COST_COLUMNS if show_cost and any(c in e.cost for e in entries)]
-    header = [axis_label(a) for a in axes] + (["n"] if rep else []) + [COST_COLUMNS[c][0] for c in cost_cols]
+    header = ([axis_label(a) for a in axes] or ["Setting"]) + (["n"] if rep else []) + \
+        [COST_COLUMNS[c][0] for c in cost_cols]
     n_label = len(header)
     header += [m.label for m in results.metrics]
     b = _baseline_index(entries, axes, meta)
@@ -249,7 +250,7 @@ def make_table(results: Results, entries: list[_Entry], axes: list[str], meta: R
             best[m.column] = max(scored, key=lambda s: s.mean)
     rows, records, any_dagger, any_incomplete = [], [], False, False
     for i, e in enumerate(entries):
-        labels = [TCell([v]) for v in e.labels]
+        labels = [TCell([v]) for v in e.labels] or [TCell(["all runs"])]
         if e.incomplete:
             labels[0].lines[0] += f" {DDAGGER}"
         if i == b:
@@ -266,7 +267,7 @@ def make_table(results: Results, entries: list[_Entry], axes: list[str], meta: R
             record[COST_COLUMNS[c][0]] = e.cost_values.get(c, math.nan)
         if e.status:
             text = e.status + (f": {e.reason}" if e.reason else "")
-            rows.append(TRow(lead + [TCell([text], span=len(header) - len(axes))],
+            rows.append(TRow(lead + [TCell([text], span=len(header) - len(lead))],
                              kind="failed" if e.status.startswith("failed") else "missing"))
             records.append(record)
             continue
@@ -304,7 +305,12 @@ def make_table(results: Results, entries: list[_Entry], axes: list[str], meta: R
     if b is None and any(not e.status for e in entries):
         notes.append("No deltas: the baseline setting " + str(meta.baseline) + " has no finished run.")
     return Table(slug, title, caption, header, rows, n_label, notes, pd.DataFrame.from_records(records),
-                 group_labels, len(axes))
+                 group_labels, max(1, len(axes)))
+
+
+def quoted(values: list[str]) -> list[str]:
+    """Values that hold spaces (data mixtures) in quotes, so that a list of them reads unambiguously."""
+    return [f"“{v}”" if " " in v else v for v in values]
 
 
 def _reading(results: Results, baseline_text: str) -> str:
@@ -320,7 +326,7 @@ def axis_table(results: Results, axis: str, meta: ReportMeta) -> Table:
     b = _baseline_index(entries, [axis], meta)
     base_text = f"{axis_label(axis)} = {entries[b].labels[0]}" if b is not None else "none"
     if others:
-        over = "; ".join(f"{a}: {', '.join(results.values[a])}" for a in others)
+        over = "; ".join(f"{a}: {', '.join(quoted(results.values[a]))}" for a in others)
         how = f"Each row is the equal-weight mean over every setting of the other swept axes ({over}). "
     else:
         how = ""
@@ -336,6 +342,7 @@ def full_table(results: Results, meta: ReportMeta) -> Table:
     b = _baseline_index(entries, results.axes, meta)
     base_text = ", ".join(f"{axis_label(a)} = {v}" for a, v in zip(results.axes, entries[b].labels)) \
         if b is not None else "none"
+    base_text = base_text or "first row"
     caption = (f"Every setting of the grid ({', '.join(results.axes) or 'no swept axes'}), seeds pooled; "
                f"failed and missing cells keep their row. "
                f"{_reading(results, base_text)} {_fixed_text(meta.fixed)}").strip()

@@ -54,11 +54,11 @@ def make_curves(frame: pd.DataFrame) -> dict:
 
 
 def make_meta(**kw) -> ReportMeta:
-    args = dict(grid_name="MM1 Table 2: connectors / tokens", grid_file="grids/mm1_connectors.yaml",
-                date=dt.datetime(2025, 3, 1, 12, 30), git_commit="abc1234", device="1x NVIDIA H100 80GB",
-                total_wall_s=1900.0, swept_axes=["connector.name", "connector.tokens", "train.seed"],
-                fixed={"encoder.name": "zoo:clip-s", "encoder.resolution": 96, "train.steps": 250},
-                baseline=None)
+    args = {"grid_name": "MM1 Table 2: connectors / tokens", "grid_file": "grids/mm1_connectors.yaml",
+                "date": dt.datetime(2025, 3, 1, 12, 30), "git_commit": "abc1234", "device": "1x NVIDIA H100 80GB",
+                "total_wall_s": 1900.0, "swept_axes": ["connector.name", "connector.tokens", "train.seed"],
+                "fixed": {"encoder.name": "zoo:clip-s", "encoder.resolution": 96, "train.steps": 250},
+                "baseline": None}
     args.update(kw)
     return ReportMeta(**args)
 

@@ -88,7 +88,7 @@ def test_wide_table_is_fitted_or_split(tmp_path):
     paths = build_report(frame, {}, make_meta(grid_name="wide"), tmp_path)
     assert _overflow(paths.pdf) == []
     text = _text(paths.pdf)
-    assert "(part 1 of" in text and "gqa 8-shot" in text
+    assert "(part 1 of" in text and "GQA 8-shot" in text
     with pdfplumber.open(paths.pdf) as pdf:
         assert any(p.width > p.height for p in pdf.pages)  # landscape pages for the wide tables
     assert "loss" not in paths.figures  # no curves, no loss figure
