@@ -161,7 +161,7 @@ def loss_curves(results: Results, curves: dict) -> Plot | None:
     fig = Figure(figsize=(6.8, 3.6), layout="constrained")
     ax = fig.subplots()
     seen = set()
-    lows, highs = [], []
+    lows, highs, unfinished = [], [], 0
     for i, (cid, pts) in enumerate(curves.items()):
         steps, loss = zip(*pts)
         lows.append(min(loss))
@@ -171,14 +171,18 @@ def loss_curves(results: Results, curves: dict) -> Plot | None:
             r = r.iloc[0] if isinstance(r, pd.DataFrame) else r
             name = ", ".join(r["_key"]) + (f", seed {int(r['seed'])}" if pd.notna(r["seed"]) else "")
             group = r[f"_label:{first}"] if first else cid
+            done = r["_group"] == "finished"
+            if not done:
+                name += f" ({r['_status_text'] or r['_group']})"
         else:
-            name, group = cid, cid
+            name, group, done = cid, cid, True
+        unfinished += not done
         if many:
             j = results.values[first].index(group) if group in results.values[first] else i
             label = None if group in seen else group
             seen.add(group)
-            ax.plot(steps, loss, color=OKABE_ITO[j % 8], linestyle=DASHES[(j // 8) % 4], lw=1, alpha=0.7,
-                    label=label)
+            ax.plot(steps, loss, color=OKABE_ITO[j % 8], linestyle=DASHES[(j // 8) % 4] if done else ":", lw=1,
+                    alpha=0.7, label=label)
         else:
             ax.plot(steps, loss, lw=1.3, label=name, **(style(i) | {"markevery": max(1, len(steps) // 8),
                                                                      "ms": 4}))
@@ -188,6 +192,7 @@ def loss_curves(results: Results, curves: dict) -> Plot | None:
     ax.set_ylabel("Training loss")
     fig.legend(loc="outside right upper", title=axis_label(first) if many else "cell")
     caption = ("Training loss of every cell" + (f", coloured by {axis_label(first).lower()}" if many else "")
+               + ("; dotted: failed or unfinished cells" if many and unfinished else "")
                + " (as logged; not smoothed).")
     return Plot("loss", caption, fig)
 

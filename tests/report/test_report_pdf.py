@@ -126,3 +126,12 @@ def test_first_page_renders(report, tmp_path):
     png = next(tmp_path.glob("p*.png"))
     im = np.asarray(Image.open(png).convert("L"))
     assert im.shape[0] > im.shape[1] and (im < 128).mean() > 0.01  # portrait, with ink on it
+
+
+def test_degenerate_grids_still_report(tmp_path):
+    frame = make_frame()
+    only_mlp = build_report(frame[frame["connector.name"] == "mlp"], {}, make_meta(swept_axes=[]), tmp_path / "a")
+    assert set(only_mlp.tables) == {"full", "runs"} and "all runs" in _text(only_mlp.pdf)
+    failed = build_report(frame.assign(status="FAILED"), {}, make_meta(), tmp_path / "b")
+    assert failed.figures == {}  # nothing finished: no score figure drawn empty
+    assert "12 cells: 0 finished, 12 failed" in _text(failed.pdf)
