@@ -43,6 +43,7 @@ class TaskFns:
         self.spec = spec
         self.image_root = Path(spec.image_root) if spec.image_root else Path(spec.data_file).parent
         self._pool: DemoPool | None = None
+        self._open = functools.lru_cache(maxsize=1024)(_open_image)  # demo images recur across queries
 
     @classmethod
     def from_json(cls, text: str) -> TaskFns:
@@ -68,7 +69,7 @@ class TaskFns:
     def load_image(self, value):
         path = self.image_path(value)
         if path is not None:
-            return _open_image(path)
+            return self._open(path)
         if isinstance(value, dict) and value.get("bytes"):
             from PIL import Image
 
@@ -154,7 +155,6 @@ class TaskFns:
         return score
 
 
-@functools.lru_cache(maxsize=4096)
 def _open_image(path: str):
     from PIL import Image
 

@@ -33,7 +33,8 @@ def custom_files(tmp_path_factory, world_dir):
     rows = []
     for p in sorted((world_dir / "images").glob("test_*.png")):
         colour = p.stem.split("_")[1]
-        rows.append({"qid": p.stem, "img": f"images/{p.name}", "q": "Which colour?", "gold": colour})
+        rows.append({"qid": p.stem, "img": f"images/{p.name}", "q": "Which colour?", "gold": colour,
+                     "kind": "dark" if colour in ("black", "blue") else "light"})
     (root / "images").symlink_to(world_dir / "images")
     (root / "qs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     frame = pd.DataFrame({
@@ -54,7 +55,8 @@ def run(world_dir, custom_files, tmp_path_factory):
         n_predictions=4,
         custom_tasks=[
             {"name": "my_json", "path": str(custom_files / "qs.jsonl"), "image_column": "img",
-             "question_column": "q", "answers_column": "gold", "id_column": "qid", "prompt": "Q: {q} A:"},
+             "question_column": "q", "answers_column": "gold", "id_column": "qid", "prompt": "Q: {q} A:",
+             "type_column": "kind"},
             {"name": "my_parquet", "path": str(custom_files / "qs.parquet"), "image_column": "img",
              "question_column": "q", "answers_column": "gold"},
         ],
@@ -76,6 +78,7 @@ def test_scores_are_exact_on_known_answers(run):
     assert m["score/world_vqa/0shot/colour-bright"] == 1.0  # yellow, white
     assert m["score/world_vqa/0shot/colour-plain"] == pytest.approx(6 / 8)  # red green blue (black wrong)
     assert m["n/world_textvqa/0shot/text-small"] == 6
+    assert m["score/my_json/2shot/dark"] == 0.5 and m["score/my_json/2shot/light"] == 1.0  # black is wrong
     assert m["anls/world_textvqa/0shot"] == pytest.approx(10 / 12)
     assert m["score/world_caption/0shot"] > 0.5
 
