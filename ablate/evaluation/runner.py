@@ -196,6 +196,9 @@ def evaluate(model, cfg, world, out_dir) -> EvalResult:
             log_samples=True,
             verbosity="WARNING",
             process_docs_parallel=1,
+            random_seed=None,  # leave the caller's RNG state alone (evaluation may run mid-training)
+            numpy_random_seed=None,
+            torch_random_seed=None,
         )
     except Exception as err:
         if any(t.benchmark is not None for t in planned) and "connect" in repr(err).lower():

@@ -128,9 +128,19 @@ def test_same_demos_for_another_model(run, world_dir, image_paths, tmp_path):
     assert first == sorted(key(c) for c in other.contexts)
 
 
-def test_limit_and_generated_task_folder(world_dir, tmp_path):
+def test_limit_and_generated_task_folder_and_caller_rng_untouched(world_dir, tmp_path):
+    import random
+
+    import numpy as np
+
+    random.seed(123)
+    np.random.seed(123)
+    expected = (random.random(), np.random.random())
+    random.seed(123)
+    np.random.seed(123)
     result = evaluate(ColourGenerator(), EvalConfig(tasks=["world_vqa"], shots=[4], limit=5, bootstrap=0),
                       world_dir, tmp_path)
+    assert (random.random(), np.random.random()) == expected
     assert result.metrics["n/world_vqa/4shot"] == 5
     assert result.metrics["score/world_vqa/4shot"] == 1.0
     yaml = (tmp_path / "lmms_tasks" / "world_vqa_4shot" / "world_vqa_4shot.yaml").read_text()
