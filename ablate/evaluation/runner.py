@@ -103,14 +103,14 @@ def _sample_predictions(task: PlannedTask, samples: list[dict], scores: list[flo
     if n <= 0 or not samples:
         return []
     picks = sorted(set(np.linspace(0, len(samples) - 1, num=min(n, len(samples))).round().astype(int).tolist()))
+    from ablate.evaluation.taskfns import TaskFns, as_answers
+
     spec = task.spec
+    fns = TaskFns(spec) if spec is not None else None
     rows = []
     for i in picks:
         s, doc = samples[i], samples[i].get("doc", {})
         if spec is not None:
-            from ablate.evaluation.taskfns import TaskFns, as_answers
-
-            fns = TaskFns(spec)
             image = fns.image_path(doc.get(spec.image_column)) or ""
             question = str(doc.get(spec.question_column, ""))
             refs = as_answers(doc.get(spec.answers_column))

@@ -65,3 +65,13 @@ def test_simple_evaluate_by_model_name(fake_checkpoints, world_dir, tmp_path):
                           bootstrap_iters=0, batch_size=4)
     assert out["results"]["world_vqa_2shot"]["vqa,none"] == 1.0
     assert fake_checkpoints[0][0] == "/ck"
+
+
+def test_module_cli_writes_task_folders_and_prints_the_command(world_dir, tmp_path, capsys):
+    from ablate.evaluation.__main__ import main
+
+    assert main([str(world_dir), str(tmp_path), "--tasks", "world_vqa", "--shots", "0", "4"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["world_vqa", "world_vqa_4shot"]
+    out = capsys.readouterr().out
+    assert f"--include_path {tmp_path} --tasks world_vqa,world_vqa_4shot" in out
+    assert "--model ablate --model_args checkpoint=" in out
