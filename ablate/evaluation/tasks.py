@@ -126,3 +126,12 @@ def plan(cfg, world=None) -> list[PlannedTask]:
                 )
             planned.append(PlannedTask(base, 0, base, bench.metric, bench.type_column, benchmark=bench))
     return planned
+
+
+def known_task_names(cfg=None) -> list[str]:
+    """Task names a grid may ask for: the embedded tasks, the usual hub benchmarks and, given an
+    `EvalConfig`, its custom tasks. (`evaluate` also runs any other built-in lmms-eval task by name.)"""
+    from ablate.evaluation.benchmarks import KNOWN
+
+    custom = [c.name for c in cfg.custom_tasks] if cfg is not None else []
+    return [*EMBEDDED, *KNOWN, *custom]

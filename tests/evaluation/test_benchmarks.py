@@ -55,3 +55,12 @@ def test_evaluate_on_an_uncached_benchmark_offline_raises_before_running(monkeyp
     with pytest.raises(BenchmarkUnavailable, match="textvqa"):
         evaluate(gen, EvalConfig(tasks=["world_vqa", "textvqa_val"]), world_dir, tmp_path / "out")
     assert gen.contexts == []
+
+
+def test_known_task_names_for_grid_checks():
+    from ablate.evaluation.tasks import known_task_names
+
+    assert known_task_names()[:3] == ["world_vqa", "world_textvqa", "world_caption"]
+    assert "vqav2_val" in known_task_names() and "textvqa_val_lite" in known_task_names()
+    cfg = EvalConfig(custom_tasks=[{"name": "signs", "path": "/x.jsonl"}])
+    assert known_task_names(cfg)[-1] == "signs"
