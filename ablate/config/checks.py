@@ -27,7 +27,7 @@ def _check_connector(config: CellConfig) -> None:
     except (ValueError, OSError) as err:
         raise CellCheckError("encoder.name", str(err)) from None
     try:
-        check_tokens(config.connector.name, config.connector.tokens, grid)
+        check_tokens(config.connector.name, config.connector.tokens, grid, dict(config.connector.options))
     except ValueError as err:
         raise CellCheckError(
             "connector.tokens",
@@ -57,7 +57,7 @@ def _check_llm(config: CellConfig) -> None:
 def _check_tasks(config: CellConfig) -> None:
     from ablate.evaluation.tasks import known_task_names
 
-    allowed = known_task_names()
+    allowed = known_task_names(config.eval)
     for task in config.eval.tasks:
         if task not in allowed:
             raise CellCheckError("eval.tasks", f"unknown task {task!r}", allowed, task)

@@ -73,7 +73,7 @@ class DataConfig(Strict):
     )
     sources: list[SourceConfig] = Field(default_factory=list, description="real sources; empty = embedded world")
     world: WorldConfig = Field(default_factory=WorldConfig)
-    max_length: int = Field(192, ge=16, description="tokens per training sequence (visual tokens included)")
+    max_length: int = Field(240, ge=16, description="tokens per training sequence (visual tokens included)")
 
     @field_validator("mixture")
     @classmethod

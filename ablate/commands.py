@@ -1,0 +1,141 @@
+"""What each CLI command does. The CLI parses; this module wires grid -> runner -> store -> report."""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ablate.config.grid import Grid, load_grid
+from ablate.workspace import Workspace
+
+
+def dispatch(args) -> int:
+    workspace = Workspace.create(args.home, args.tracking_uri, args.reports)
+    if args.command == "run":
+        return cmd_run(load_grid(args.grid), workspace, args.runner, args.dry_run, not args.no_report)
+    if args.command == "report":
+        paths = make_report(load_grid(args.grid), workspace)
+        print(f"report: {paths.pdf}")
+        return 0
+    if args.command == "ls":
+        return cmd_ls(load_grid(args.grid), workspace)
+    if args.command == "ui":
+        print(f"MLflow UI on http://127.0.0.1:{args.port} (store {workspace.tracking_uri})")
+        return subprocess.call([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", workspace.tracking_uri,
+                                "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"])
+    if args.command == "zoo":
+        return cmd_zoo(args, workspace)
+    if args.command == "tune":
+        from ablate.tune import tune_grid
+
+        return tune_grid(load_grid(args.grid), workspace, trials=args.trials, per=args.per)
+    raise SystemExit(f"unknown command {args.command}")
+
+
+def print_cells(grid: Grid) -> None:
+    print(f"grid {grid.name} ({grid.path}): {len(grid.cells)} cells over {', '.join(grid.axes) or 'no axes'}")
+    for i, cell in enumerate(grid.cells, 1):
+        print(f"  {i:>3}. {cell.id}  {cell.label()}")
+
+
+def cmd_run(grid: Grid, workspace: Workspace, runner_file: str | None, dry_run: bool, report: bool) -> int:
+    from ablate.runners import load_runner
+
+    runner = load_runner(runner_file)
+    print_cells(grid)
+    if dry_run:
+        print("dry run: nothing trained, nothing written to the store.")
+        return 0
+    started = time.monotonic()
+    outcome = runner.run(grid, workspace)
+    print(f"{len(outcome.finished)} cells finished, {len(outcome.skipped)} already done, "
+          f"{len(outcome.failed)} failed, {len(outcome.claimed_elsewhere)} held by another worker "
+          f"({time.monotonic() - started:.0f} s).")
+    for cell_id, reason in outcome.failed.items():
+        print(f"  failed {cell_id}: {reason}")
+    if report:
+        paths = make_report(grid, workspace)
+        print(f"report: {paths.pdf}")
+    return 1 if outcome.failed else 0
+
+
+def cmd_ls(grid: Grid, workspace: Workspace) -> int:
+    from ablate.tracking.results import results_frame
+    from ablate.tracking.store import Store
+
+    frame, _ = results_frame(Store(workspace.tracking_uri, workspace.artifacts), grid, with_curves=False)
+    scores = [c for c in frame.columns if c.startswith("score/")]
+    shown = frame[["cell_id", *grid.axes, "status", *scores]].copy()
+    for col in scores:
+        shown[col] = shown[col].map(lambda v: "" if v != v else f"{100 * v:.1f}")
+    print(shown.rename(columns=lambda c: c.removeprefix("score/")).to_string(index=False))
+    counts = frame["status"].value_counts().to_dict()
+    print("  ".join(f"{k.lower()}: {v}" for k, v in sorted(counts.items())))
+    return 0
+
+
+def cmd_zoo(args, workspace: Workspace) -> int:
+    from ablate.zoo import build_zoo, zoo_status
+
+    if args.zoo_command == "build":
+        build_zoo(args.names or None, workspace.cache)
+    for entry in zoo_status(workspace.cache):
+        print("  ".join(str(x) for x in entry))
+    return 0
+
+
+def make_report(grid: Grid, workspace: Workspace):
+    """Read the grid's runs back from the store and write reports/<grid>/ (never from runner memory)."""
+    from ablate.report import ReportMeta, build_report
+    from ablate.tracking.results import results_frame
+    from ablate.tracking.store import Store
+
+    store = Store(workspace.tracking_uri, workspace.artifacts)
+    frame, curves = results_frame(store, grid)
+    meta = ReportMeta(
+        grid_name=grid.name, grid_file=str(grid.path), date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        git_commit=_git_commit(), device=_machine(), swept_axes=list(grid.axes), fixed=grid.fixed,
+        total_wall_s=float(frame["wall_s"].sum()) if "wall_s" in frame else None)
+    out = workspace.reports / _safe(grid.name)
+    paths = build_report(frame, curves, meta, out)
+    experiment = store.experiment_id(grid, create=False)
+    if experiment is not None:
+        _log_report(store, experiment, grid, paths)
+    return paths
+
+
+def _log_report(store, experiment: str, grid: Grid, paths) -> None:
+    """The HTML report goes to MLflow too, on a run of its own, so the UI shows it next to the cells' runs."""
+    runs = store.client.search_runs([experiment], filter_string="tags.`ablate.kind` = 'report'", max_results=1)
+    run_id = runs[0].info.run_id if runs else store.client.create_run(
+        experiment, run_name=f"report: {grid.name}", tags={"ablate.kind": "report"}).info.run_id
+    for path in (paths.html, paths.pdf):
+        store.client.log_artifact(run_id, str(path))
+    if not runs:
+        store.client.set_terminated(run_id, "FINISHED")
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip("-.") or "grid"
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=Path(__file__).parent, timeout=5).stdout.strip()
+        return (out.stdout.strip() or "unknown") + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _machine() -> str:
+    import torch
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU only"
+    return f"{platform.node()} ({platform.machine()}, {os.cpu_count()} cores, {device}, torch {torch.__version__})"

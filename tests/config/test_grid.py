@@ -1,0 +1,139 @@
+"""Grid files: expansion, labels, include/exclude, stable ids, and the errors users see for bad input."""
+from pathlib import Path
+
+import pytest
+
+from ablate.config.errors import GridError
+from ablate.config.grid import load_grid
+
+BASE = """
+base:
+  encoder: {name: "zoo:clip-s", resolution: 96}
+  connector: {name: avg-pool, tokens: 64}
+  train: {steps: 5}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "grid.yaml"
+    path.write_text(text)
+    return path
+
+
+def error_of(tmp_path: Path, text: str) -> str:
+    with pytest.raises(GridError) as info:
+        load_grid(write(tmp_path, text))
+    return str(info.value)
+
+
+def test_cartesian_product_with_exclude_include_and_seeds(tmp_path):
+    grid = load_grid(write(tmp_path, BASE + """
+axes:
+  connector.name: [avg-pool, attn-pool]
+  connector.tokens: [16, 64]
+exclude:
+  - {connector.name: attn-pool, connector.tokens: 16}
+include:
+  - {connector.name: mlp, connector.tokens: 144}
+seeds: [0, 1]
+"""))
+    combos = [(c.axes["connector.name"], c.axes["connector.tokens"], c.axes["train.seed"]) for c in grid.cells]
+    assert len(combos) == (2 * 2 - 1) * 2 + 1
+    assert ("attn-pool", 16, 0) not in combos
+    assert ("mlp", 144, None) in [(a, b, c.axes.get("train.seed")) for (a, b, _), c in zip(combos, grid.cells)]
+    assert grid.axes == ["connector.name", "connector.tokens", "train.seed"]
+    assert len({c.id for c in grid.cells}) == len(grid.cells)
+    assert grid.fixed["encoder.resolution"] == 96
+
+
+def test_cell_id_is_stable_and_independent_of_key_order(tmp_path):
+    a = load_grid(write(tmp_path, BASE)).cells[0]
+    reordered = """
+base:
+  train: {steps: 5}
+  connector: {tokens: 64, name: avg-pool}
+  encoder: {resolution: 96, name: "zoo:clip-s"}
+"""
+    b = load_grid(write(tmp_path, reordered)).cells[0]
+    assert a.id == b.id and len(a.id) == 12
+    changed = load_grid(write(tmp_path, BASE.replace("steps: 5", "steps: 6"))).cells[0]
+    assert changed.id != a.id
+
+
+def test_labelled_axis_values(tmp_path):
+    grid = load_grid(write(tmp_path, BASE + """
+axes:
+  data.mixture:
+    captions: {synthetic: 1.0}
+    mm1: {caption: 0.45, interleaved: 0.45, text: 0.1}
+"""))
+    assert [c.axes["data.mixture"] for c in grid.cells] == ["captions", "mm1"]
+    assert grid.cells[1].config.data.mixture == {"caption": 0.45, "interleaved": 0.45, "text": 0.1}
+
+
+def test_missing_file_names_the_file(tmp_path):
+    with pytest.raises(GridError, match="nope.yaml.*not found"):
+        load_grid(tmp_path / "nope.yaml")
+
+
+def test_malformed_yaml_names_the_line(tmp_path):
+    message = error_of(tmp_path, "base:\n  connector: {name: mlp\n  train: [1, 2\n")
+    assert "grid.yaml, line" in message and "not valid YAML" in message
+
+
+def test_unknown_key_suggests_the_closest(tmp_path):
+    message = error_of(tmp_path, BASE.replace("tokens: 64", "tokns: 64"))
+    assert "connector.tokns" in message and "did you mean 'connector.tokens'" in message
+    assert "line 4" in message
+    message = error_of(tmp_path, BASE + "axis:\n  connector.tokens: [64]\n")
+    assert "did you mean 'axes'" in message
+
+
+def test_unknown_axis_key(tmp_path):
+    message = error_of(tmp_path, BASE + "axes:\n  conector.tokens: [64]\n")
+    assert "unknown key" in message and "did you mean 'connector'" in message
+
+
+def test_unknown_connector_lists_the_allowed(tmp_path):
+    message = error_of(tmp_path, BASE + "axes:\n  connector.name: [avg-pool, q-former]\n")
+    assert "unknown connector 'q-former'" in message
+    assert "did you mean 'qformer'" in message and "Allowed:" in message and "c-abstractor" in message
+    assert "line 7" in message
+
+
+def test_unknown_encoder_and_task(tmp_path):
+    message = error_of(tmp_path, BASE.replace("zoo:clip-s", "zoo:clipp-s"))
+    assert "encoder.name" in message and "clip-s" in message
+    message = error_of(tmp_path, BASE + "  eval: {tasks: [world_vqa, world_txtvqa]}\n")
+    assert "unknown task 'world_txtvqa'" in message and "world_textvqa" in message
+
+
+def test_wrong_type_and_bad_literal(tmp_path):
+    message = error_of(tmp_path, BASE.replace("steps: 5", "steps: many"))
+    assert "train.steps" in message and "'many'" in message
+    message = error_of(tmp_path, BASE.replace("resolution: 96", "resolution: 96, image_handling: crop"))
+    assert "encoder.image_handling" in message and "resize" in message and "slice" in message
+
+
+def test_empty_axis(tmp_path):
+    message = error_of(tmp_path, BASE + "axes:\n  connector.tokens: []\n")
+    assert "empty axis" in message and "connector.tokens" in message
+
+
+def test_impossible_token_count(tmp_path):
+    message = error_of(tmp_path, BASE + "axes:\n  connector.tokens: [64, 150]\n")
+    assert "connector.tokens" in message and "150" in message and "avg-pool" in message
+    assert "tokens=150" in message   # names the cell
+
+
+def test_bad_mixture_weights(tmp_path):
+    message = error_of(tmp_path, BASE + "  data: {mixture: {caption: -1, text: 1}}\n")
+    assert "data.mixture" in message and ">= 0" in message
+    message = error_of(tmp_path, BASE + "  data: {mixture: {captions: 1}}\n")
+    assert "data.mixture" in message and "interleaved" in message
+
+
+def test_repository_grids_are_valid():
+    for path in sorted(Path(__file__).parents[2].joinpath("grids").glob("*.yaml")):
+        grid = load_grid(path)
+        assert grid.cells, path
