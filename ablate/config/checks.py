@@ -4,12 +4,15 @@ Each raises `CellCheckError(key, message, allowed, got)`; `load_grid` turns it i
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from ablate.config.grid import CellCheckError
 from ablate.config.schema import CellConfig
 
 
 def check_cell(config: CellConfig) -> None:
-    for check in (_check_connector, _check_encoder, _check_llm, _check_tasks):
+    for check in (_check_encoder, _check_llm, _check_connector, _check_tasks):
         check(config)
 
 
@@ -20,12 +23,9 @@ def _check_connector(config: CellConfig) -> None:
     if config.connector.name not in names:
         raise CellCheckError("connector.name", f"unknown connector {config.connector.name!r}", names,
                              config.connector.name)
-    from ablate.models.encoders import patch_grid
-
-    try:
-        grid = patch_grid(config.encoder)
-    except (ValueError, OSError) as err:
-        raise CellCheckError("encoder.name", str(err)) from None
+    grid = patch_grid(config)
+    if grid is None:      # a timm encoder: its grid is known once built; the build checks the count
+        return
     try:
         check_tokens(config.connector.name, config.connector.tokens, grid, dict(config.connector.options))
     except ValueError as err:
@@ -36,22 +36,68 @@ def _check_connector(config: CellConfig) -> None:
         ) from None
 
 
-def _check_encoder(config: CellConfig) -> None:
-    from ablate.models.encoders import encoder_families, validate_spec
+ENCODER_FORMS = ["zoo:<objective>-<size>", "hf:<hub id or local folder>", "timm:<model name>"]
+LLM_FORMS = ["zoo:lm-<size>", "hf:<hub id or local folder>", "gguf:<file.gguf>"]
 
-    try:
-        validate_spec(config.encoder.name)
-    except ValueError as err:
-        raise CellCheckError("encoder.name", str(err), encoder_families(), config.encoder.name) from None
+
+def _zoo_names(kind: str) -> list[str]:
+    from ablate.zoo.recipes import RECIPES
+
+    return [f"zoo:{name}" for name, recipe in RECIPES.items() if recipe.kind == kind]
+
+
+def _check_spec(key: str, spec: str, forms: list[str], zoo_kind: str) -> None:
+    family, sep, ref = spec.partition(":")
+    families = [f.split(":")[0] for f in forms]
+    if not sep or family not in families or not ref:
+        raise CellCheckError(key, f"{spec!r} is not a spec of the form family:name", forms, spec)
+    if family == "zoo" and spec not in _zoo_names(zoo_kind):
+        raise CellCheckError(key, f"unknown zoo model {spec!r}", _zoo_names(zoo_kind), spec)
+    if family in ("hf",) and not _local_or_cached(ref):
+        raise CellCheckError(key, f"{ref!r} is neither a local folder nor in the Hugging Face cache, and the hub "
+                                  "cannot be reached offline (HF_HUB_OFFLINE=1): download it once when online "
+                                  "(huggingface-cli download ...) or give a local folder")
+    if family == "gguf" and not Path(ref).is_file():
+        raise CellCheckError(key, f"GGUF file {ref!r} does not exist")
+
+
+def _local_or_cached(ref: str) -> bool:
+    if Path(ref).is_dir():
+        return True
+    if os.environ.get("HF_HUB_OFFLINE") != "1":
+        return True     # online: the loader downloads it
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(ref, "config.json"), str)
+
+
+def _check_encoder(config: CellConfig) -> None:
+    _check_spec("encoder.name", config.encoder.name, ENCODER_FORMS, "encoder")
 
 
 def _check_llm(config: CellConfig) -> None:
-    from ablate.models.llm import llm_families, validate_llm_spec
+    _check_spec("llm.name", config.llm.name, LLM_FORMS, "lm")
 
-    try:
-        validate_llm_spec(config.llm.name)
-    except ValueError as err:
-        raise CellCheckError("llm.name", str(err), llm_families(), config.llm.name) from None
+
+def patch_grid(config: CellConfig) -> tuple[int, int] | None:
+    """The encoder's patch grid at the cell's resolution, known without building the encoder (None: timm)."""
+    family, _, ref = config.encoder.name.partition(":")
+    resolution = config.encoder.resolution
+    if family == "zoo":
+        from ablate.zoo.recipes import recipe_for
+
+        patch = recipe_for(ref).patch
+    elif family == "hf":
+        from transformers import AutoConfig
+
+        hf_config = AutoConfig.from_pretrained(ref)
+        patch = getattr(getattr(hf_config, "vision_config", hf_config), "patch_size")
+    else:
+        return None
+    if resolution < patch:
+        raise CellCheckError("encoder.resolution", f"resolution {resolution} is smaller than the encoder's patch "
+                             f"size {patch}", got=resolution)
+    return resolution // patch, resolution // patch
 
 
 def _check_tasks(config: CellConfig) -> None:

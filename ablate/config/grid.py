@@ -87,8 +87,15 @@ def load_grid(path: str | Path) -> Grid:
     combos = [dict(zip(axes, values)) for values in itertools.product(*axes.values())] if axes else [{}]
     excludes = _read_overrides(path, raw, "exclude", lines)
     combos = [c for c in combos if not any(_matches(c, ex, axes) for ex in excludes)]
+    base_tree = base_config.model_dump(mode="json")
     for extra in _read_overrides(path, raw, "include", lines):
-        combos.append({k: _Label(v, axes) if k in axes else _Label.plain(v) for k, v in extra.items()})
+        named = {k: _Label(v, axes) if k in axes else _Label.plain(v) for k, v in extra.items()}
+        seeds = axes.get("train.seed") if "train.seed" not in extra else None
+        for seed in seeds or [None]:
+            combo = dict(named) if seed is None else {**named, "train.seed": seed}
+            for axis in axes:   # an include leaves the other axes at the base value
+                combo.setdefault(axis, _Label(_get_dotted(base_tree, axis)))
+            combos.append(combo)
 
     cells, seen = [], set()
     for combo in combos:
@@ -192,6 +199,12 @@ def _check_dotted(path: Path, dotted: str, line: int | None) -> None:
         model = annotation if isinstance(annotation, type) else None
         if model is None and i < len(parts) - 1 and "dict" not in str(annotation):
             raise GridError(path, f"'{part}' is a value, not a block: nothing can follow it", key=dotted, line=line)
+
+
+def _get_dotted(tree: dict, dotted: str):
+    for part in dotted.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
 
 
 def _set_dotted(tree: dict, dotted: str, value) -> None:
