@@ -1,0 +1,75 @@
+"""Shared fixtures: tiny real backbones saved with save_pretrained, a tiny world, a workspace in tmp.
+
+Cells built from these go through the same code as real runs (`hf:<folder>` specs), in seconds on a CPU.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+TINY_WORLD = {"image_size": 64, "n_train": 96, "n_test": 24, "n_demo": 12, "n_text_docs": 32,
+              "n_interleaved_docs": 16}
+
+
+@pytest.fixture(scope="session")
+def tiny_backbones(tmp_path_factory) -> dict[str, str]:
+    """A 1-layer CLIP vision tower (patch 8) and a 1-layer Llama with the tiny world's tokenizer, saved to disk."""
+    import torch
+    from transformers import CLIPVisionConfig, CLIPVisionModel, LlamaConfig, LlamaForCausalLM
+
+    from ablate.config.schema import WorldConfig
+    from ablate.world import build_world
+
+    root = tmp_path_factory.mktemp("backbones")
+    world = build_world(WorldConfig(**TINY_WORLD), root / "cache")
+    tokenizer = world.tokenizer()
+    torch.manual_seed(0)
+    encoder = CLIPVisionModel(CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                               num_attention_heads=2, patch_size=8, image_size=64))
+    encoder.save_pretrained(root / "encoder")
+    llm = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=48, intermediate_size=96,
+                                       num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                                       max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id,
+                                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
+    llm.save_pretrained(root / "llm")
+    tokenizer.save_pretrained(root / "llm")
+    return {"encoder": f"hf:{root / 'encoder'}", "llm": f"hf:{root / 'llm'}"}
+
+
+@pytest.fixture
+def tiny_grid(tmp_path, tiny_backbones):
+    """Write a grid file over the tiny backbones; `axes` and extra base settings are YAML text."""
+
+    def write(axes: str = "connector.name: [avg-pool, attn-pool]", steps: int = 12, extra: str = "",
+              name: str = "tiny") -> Path:
+        world = ", ".join(f"{k}: {v}" for k, v in TINY_WORLD.items())
+        text = f"""name: {name}
+base:
+  encoder: {{name: "{tiny_backbones['encoder']}", resolution: 64}}
+  llm: {{name: "{tiny_backbones['llm']}"}}
+  connector: {{tokens: 16}}
+  data: {{world: {{{world}}}, max_length: 96}}
+  train: {{steps: {steps}, batch_size: 4, checkpoint_every: 5, lr: 0.003}}
+  eval: {{tasks: [world_vqa, world_textvqa], limit: 12, bootstrap: 50, batch_size: 12}}
+{extra}axes:
+  {axes}
+"""
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    from ablate.workspace import Workspace
+
+    return Workspace.create(home=tmp_path / "home", reports=tmp_path / "reports")
