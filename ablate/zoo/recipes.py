@@ -26,20 +26,20 @@ def _world() -> dict:
 @dataclass(frozen=True)
 class EncoderRecipe:
     objective: str                 # clip | siglip | aim | random
-    width: int = 128
+    width: int = 96
     layers: int = 4
     heads: int = 4
     mlp_ratio: int = 4
     patch: int = 8
     resolution: int = 96
-    steps: int = 300
-    batch: int = 128
-    lr: float = 2e-3
+    steps: int = 200
+    batch: int = 64
+    lr: float = 3e-3
     weight_decay: float = 0.05
     warmup: float = 0.1
-    embed_dim: int = 128           # joint image-text space (clip / siglip)
-    text_width: int = 128
-    text_layers: int = 2
+    embed_dim: int = 96            # joint image-text space (clip / siglip)
+    text_width: int = 96
+    text_layers: int = 1
     text_len: int = 64
     heldout: int = 256             # last caption records kept out of training for retrieval
     probe_train: int = 1024        # records fitting the retrieval probe
@@ -59,7 +59,7 @@ class LMRecipe:
     heads: int = 4
     intermediate: int = 384
     seq_len: int = 128
-    steps: int = 300
+    steps: int = 200
     batch: int = 32
     lr: float = 3e-3
     weight_decay: float = 0.01
@@ -75,15 +75,16 @@ class LMRecipe:
 
 Recipe = EncoderRecipe | LMRecipe
 
-_M = {"width": 192, "layers": 6, "heads": 6, "steps": 500}
+_M = {"width": 192, "layers": 6, "heads": 6, "steps": 500, "lr": 2e-3, "text_width": 128, "text_layers": 2,
+      "embed_dim": 128}
 RECIPES: dict[str, Recipe] = {
     "clip-s": EncoderRecipe("clip"),
     "siglip-s": EncoderRecipe("siglip"),
-    "aim-s": EncoderRecipe("aim", batch=64, lr=1e-3),
+    "aim-s": EncoderRecipe("aim", lr=1e-3),
     "random-s": EncoderRecipe("random", steps=0),
     "clip-m": EncoderRecipe("clip", **_M),
     "siglip-m": EncoderRecipe("siglip", **_M),
-    "aim-m": EncoderRecipe("aim", batch=64, lr=1e-3, **_M),
+    "aim-m": EncoderRecipe("aim", **{**_M, "lr": 1e-3}),
     "random-m": EncoderRecipe("random", **{**_M, "steps": 0}),
     "lm-s": LMRecipe(),
     "lm-m": LMRecipe(width=256, layers=6, heads=8, intermediate=768, steps=600),
