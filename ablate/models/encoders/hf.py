@@ -80,10 +80,12 @@ class HFVisionEncoder(VisionEncoder):
 
         location = resolve(ref, "image encoder")
         folder = Path(location)
-        if not folder.exists():  # online hub id: fetch config and weights into the cache first
+        if not folder.exists():  # online hub id: fetch configs and one weight format into the cache first
             from huggingface_hub import snapshot_download
 
-            folder = Path(snapshot_download(ref))
+            folder = Path(snapshot_download(ref, allow_patterns=["*.json", "*.safetensors"]))
+            if not any(folder.glob("*.safetensors")):
+                folder = Path(snapshot_download(ref, allow_patterns=["*.json", "*.bin"]))
         model_type = _model_type(folder)
         if model_type not in FAMILIES:
             raise ValueError(f"unsupported vision model_type {model_type!r} in {folder}; "
