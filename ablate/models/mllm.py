@@ -11,8 +11,10 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 from torch import nn
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from ablate.models.features import ImageFeatures
+from ablate.train.loss import causal_lm_loss, fused_loss_applies
 
 
 @dataclass
@@ -41,24 +43,46 @@ class MLLM(nn.Module):
     def parts(self) -> Parts:
         return Parts(self.encoder, self.connector, self.llm)
 
-    def embed(self, input_ids: torch.Tensor, image_paths: list[str]) -> torch.Tensor:
-        """Token embeddings with each image's visual tokens written over its `<image>` positions."""
+    def embed(self, input_ids: torch.Tensor, image_paths: list[str],
+              pixel_values: torch.Tensor | None = None) -> torch.Tensor:
+        """Token embeddings with each image's visual tokens written over its `<image>` positions.
+
+        `pixel_values` (n, 3, R, R), when given, are the images already preprocessed (e.g. by a data loader's
+        workers, ahead of the step); otherwise the images are read from `image_paths` (or the feature cache).
+        """
         embeds = self.llm.get_input_embeddings()(input_ids)
         slots = input_ids == self.image_token_id
-        if not image_paths:
+        n_images = len(image_paths) if pixel_values is None else pixel_values.shape[0]
+        if not n_images:
             if slots.any():
                 raise ValueError("the batch has <image> tokens but no images")
             return embeds
-        visual = self.connector(self.features(image_paths, self.device))          # (n_images, tokens, d_llm)
+        if pixel_values is None:
+            feats = self.features(image_paths, self.device)
+        else:
+            frozen = getattr(self.features, "frozen", False)
+            with torch.set_grad_enabled(not frozen and torch.is_grad_enabled()):
+                feats = self.encoder(pixel_values.to(self.device, non_blocking=True))
+        visual = self.connector(feats)                                             # (n_images, tokens, d_llm)
         visual = visual.to(embeds.dtype).reshape(-1, embeds.shape[-1])
         if visual.shape[0] != int(slots.sum()):
-            raise ValueError(f"{int(slots.sum())} <image> slots for {len(image_paths)} images x "
+            raise ValueError(f"{int(slots.sum())} <image> slots for {n_images} images x "
                              f"{self.tokens_per_image} tokens")
         return embeds.masked_scatter(slots.unsqueeze(-1), visual)
 
-    def forward(self, input_ids, attention_mask, labels, images: list[str]):
-        embeds = self.embed(input_ids, images)
-        return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels)
+    def forward(self, input_ids, attention_mask, labels, images: list[str], pixel_values=None):
+        """The LM's output for a batch; with labels, `.loss` is the mean next-token loss on labelled positions.
+
+        When the LM's logits are a plain linear head, the loss is computed by `ablate.train.loss` without
+        full-vocabulary logits (`.logits` is then None); other LMs use Hugging Face's own loss.
+        """
+        embeds = self.embed(input_ids, images, pixel_values)
+        if labels is None or not fused_loss_applies(self.llm):
+            return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels)
+        hidden = self.llm.base_model(inputs_embeds=embeds, attention_mask=attention_mask,
+                                     use_cache=False).last_hidden_state
+        loss = causal_lm_loss(hidden, self.llm.get_output_embeddings().weight, labels)
+        return CausalLMOutputWithPast(loss=loss)
 
     # ---- generation (the evaluation protocol: interleaved images and text in, strings out) ----
     def _encode_context(self, context: list) -> tuple[list[int], list[Image.Image]]:

@@ -5,13 +5,15 @@ import math
 from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
 from ablate.config.schema import TrainConfig
-from ablate.data import Batch
 from ablate.models.mllm import MLLM
+
+if TYPE_CHECKING:   # ablate.data needs `datasets`; the loop itself does not (GPU benchmark machines lack it)
+    from ablate.data import Batch
 
 
 class Diverged(RuntimeError):
