@@ -60,7 +60,7 @@ def run_cell(cell: Cell, workspace: Workspace, logger: RunLogger, feature_cache:
     model = build_mllm(cfg, workspace.cache, feature_cache)
     cost = {"connector_params": count_parameters(model.connector),
             "connector_flops": forward_flops(model.connector, model.encoder.dim, model.encoder.grid)}
-    logger.log_metrics(cost)
+    logger.log_metrics({**cost, **zoo_metrics(cfg.encoder.name, workspace)})
 
     optimizer, scheduler = build_optimizer(model, cfg.train)
     state = resume_state(workspace.checkpoints(cell.id) / "last", model, optimizer, scheduler) or TrainState()
@@ -80,8 +80,15 @@ def run_cell(cell: Cell, workspace: Workspace, logger: RunLogger, feature_cache:
 
     eval_started = time.monotonic()
     result = evaluate(model, cfg.eval, world, workspace.checkpoints(cell.id) / "eval")
+    if cfg.eval.text_perplexity:
+        from ablate.evaluation.perplexity import text_perplexity
+
+        texts = [row["text"] for row in world.read("text_heldout")][: cfg.eval.text_perplexity]
+        result_extra = {"text/perplexity": text_perplexity(model.llm, model.tokenizer, texts)}
+    else:
+        result_extra = {}
     eval_s = time.monotonic() - eval_started
-    metrics = {**result.metrics, "time/train_s": train_s, "time/eval_s": eval_s,
+    metrics = {**result.metrics, **result_extra, "time/train_s": train_s, "time/eval_s": eval_s,
                "wall_s": time.monotonic() - started, "train/final_loss": float(np.mean([l for _, l in state.losses[-10:]]))}
     if feature_cache is not None:
         metrics["feature_cache/hits"] = feature_cache.hits
@@ -90,3 +97,31 @@ def run_cell(cell: Cell, workspace: Workspace, logger: RunLogger, feature_cache:
         logger.log_table(result.samples, "predictions.json")
     logger.set_tags({"ablate.checkpoint": str(workspace.checkpoints(cell.id) / "final")})
     return metrics
+
+
+def prepare_assets(cells: list[Cell], workspace: Workspace, say=print) -> None:
+    """Build once, before the first cell, what the cells share: the embedded worlds and the zoo backbones."""
+    from ablate.world import build_world
+    from ablate.zoo import ensure_built, model_dir
+
+    for world_cfg in {cell.config.data.world for cell in cells}:
+        build_world(world_cfg, workspace.cache)
+    specs = dict.fromkeys(spec for cell in cells for spec in (cell.config.encoder.name, cell.config.llm.name)
+                          if spec.startswith("zoo:"))
+    for spec in specs:
+        if not (model_dir(spec, workspace.cache) / "zoo.json").is_file():
+            say(f"building {spec} (first use only: pretraining a tiny backbone on the embedded world)")
+            ensure_built(spec, workspace.cache, log_fn=lambda text: say(f"    {text}"))
+
+
+def zoo_metrics(spec: str, workspace: Workspace) -> dict[str, float]:
+    """A zoo encoder's pre-training figures (held-out image-caption retrieval), logged as `encoder/<name>`."""
+    if not spec.startswith("zoo:"):
+        return {}
+    import json
+
+    from ablate.zoo import model_dir
+
+    marker = model_dir(spec, workspace.cache) / "zoo.json"
+    metrics = json.loads(marker.read_text()).get("metrics", {}) if marker.is_file() else {}
+    return {f"encoder/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}

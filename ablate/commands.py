@@ -51,6 +51,9 @@ def cmd_run(grid: Grid, workspace: Workspace, runner_file: str | None, dry_run: 
         print("dry run: nothing trained, nothing written to the store.")
         return 0
     started = time.monotonic()
+    from ablate.cell import prepare_assets
+
+    prepare_assets(grid.cells, workspace)
     outcome = runner.run(grid, workspace)
     print(f"{len(outcome.finished)} cells finished, {len(outcome.skipped)} already done, "
           f"{len(outcome.failed)} failed, {len(outcome.claimed_elsewhere)} held by another worker "

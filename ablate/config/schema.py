@@ -133,6 +133,8 @@ class EvalConfig(Strict):
     batch_size: int = Field(32, ge=1)
     max_new_tokens: int = Field(4, ge=1)
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for confidence intervals")
+    text_perplexity: int = Field(200, ge=0, description="held-out world texts scored for the LLM's perplexity "
+                                                        "(text-only ability; 0 skips it)")
     fewshot_seed: int = Field(0, description="seed of the demonstration draw (independent of the model)")
     fewshot_template: str = Field("{prompt} {answer}\n", description="one demonstration, after its image")
     custom_tasks: list[CustomTaskConfig] = Field(default_factory=list, description="local VQA-format datasets")
