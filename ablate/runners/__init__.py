@@ -1,24 +1,15 @@
-"""Where cells run. A runner file (runners/*.yaml) picks one; the default runs cells one after another here."""
+"""Where cells run. A runner file (runners/*.yaml) picks one; without one, cells run one after another here.
+
+`load_runner(path)` returns an object with `.run(grid, workspace) -> GridOutcome`. Kinds: local, subprocess,
+workers, multigpu, slurm (`ablate.runners.config`); docs/runners.md says what each does on a fault.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-from ablate.config.grid import Grid
-from ablate.runners.local import GridOutcome, run_cells
-from ablate.workspace import Workspace
+from ablate.runners.local import GridOutcome, LocalRunner, run_cells
 
-
-@dataclass
-class LocalRunner:
-    def run(self, grid: Grid, workspace: Workspace) -> GridOutcome:
-        from ablate.progress import Progress
-
-        progress = Progress(len(grid.cells))
-        try:
-            return run_cells(grid, grid.cells, workspace, progress)
-        finally:
-            progress.close()
+__all__ = ["GridOutcome", "LocalRunner", "load_runner", "run_cells"]
 
 
 def load_runner(path: str | Path | None):

@@ -1,0 +1,173 @@
+"""Runner files (runners/*.yaml): where cells run, as typed configs. `kind` picks the runner.
+
+```yaml
+kind: workers            # local | subprocess | workers | multigpu | slurm
+workers: auto            # one per GPU, or per `threads_per_worker` CPU cores without a GPU
+time_limit_s: 3600
+```
+Every file is validated before anything runs; a `GridError` names the runner file, the key and what is allowed.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from ablate.config.errors import GridError
+
+
+class _Runner(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Processes(_Runner):
+    time_limit_s: float | None = Field(None, gt=0, description="a cell still running after this is killed, FAILED")
+    grace_s: float = Field(10.0, ge=0, description="after Ctrl-C/SIGTERM, seconds a child has to close its run")
+    env: dict[str, str] = Field(default_factory=dict, description="extra environment for each cell's process")
+    python: str | None = Field(None, description="interpreter for the cells (default: the one running ablate)")
+
+
+class LocalConfig(_Runner):
+    """In this process, one cell after another (features of a frozen encoder shared across cells)."""
+
+    kind: Literal["local"]
+
+
+class SubprocessConfig(_Processes):
+    """Each cell in its own process, one after another: a crash, OOM kill or hang fails that cell only."""
+
+    kind: Literal["subprocess"]
+
+
+class WorkersConfig(_Processes):
+    """N cells at once on one machine, one per GPU (or per CPU slot); cells claimed through file locks."""
+
+    kind: Literal["workers"]
+    workers: int | Literal["auto"] = Field("auto", description="'auto': one per GPU, else cores // threads")
+    gpus: list[int] | Literal["auto", "none"] = Field("auto", description="GPU indices to spread workers over")
+    threads_per_worker: int = Field(1, ge=1, description="OMP/MKL threads for each worker's process")
+
+
+class MultiGPUConfig(_Processes):
+    """One cell at a time on several GPUs, launched with `accelerate launch` or `torchrun`."""
+
+    kind: Literal["multigpu"]
+    launcher: Literal["accelerate", "torchrun"] = "accelerate"
+    gpus: int = Field(2, ge=1, description="processes (GPUs) per cell")
+    mixed_precision: Literal["no", "bf16", "fp16"] = "bf16"
+    main_process_port: int | None = Field(None, ge=1, le=65535, description="rendezvous port (default: free one)")
+    extra_args: list[str] = Field(default_factory=list, description="appended to the launcher's own options")
+
+
+class SlurmConfig(_Runner):
+    """An array job over the pending cells, through submitit (cluster: 'local' runs it on this machine)."""
+
+    kind: Literal["slurm"]
+    cluster: Literal["slurm", "local", "debug"] | None = Field(None, description="None: slurm if sbatch exists")
+    folder: str = Field("{home}/submitit/%j", description="job logs and pickles; {home} is the workspace home")
+    partition: str | None = None
+    timeout_min: int = Field(60, ge=1)
+    gpus_per_node: int = Field(1, ge=0)
+    cpus_per_task: int = Field(8, ge=1)
+    mem_gb: float | None = Field(None, gt=0)
+    array_parallelism: int = Field(16, ge=1, description="at most this many cells at once")
+    max_requeue: int = Field(3, ge=0, description="requeues after a timeout or preemption (resume from checkpoint)")
+    wait: bool = Field(True, description="wait for the jobs and return their outcome; False: submit and return")
+    slurm_additional_parameters: dict[str, str | int] = Field(default_factory=dict)
+    setup: list[str] = Field(default_factory=list, description="shell lines run before each job (module load ...)")
+
+
+RunnerConfig = Annotated[Union[LocalConfig, SubprocessConfig, WorkersConfig, MultiGPUConfig, SlurmConfig],
+                         Field(discriminator="kind")]
+KINDS = ["local", "subprocess", "workers", "multigpu", "slurm"]
+
+
+def read_runner_config(path: Path) -> RunnerConfig:
+    """Read and validate a runner file; GridError (file, key, allowed values) on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        near = sorted(p.name for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
+        raise GridError(path, "runner file not found" + (f" (runner files next to it: {', '.join(near)})"
+                                                         if near else ""))
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise GridError(path, f"not valid YAML: {getattr(err, 'problem', err)}",
+                        line=mark.line + 1 if mark else None) from None
+    if not isinstance(raw, dict) or "kind" not in raw:
+        raise GridError(path, "a runner file is a mapping with a 'kind'", key="kind", allowed=KINDS)
+    if raw["kind"] not in KINDS:
+        raise GridError(path, f"unknown runner kind {raw['kind']!r}", key="kind", allowed=KINDS, got=raw["kind"])
+    try:
+        return TypeAdapter(RunnerConfig).validate_python(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = [str(p) for p in first["loc"][1:]]            # drop the union tag
+        key = ".".join(loc)
+        model = {c.model_fields["kind"].annotation.__args__[0]: c for c in
+                 (LocalConfig, SubprocessConfig, WorkersConfig, MultiGPUConfig, SlurmConfig)}[raw["kind"]]
+        if first["type"] == "extra_forbidden":
+            raise GridError(path, "unknown key for a runner of kind " + repr(raw["kind"]), key=key,
+                            allowed=list(model.model_fields), got=key) from None
+        allowed = None
+        if first["type"] == "literal_error":
+            expected = first.get("ctx", {}).get("expected", "")
+            allowed = [a.strip().strip("'") for a in expected.replace(" or ", ", ").split(",") if a.strip()]
+        raise GridError(path, f"{first['msg']} (got {first.get('input')!r})", key=key, allowed=allowed,
+                        got=first.get("input")) from None
+
+
+def load_runner_file(path: Path):
+    """The runner a file describes: an object with `.run(grid, workspace) -> GridOutcome`."""
+    cfg = read_runner_config(path)
+    return build_runner(cfg)
+
+
+def build_runner(cfg):
+    from ablate.runners.local import LocalRunner
+    from ablate.runners.process import ProcessRunner, Slot
+
+    common = {}
+    if not isinstance(cfg, (LocalConfig, SlurmConfig)):
+        common = {"time_limit_s": cfg.time_limit_s, "grace_s": cfg.grace_s, "env": dict(cfg.env), "python": cfg.python}
+    if isinstance(cfg, LocalConfig):
+        return LocalRunner()
+    if isinstance(cfg, SubprocessConfig):
+        return ProcessRunner(slots=[Slot("subprocess")], **common)
+    if isinstance(cfg, WorkersConfig):
+        return ProcessRunner(slots=worker_slots(cfg), **common)
+    if isinstance(cfg, MultiGPUConfig):
+        from ablate.runners.multigpu import launcher_argv
+
+        return ProcessRunner(slots=[Slot(f"{cfg.gpus} GPUs")], launcher=launcher_argv(cfg), **common)
+    from ablate.runners.slurm import SlurmRunner
+
+    return SlurmRunner(cfg)
+
+
+def worker_slots(cfg: WorkersConfig, gpu_count: int | None = None, cpu_count: int | None = None) -> list:
+    """One slot per worker: a GPU each (round-robin over `gpus`), or CPU threads each."""
+    from ablate.runners.process import Slot
+
+    if cfg.gpus == "none":
+        gpus: list[int] = []
+    elif cfg.gpus == "auto":
+        if gpu_count is None:
+            import torch
+
+            gpu_count = torch.cuda.device_count()
+        gpus = list(range(gpu_count))
+    else:
+        gpus = list(cfg.gpus)
+    cpu_count = cpu_count or os.cpu_count() or 1
+    threads = str(cfg.threads_per_worker)
+    n = cfg.workers if cfg.workers != "auto" else (len(gpus) or max(1, cpu_count // cfg.threads_per_worker))
+    cpu_env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    if gpus:
+        return [Slot(f"gpu{gpus[i % len(gpus)]}", {"CUDA_VISIBLE_DEVICES": str(gpus[i % len(gpus)]), **cpu_env})
+                for i in range(n)]
+    return [Slot(f"cpu{i}", {"CUDA_VISIBLE_DEVICES": "", **cpu_env}) for i in range(n)]

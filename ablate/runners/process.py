@@ -1,0 +1,227 @@
+"""Cells in processes of their own: runners/subprocess.yaml (one at a time) and runners/workers.yaml (N at once).
+
+Each cell runs in a fresh `python -m ablate.runners.child` whose output goes to `<home>/logs/<grid>/<cell>.log`.
+The parent watches it: a crash, an out-of-memory kill (SIGKILL) or a hang past `time_limit_s` marks that cell
+FAILED with the reason in the store, and the grid goes on. The child takes the cell's claim (a file lock), so no
+two workers, nor two `ablate run` started by mistake, run one cell. A child dies with its parent (Linux
+PR_SET_PDEATHSIG), so killing `ablate run` never leaves a cell training unseen.
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ablate.config.grid import Cell, Grid
+from ablate.progress import Progress
+from ablate.runners import child
+from ablate.runners.claims import claim
+from ablate.runners.local import GridOutcome, Terminated, claims_dir, open_store, sigterm_raises
+from ablate.tracking.store import REASON_TAG, Store
+from ablate.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+PARENT_ENV = "ABLATE_PARENT_PID"
+
+
+def die_with_parent() -> None:
+    """In a child: ask Linux to send SIGTERM when the parent dies (no-op elsewhere); exit if it already has."""
+    parent = os.environ.get(PARENT_ENV)
+    if not parent:
+        return
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)   # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(parent):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+@dataclass
+class Slot:
+    """Where one worker's cells run: extra environment (CUDA_VISIBLE_DEVICES, thread counts)."""
+
+    name: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ProcessRunner:
+    """Run each cell in a child process, `len(slots)` at a time; the grid goes on whatever a child does."""
+
+    slots: list[Slot]
+    time_limit_s: float | None = None
+    grace_s: float = 10.0
+    env: dict[str, str] = field(default_factory=dict)
+    python: str | None = None
+    launcher: list[str] | None = None          # argv before the child's module (multigpu: accelerate / torchrun)
+
+    def __post_init__(self):
+        self._children: dict[int, subprocess.Popen] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def run(self, grid: Grid, workspace: Workspace) -> GridOutcome:
+        store, experiment = open_store(workspace, grid)
+        outcome = GridOutcome()
+        finished = store.finished_cells(experiment)
+        todo: queue.Queue[tuple[int, Cell]] = queue.Queue()
+        for index, cell in enumerate(grid.cells, 1):
+            if cell.id in finished:
+                outcome.skipped.append(cell.id)
+            else:
+                todo.put((index, cell))
+        progress = Progress(len(grid.cells))
+        errors: list[BaseException] = []
+
+        def work(slot: Slot) -> None:
+            while not self._stop.is_set():
+                try:
+                    index, cell = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    result = self.run_cell(grid, cell, workspace, store, experiment, slot, progress, index)
+                except BaseException as err:  # noqa: BLE001 - reported by the main thread
+                    errors.append(err)
+                    return
+                with self._lock:
+                    outcome.merge(result)
+
+        threads = [threading.Thread(target=work, args=(slot,), name=f"ablate-worker-{slot.name}", daemon=True)
+                   for slot in self.slots]
+        try:
+            with sigterm_raises():
+                for thread in threads:
+                    thread.start()
+                while any(t.is_alive() for t in threads):
+                    for thread in threads:
+                        thread.join(timeout=0.2)
+        except (KeyboardInterrupt, Terminated) as err:
+            self._stop.set()
+            self.stop_children(signal.SIGINT if isinstance(err, KeyboardInterrupt) else signal.SIGTERM)
+            for thread in threads:
+                thread.join(timeout=self.grace_s + 5)
+            raise
+        finally:
+            progress.close()
+        if errors:
+            raise errors[0]
+        return outcome
+
+    # ---- one cell ----
+    def run_cell(self, grid: Grid, cell: Cell, workspace: Workspace, store: Store, experiment: str, slot: Slot,
+                 progress: Progress | None = None, index: int = 0) -> GridOutcome:
+        outcome = GridOutcome()
+        log_path = workspace.home / "logs" / grid.name / f"{cell.id}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        if progress:
+            progress.message(f"[{index}/{len(grid.cells)}] {cell.label() or cell.id} on {slot.name} (log {log_path})")
+        argv = [*(self.launcher or [self.python or sys.executable, "-m"]), "ablate.runners.child",
+                *child.args(grid.path, cell.id, workspace)]
+        env = {**os.environ, **self.env, **slot.env, PARENT_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
+        started = time.monotonic()
+        with open(log_path, "ab") as log_file:
+            proc = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            with self._lock:
+                self._children[proc.pid] = proc
+            try:
+                rc, timed_out = self._wait(proc)
+            finally:
+                with self._lock:
+                    self._children.pop(proc.pid, None)
+        wall = time.monotonic() - started
+        if self._stop.is_set():
+            return outcome
+        if rc == child.EXIT_FINISHED and not timed_out:
+            outcome.finished.append(cell.id)
+        elif rc == child.EXIT_CLAIMED:
+            outcome.claimed_elsewhere.append(cell.id)
+        elif rc == child.EXIT_FAILED:
+            outcome.failed[cell.id] = latest_reason(store, experiment, cell.id) or f"failed (see {log_path})"
+        else:
+            reason = crash_reason(rc, timed_out, self.time_limit_s, wall, log_path)
+            close_crashed(store, experiment, grid, cell, reason, claims_dir(workspace))
+            outcome.failed[cell.id] = reason
+        if progress:
+            text = outcome.failed.get(cell.id)
+            progress.cell_finished(cell.label(), f"FAILED: {text}" if text else
+                                   "held by another process" if outcome.claimed_elsewhere else f"done in {wall:.0f} s")
+        return outcome
+
+    def _wait(self, proc: subprocess.Popen) -> tuple[int, bool]:
+        deadline = None if self.time_limit_s is None else time.monotonic() + self.time_limit_s
+        while True:
+            try:
+                return proc.wait(timeout=0.5), False
+            except subprocess.TimeoutExpired:
+                if deadline is not None and time.monotonic() > deadline:
+                    _kill_group(proc, signal.SIGKILL)   # a hang may not answer SIGTERM: no grace
+                    return proc.wait(), True
+
+    def stop_children(self, sig: int) -> None:
+        """Forward an interrupt to every child (each closes its run as KILLED); SIGKILL those that linger."""
+        with self._lock:
+            children = list(self._children.values())
+        for proc in children:
+            _kill_group(proc, sig)
+        deadline = time.monotonic() + self.grace_s
+        for proc in children:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _kill_group(proc, signal.SIGKILL)
+                proc.wait()
+
+
+def _kill_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def crash_reason(rc: int, timed_out: bool, limit: float | None, wall: float, log_path: Path) -> str:
+    if timed_out:
+        return f"time limit exceeded: still running after {limit:g} s (time_limit_s), killed; log {log_path}"
+    if rc < 0:
+        name = signal.Signals(-rc).name if -rc in signal.Signals._value2member_map_ else str(-rc)
+        hint = " (the kernel's out-of-memory killer sends SIGKILL)" if -rc == signal.SIGKILL else ""
+        return f"the cell's process was killed by {name}{hint} after {wall:.0f} s; log {log_path}"
+    return f"the cell's process exited with code {rc}: {_last_line(log_path)}; log {log_path}"
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [l for l in path.read_text(errors="replace").splitlines() if l.strip()]
+    except OSError:
+        return "no log"
+    return lines[-1][:300] if lines else "no output"
+
+
+def latest_reason(store: Store, experiment: str, cell_id: str) -> str | None:
+    runs = sorted((r for r in store.runs(experiment) if r.cell_id == cell_id), key=lambda r: r.start_time)
+    return runs[-1].tags.get(REASON_TAG) if runs else None
+
+
+def close_crashed(store: Store, experiment: str, grid: Grid, cell: Cell, reason: str, lock_dir: Path) -> None:
+    """Mark the run a dead child left RUNNING as FAILED with the reason (a new FAILED run if it died before
+    starting one), only while no one else holds the cell."""
+    with claim(lock_dir, cell.id) as mine:
+        if not mine:
+            return
+        stale = [r for r in store.runs(experiment) if r.cell_id == cell.id and r.status == "RUNNING"]
+        for record in stale:
+            store.client.set_tag(record.run_id, REASON_TAG, reason[:4000])
+            store.client.set_terminated(record.run_id, "FAILED")
+        if not stale:
+            store.start_run(experiment, grid, cell).finish("FAILED", reason)
