@@ -60,6 +60,8 @@ def run_cell(cell: Cell, workspace: Workspace, logger: RunLogger, feature_cache:
     model = build_mllm(cfg, workspace.cache, feature_cache)
     cost = {"connector_params": count_parameters(model.connector),
             "connector_flops": forward_flops(model.connector, model.encoder.dim, model.encoder.grid)}
+    sample = [row["image"] for row in world.read("caption")[:64]]
+    cost["visual_tokens_per_image"] = sum(len(model.image_tokens.block(p)) for p in sample) / len(sample)
     logger.log_metrics({**cost, **zoo_metrics(cfg.encoder.name, workspace)})
 
     optimizer, scheduler = build_optimizer(model, cfg.train)
@@ -69,7 +71,7 @@ def run_cell(cell: Cell, workspace: Workspace, logger: RunLogger, feature_cache:
         for step, loss in state.losses:   # the new run carries the whole curve
             logger.log_step(step, **{"train/loss": loss})
         logger.set_tags({"ablate.resumed_from_step": state.step})
-    batches = train_batches(cfg.data, world, model.tokenizer, cfg.connector.tokens, cfg.train.batch_size,
+    batches = train_batches(cfg.data, world, model.tokenizer, model.image_tokens, cfg.train.batch_size,
                             cfg.train.seed, start_step=state.step)
     train_started = time.monotonic()
     state = train(model, batches, cfg.train, optimizer, scheduler, CellHooks(cell, model, logger, progress,

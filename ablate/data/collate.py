@@ -24,11 +24,14 @@ class _Row:
 
 
 class Collator:
-    def __init__(self, tokenizer, visual_tokens_per_image: int, max_length: int):
-        if visual_tokens_per_image < 1:
+    def __init__(self, tokenizer, visual_tokens_per_image, max_length: int):
+        """`visual_tokens_per_image`: a count, or an object whose `block(path) -> list[int]` gives the ids of
+        one image (`ablate.models.visual_tokens.ImageTokens`: slices and their separators)."""
+        self.block = getattr(visual_tokens_per_image, "block", None)
+        if self.block is None and visual_tokens_per_image < 1:
             raise ValueError(f"visual_tokens_per_image must be >= 1, got {visual_tokens_per_image}")
         self.tokenizer = tokenizer
-        self.n_visual = visual_tokens_per_image
+        self.n_visual = visual_tokens_per_image if self.block is None else None
         self.max_length = max_length
         self.image_id = tokenizer.convert_tokens_to_ids(IMAGE_MARKER)
         if self.image_id is None or self.image_id == tokenizer.unk_token_id:
@@ -51,10 +54,11 @@ class Collator:
             ids += piece
             is_image += [False] * len(piece)
             if k < len(images):
-                if len(ids) + self.n_visual > self.max_length:
+                block = self.block(images[k]) if self.block else [self.image_id] * self.n_visual
+                if len(ids) + len(block) > self.max_length:
                     break  # this image's block would be cut: drop it and everything after it
-                ids += [self.image_id] * self.n_visual
-                is_image += [True] * self.n_visual
+                ids += block
+                is_image += [True] * len(block)   # separators inside the block carry no loss either
                 kept.append(images[k])
         if self.eos_id is not None:
             ids.append(self.eos_id)

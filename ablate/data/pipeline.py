@@ -28,7 +28,7 @@ def mixture_sources(data_cfg: DataConfig, world=None, cache_dir=None) -> dict:
     return out
 
 
-def train_batches(data_cfg: DataConfig, world, tokenizer, visual_tokens_per_image: int, batch_size: int,
+def train_batches(data_cfg: DataConfig, world, tokenizer, visual_tokens_per_image, batch_size: int,
                   seed: int, start_step: int = 0, cache_dir=None) -> Iterator[Batch]:
     """Batches for steps `start_step, start_step + 1, ...`; the same seed gives the same batches, so a resumed
     run (start_step = the checkpoint's step) sees exactly what an uninterrupted run would have seen."""

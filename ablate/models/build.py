@@ -8,6 +8,7 @@ import torch
 from ablate.config.schema import CellConfig
 from ablate.models.features import FeatureCache, ImageFeatures
 from ablate.models.mllm import MLLM
+from ablate.models.visual_tokens import ImageTokens
 
 
 def build_mllm(cfg: CellConfig, cache_root: Path, feature_cache: FeatureCache | None = None,
@@ -21,8 +22,9 @@ def build_mllm(cfg: CellConfig, cache_root: Path, feature_cache: FeatureCache | 
     torch.manual_seed(cfg.train.seed)  # the connector's initialisation depends on the cell's seed only
     d_llm = llm.get_input_embeddings().embedding_dim
     connector = build_connector(cfg.connector, encoder.dim, d_llm, encoder.grid)
-    image_token_id = tokenizer.convert_tokens_to_ids("<image>")
-    model = MLLM(encoder, connector, llm, tokenizer, image_token_id, cfg.connector.tokens)
+    image_tokens = ImageTokens(cfg.encoder, cfg.connector.tokens, tokenizer.convert_tokens_to_ids("<image>"),
+                               tokenizer)
+    model = MLLM(encoder, connector, llm, tokenizer, image_tokens)
     frozen = cfg.train.lr_multipliers.get("encoder", 0.0) == 0
     model.features = ImageFeatures(encoder, feature_cache if cfg.train.feature_cache else None, frozen)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -49,26 +49,32 @@ def load_images(paths: list[str]) -> list[Image.Image]:
 
 
 class ImageFeatures:
-    """Callable `paths -> (n, n_patches, dim)`; uses the cache only while the encoder does not train."""
+    """Callable `paths -> (n_crops, n_patches, dim)`: the crops of every image in order (one per image unless the
+    encoder slices); uses the cache only while the encoder does not train."""
 
     def __init__(self, encoder: torch.nn.Module, cache: FeatureCache | None, frozen: bool):
         self.encoder, self.cache, self.frozen = encoder, cache, frozen
         self.key = encoder.feature_key() if cache is not None and frozen else None
 
+    def _compute(self, paths: list[str], device) -> list[torch.Tensor]:
+        pixels, layouts = self.encoder.preprocess_with_layout(load_images(paths))
+        feats = self.encoder(pixels.to(device))
+        counts = [1 + rows * cols for rows, cols in layouts]
+        return list(torch.split(feats, counts))
+
     def __call__(self, paths: list[str], device: torch.device | str = "cpu") -> torch.Tensor:
         if not paths:
             return torch.empty(0)
         if self.key is None:
-            pixels = self.encoder.preprocess(load_images(paths)).to(device)
             with torch.set_grad_enabled(not self.frozen and torch.is_grad_enabled()):
-                return self.encoder(pixels)
+                return torch.cat(self._compute(paths, device))
         missing = [p for p in dict.fromkeys(paths) if self.cache.get((self.key, p)) is None]
         self.cache.hits += len(paths) - len(missing)
         self.cache.misses += len(missing)
         for start in range(0, len(missing), 64):
             chunk = missing[start:start + 64]
             with torch.no_grad():
-                feats = self.encoder(self.encoder.preprocess(load_images(chunk)).to(device)).detach()
+                feats = self._compute(chunk, device)
             for path, feat in zip(chunk, feats):
-                self.cache.put((self.key, path), feat.to("cpu"))
-        return torch.stack([self.cache.get((self.key, p)) for p in paths]).to(device)
+                self.cache.put((self.key, path), feat.detach().to("cpu"))
+        return torch.cat([self.cache.get((self.key, p)) for p in paths]).to(device)

@@ -14,6 +14,7 @@ from torch import nn
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from ablate.models.features import ImageFeatures
+from ablate.models.visual_tokens import ImageTokens
 from ablate.train.loss import causal_lm_loss, fused_loss_applies
 
 
@@ -28,12 +29,13 @@ class Parts:
 
 class MLLM(nn.Module):
     def __init__(self, encoder: nn.Module, connector: nn.Module, llm: nn.Module, tokenizer,
-                 image_token_id: int, tokens_per_image: int):
+                 image_tokens: ImageTokens):
         super().__init__()
         self.encoder, self.connector, self.llm = encoder, connector, llm
         self.tokenizer = tokenizer
-        self.image_token_id = image_token_id
-        self.tokens_per_image = tokens_per_image
+        self.image_tokens = image_tokens          # the ids one image stands for (slices and separators)
+        self.image_token_id = image_tokens.image_token_id
+        self.tokens_per_image = image_tokens.tokens
         self.features: ImageFeatures | None = None   # set by the builder: cached or live encoder features
 
     @property
@@ -43,21 +45,25 @@ class MLLM(nn.Module):
     def parts(self) -> Parts:
         return Parts(self.encoder, self.connector, self.llm)
 
-    def embed(self, input_ids: torch.Tensor, image_paths: list[str],
-              pixel_values: torch.Tensor | None = None) -> torch.Tensor:
+    def embed(self, input_ids: torch.Tensor, image_paths: list[str], pixel_values: torch.Tensor | None = None,
+              features: torch.Tensor | None = None) -> torch.Tensor:
         """Token embeddings with each image's visual tokens written over its `<image>` positions.
 
-        `pixel_values` (n, 3, R, R), when given, are the images already preprocessed (e.g. by a data loader's
-        workers, ahead of the step); otherwise the images are read from `image_paths` (or the feature cache).
+        Prepared ahead of the step (by a loader's workers or a prefetch thread), `features` (n, h*w, dim) are the
+        encoder's outputs and `pixel_values` (n, 3, R, R) the preprocessed images; without either, the images are
+        read from `image_paths` (or the feature cache).
         """
         embeds = self.llm.get_input_embeddings()(input_ids)
         slots = input_ids == self.image_token_id
-        n_images = len(image_paths) if pixel_values is None else pixel_values.shape[0]
+        given = features if features is not None else pixel_values
+        n_images = len(image_paths) if given is None else given.shape[0]
         if not n_images:
             if slots.any():
                 raise ValueError("the batch has <image> tokens but no images")
             return embeds
-        if pixel_values is None:
+        if features is not None:
+            feats = features.to(self.device, non_blocking=True)
+        elif pixel_values is None:
             feats = self.features(image_paths, self.device)
         else:
             frozen = getattr(self.features, "frozen", False)
@@ -70,13 +76,13 @@ class MLLM(nn.Module):
                              f"{self.tokens_per_image} tokens")
         return embeds.masked_scatter(slots.unsqueeze(-1), visual)
 
-    def forward(self, input_ids, attention_mask, labels, images: list[str], pixel_values=None):
+    def forward(self, input_ids, attention_mask, labels, images: list[str], pixel_values=None, features=None):
         """The LM's output for a batch; with labels, `.loss` is the mean next-token loss on labelled positions.
 
         When the LM's logits are a plain linear head, the loss is computed by `ablate.train.loss` without
         full-vocabulary logits (`.logits` is then None); other LMs use Hugging Face's own loss.
         """
-        embeds = self.embed(input_ids, images, pixel_values)
+        embeds = self.embed(input_ids, images, pixel_values, features)
         if labels is None or not fused_loss_applies(self.llm):
             return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels)
         hidden = self.llm.base_model(inputs_embeds=embeds, attention_mask=attention_mask,
@@ -94,7 +100,7 @@ class MLLM(nn.Module):
         for part in context:
             if isinstance(part, Image.Image):
                 images.append(part.convert("RGB"))
-                ids.extend([self.image_token_id] * self.tokens_per_image)
+                ids.extend(self.image_tokens.block(part))
             else:
                 ids.extend(self.tokenizer(str(part), add_special_tokens=False)["input_ids"])
         return ids, images
