@@ -52,8 +52,9 @@ def train(model: MLLM, batches: Iterator[Batch], cfg: TrainConfig, optimizer, sc
     while state.step < cfg.steps:
         batch = next(batches)
         with autocast_for(device, cfg.precision):
+            # batches from ablate.train.speed.prefetch_batches carry their image features, made ahead
             loss = model(batch.input_ids.to(device), batch.attention_mask.to(device), batch.labels.to(device),
-                         batch.images).loss
+                         batch.images, features=getattr(batch, "features", None)).loss
         value = float(loss.detach())
         if not math.isfinite(value):
             raise Diverged(state.step + 1, f"loss is {value}")

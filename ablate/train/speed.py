@@ -1,0 +1,199 @@
+"""Speed helpers for the training step: regional compilation, frozen modules in bf16, batches prepared ahead.
+
+- `compile_blocks`: `torch.compile` of each repeated transformer block rather than of the whole model ("regional
+  compilation", PyTorch tutorial "Reducing torch.compile cold start compilation time with regional
+  compilation"). The 24 decoder layers of an LM share one compiled graph per input shape, so compiling costs
+  seconds instead of minutes, and a later cell of a grid whose blocks have the same code and shapes reuses it
+  (Dynamo's cache lives with the code object, Inductor's on disk), so a grid pays compilation once per shape.
+- `cast_frozen`: modules that do not train hold bf16 weights on the GPU (no per-step casts, half the memory).
+- `Prefetcher`: the next batches (and their image features) are made on a background thread and copied to the
+  device while the GPU runs the current step, so the loader does not add to the step time.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+def repeated_blocks(module: nn.Module) -> list[nn.Module]:
+    """Members of every `nn.ModuleList` of two or more modules of one class (transformer layers)."""
+    blocks = []
+    for child in module.modules():
+        if isinstance(child, nn.ModuleList) and len(child) >= 2 and len({type(m) for m in child}) == 1:
+            blocks.extend(child)
+    return blocks
+
+
+def compile_blocks(module: nn.Module, **compile_kwargs) -> int:
+    """Compile each repeated block of `module` in place (`nn.Module.compile`); returns how many were compiled.
+
+    Raises Dynamo's recompile limit so that many block instances (and later cells) sharing one code object are
+    never silently left to run eagerly.
+    """
+    import torch._dynamo
+
+    blocks = repeated_blocks(module)
+    limit = max(64, 4 * len(blocks))
+    if hasattr(torch._dynamo.config, "recompile_limit"):
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, limit)
+    else:  # older torch
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, limit)
+    for block in blocks:
+        block.compile(**compile_kwargs)
+    return len(blocks)
+
+
+def cast_frozen(model: nn.Module, parts: dict[str, nn.Module], dtype: torch.dtype = torch.bfloat16) -> list[str]:
+    """Cast each part of `parts` whose parameters all have `requires_grad=False` to `dtype`; returns their names.
+
+    Call after the optimiser is built (it sets `requires_grad` from the learning-rate multipliers).
+    """
+    cast = []
+    for name, part in parts.items():
+        params = list(part.parameters())
+        if params and not any(p.requires_grad for p in params):
+            part.to(dtype)
+            cast.append(name)
+    return cast
+
+
+def _to_device(value, device: torch.device):
+    if isinstance(value, torch.Tensor):
+        pinned = value.pin_memory() if device.type == "cuda" and not value.is_pinned() else value
+        return pinned.to(device, non_blocking=True)
+    return value
+
+
+class Prefetcher:
+    """Iterate `source` on a background thread, `depth` items ahead; each item goes through `prepare` first.
+
+    `prepare(item)` runs on the thread: e.g. move a batch's tensors to the GPU (pinned, non-blocking) and look
+    its image features up. Exceptions raised there come out of `next()`; `close()` stops the thread.
+    """
+
+    _END = object()
+
+    def __init__(self, source: Iterator, prepare: Callable | None = None, depth: int = 2):
+        self._source, self._prepare = source, prepare or (lambda item: item)
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="ablate-prefetch")
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for item in self._source:
+                if self._stop.is_set():
+                    return
+                self._put(self._prepare(item))
+            self._put(self._END)
+        except BaseException as err:  # handed to the consumer
+            self._put(err)
+
+    def _put(self, item) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        item = self._queue.get()
+        if item is self._END:
+            raise StopIteration
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def to_device(batch, device: torch.device):
+    """A copy of a dataclass batch with every tensor field on `device` (pinned, non-blocking on CUDA)."""
+    from dataclasses import fields, replace
+
+    return replace(batch, **{f.name: _to_device(getattr(batch, f.name), device) for f in fields(batch)})
+
+
+@dataclass
+class ReadyBatch:
+    """A batch already on the device, with its image features (None: the model computes them in the step)."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor
+    images: list[str]
+    features: torch.Tensor | None = None
+
+
+def _load_pixels(encoder, path: str) -> torch.Tensor:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return encoder.preprocess([img.convert("RGB")])[0]
+
+
+def feature_preparer(model, threads: int = 8) -> Callable:
+    """`prepare` for `Prefetcher`: a batch -> `ReadyBatch` on the model's device, features looked up ahead.
+
+    With a frozen encoder the features are computed (or read from the feature cache) on the prefetch thread,
+    images decoded by a small thread pool; with a trained encoder they are left to the step (they need grads).
+    """
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ablate-images")
+    device = model.device
+    features = model.features
+    encoder = model.encoder
+
+    def prepare(batch) -> ReadyBatch:
+        feats = None
+        if batch.images and getattr(features, "frozen", False):
+            with torch.no_grad():
+                if getattr(features, "key", None) is not None:      # cached: lookups (misses encoded once)
+                    feats = features(batch.images, device)
+                else:
+                    pixels = torch.stack(list(pool.map(lambda p: _load_pixels(encoder, p), batch.images)))
+                    param = next(encoder.parameters())
+                    feats = encoder(_to_device(pixels, device).to(param.dtype))
+        return ReadyBatch(_to_device(batch.input_ids, device), _to_device(batch.attention_mask, device),
+                          _to_device(batch.labels, device), list(batch.images), feats)
+
+    return prepare
+
+
+def prefetch_batches(batches: Iterator, model, depth: int = 2) -> Prefetcher:
+    """`batches` made, moved to the device and given their image features on a background thread."""
+    return Prefetcher(batches, feature_preparer(model), depth)
+
+
+class reference_forward:
+    """Context manager: inside it, `model(...)` runs the eager baseline's forward (full-vocabulary logits and
+    Hugging Face's loss, the path before `ablate.train.loss`); for benchmarks and equivalence tests."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __enter__(self):
+        model = self.model
+
+        def forward(input_ids, attention_mask, labels, images, pixel_values=None, features=None):
+            embeds = model.embed(input_ids, images, pixel_values, features)
+            return model.llm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels)
+
+        model.forward = forward
+        return model
+
+    def __exit__(self, *exc):
+        del self.model.forward
+        return False
