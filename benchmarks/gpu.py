@@ -56,7 +56,7 @@ SHAPES = {
                     num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True, rope_theta=1e6,
                     max_position_embeddings=32768),
         "resolution": 384, "image_px": 192, "tokens": 144, "grid_tokens": (64, 144), "text": 128, "batch": 32,
-        "n_images": 3000, "questions": 512, "peak_n": 8192,
+        "n_images": 3000, "questions": 256, "peak_n": 8192,
     },
     "tiny": {
         "encoder": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
@@ -68,6 +68,8 @@ SHAPES = {
     },
 }
 CONNECTORS = ("avg-pool", "attn-pool", "c-abstractor")
+PARTS = ("step", "grid", "loader", "eval", "nocache")     # the order they run in: the issue's targets first
+LATE = {"loader", "eval", "nocache"}                       # skipped once --budget-s is spent
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -245,12 +247,29 @@ def timed(device: torch.device, run_step, warm: int, steps: int) -> dict:
             "first_steps_s": first, "peak_gib": peak_gib(device), "losses": losses}
 
 
+@contextlib.contextmanager
+def chunked_loss():
+    """Inside: the fused loss uses the plain PyTorch chunked backend even where Liger-Kernel is available."""
+    from ablate.train import loss as loss_module
+
+    original = loss_module.linear_cross_entropy
+
+    def chunked(*args, **kwargs):
+        return original(*args, **{**kwargs, "backend": "chunked"})
+
+    loss_module.linear_cross_entropy = chunked
+    try:
+        yield
+    finally:
+        loss_module.linear_cross_entropy = original
+
+
 def count_flops(model, batch, pixel_values, device: torch.device) -> float:
     """FLOPs of one training step's forward + backward (frozen encoder forward only), by FlopCounterMode."""
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
-    with counter, torch.autocast(device.type, dtype=torch.bfloat16):
+    with chunked_loss(), counter, torch.autocast(device.type, dtype=torch.bfloat16):
         loss = model(batch.input_ids.to(device), batch.attention_mask.to(device), batch.labels.to(device),
                      batch.images, pixel_values=pixel_values).loss
         loss.backward()
@@ -353,8 +372,8 @@ class Bench:
             eager_flops = count_flops(model, on_gpu, pixels, device)
             base = timed(device, step(pixels), args.warm, args.steps)
         b = self.shape["batch"]
-        self.results["meta"]["model_tflop_per_step"] = round(self.flops / 1e12, 3)
-        self.results["meta"]["eager_executed_tflop_per_step"] = round(eager_flops / 1e12, 3)
+        self.results["meta"]["model_tflop_per_step"] = float(f"{self.flops / 1e12:.4g}")
+        self.results["meta"]["eager_executed_tflop_per_step"] = float(f"{eager_flops / 1e12:.4g}")
         self.baseline = base
         self.row("step", "eager baseline (full logits, HF loss)", **self.step_fields(base, b))
 
@@ -363,20 +382,12 @@ class Bench:
         info = self.optimise(model)
         opt = timed(device, step(pixels), args.warm, args.steps)
         self.row("step", "+ bf16 frozen encoder + compiled blocks", **self.step_fields(opt, b), **info)
-        from ablate.train import loss as loss_module
+        from ablate.train.loss import liger_available
 
-        if loss_module.liger_available() and device.type == "cuda":
-            original = loss_module.linear_cross_entropy
-
-            def chunked(*a, **k):
-                return original(*a, **{**k, "backend": "chunked"})
-
-            loss_module.linear_cross_entropy = chunked
-            try:
+        if liger_available() and device.type == "cuda":
+            with chunked_loss():
                 alt = timed(device, step(pixels), args.warm, args.steps)
-                self.row("step", "  same, chunked PyTorch CE instead of Liger", **self.step_fields(alt, b))
-            finally:
-                loss_module.linear_cross_entropy = original
+            self.row("step", "  same, chunked PyTorch CE instead of Liger", **self.step_fields(alt, b))
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16):
             feats = model.encoder(pixels)
         cached = timed(device, step(feats=feats), args.warm, args.steps)
@@ -499,18 +510,19 @@ class Bench:
         return {"wall_s": wall, "cells": cells}
 
     def part_grid(self) -> None:
-        args = self.args
-        steps, few = args.grid_steps, min(args.nocache_steps, args.grid_steps)
-        eager = self.grid("eager baseline, feature cache", False, steps)
-        if self.elapsed() > args.budget_s:
-            return self.row("grid", "optimised grid skipped: time budget spent", budget_s=args.budget_s)
-        fast = self.grid("optimised, feature cache", True, steps)
-        self.row("grid", "optimised / eager wall time", ratio=fast["wall_s"] / eager["wall_s"])
-        # the same optimised grid truncated at `few` steps per cell (read off its step clock)
-        truncated = sum(c["times"][few - 1] for c in fast["cells"] if len(c["times"]) >= few)
+        """Eager baseline grid and optimised grid, both with the feature cache, `--grid-steps` steps per cell."""
+        self.eager_grid = self.grid("eager baseline, feature cache", False, self.args.grid_steps)
+        self.fast_grid = self.grid("optimised, feature cache", True, self.args.grid_steps)
+        self.row("grid", "optimised / eager wall time", ratio=self.fast_grid["wall_s"] / self.eager_grid["wall_s"])
+
+    def part_nocache(self) -> None:
+        """The optimised grid without the feature cache, against the cached grid's first steps of every cell."""
+        few = min(self.args.nocache_steps, self.args.grid_steps)
+        if not hasattr(self, "fast_grid"):
+            self.fast_grid = self.grid(f"optimised, feature cache, {few} steps/cell", True, few)
+        cells = self.fast_grid["cells"]
+        truncated = sum(c["times"][few - 1] for c in cells if len(c["times"]) >= few)
         self.row("grid", f"optimised, feature cache, first {few} steps/cell", wall_s=truncated)
-        if self.elapsed() > args.budget_s:
-            return self.row("grid", "no-cache grid skipped: time budget spent", budget_s=args.budget_s)
         nocache = self.grid(f"optimised, no feature cache, {few} steps/cell", True, few, use_cache=False)
         self.row("grid", "no cache / cache wall time (same steps)", ratio=nocache["wall_s"] / truncated)
 
@@ -545,12 +557,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tiny", action="store_true", help="tiny shapes (CPU test of the script)")
     parser.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is there")
     parser.add_argument("--out", default=os.environ.get("OUT"), help="folder for gpu_results.json / .md")
-    parser.add_argument("--parts", default="step,loader,eval,grid", help="comma-separated subset, in this order")
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per step measurement")
+    parser.add_argument("--parts", default=",".join(PARTS), help="comma-separated subset of " + ",".join(PARTS))
+    parser.add_argument("--steps", type=int, default=15, help="timed steps per step measurement")
     parser.add_argument("--warm", type=int, default=3, help="warm-up steps (compilation happens here)")
     parser.add_argument("--grid-steps", type=int, default=300)
     parser.add_argument("--nocache-steps", type=int, default=100, help="steps per cell of the no-cache grid")
-    parser.add_argument("--budget-s", type=float, default=420, help="skip later grids once this much time is spent")
+    parser.add_argument("--budget-s", type=float, default=480,
+                        help="skip the loader / eval / no-cache parts once this many seconds are spent")
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads when running on the CPU")
     args = parser.parse_args(argv)
@@ -562,15 +575,19 @@ def main(argv: list[str] | None = None) -> dict:
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     if "loader" in parts and "step" not in parts:
         parts.insert(0, "step")
-    for part in ("step", "loader", "eval", "grid"):
-        if part in parts:
-            try:
-                getattr(bench, f"part_{part}")()
-            except Exception as err:  # one failing part must not lose the others' figures
-                import traceback
+    for part in PARTS:
+        if part not in parts:
+            continue
+        if part in LATE and bench.elapsed() > args.budget_s:
+            bench.row(part, "skipped: time budget spent", budget_s=args.budget_s, elapsed_s=bench.elapsed())
+            continue
+        try:
+            getattr(bench, f"part_{part}")()
+        except Exception as err:  # one failing part must not lose the others' figures
+            import traceback
 
-                traceback.print_exc()
-                bench.row(part, "FAILED", error=f"{type(err).__name__}: {err}"[:300])
+            traceback.print_exc()
+            bench.row(part, "FAILED", error=f"{type(err).__name__}: {err}"[:300])
     bench.row("total", "script wall time", seconds=bench.elapsed())
     print(markdown(bench.results))
     return bench.results

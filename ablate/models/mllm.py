@@ -50,7 +50,7 @@ class MLLM(nn.Module):
         """Token embeddings with each image's visual tokens written over its `<image>` positions.
 
         Prepared ahead of the step (by a loader's workers or a prefetch thread), `features` (n, h*w, dim) are the
-        encoder's outputs and `pixel_values` (n, 3, R, R) the preprocessed images; without either, the images are
+        encoder's outputs the preprocessed images; without either, the images are
         read from `image_paths` (or the feature cache).
         """
         embeds = self.llm.get_input_embeddings()(input_ids)

@@ -119,7 +119,7 @@ def causal_lm_loss(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Ten
                    chunk_rows: int = CHUNK_ROWS, backend: str = "auto") -> torch.Tensor:
     """The next-token loss of an LM whose head is `weight` (no bias), from its last hidden states `(B, T, H)`."""
     rows, targets = labelled_rows(hidden, labels)
-    return linear_cross_entropy(rows, weight, targets, chunk_rows, backend)
+    return linear_cross_entropy(rows, weight, targets, chunk_rows=chunk_rows, backend=backend)
 
 
 def reference_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

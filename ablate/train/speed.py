@@ -138,11 +138,12 @@ class ReadyBatch:
     features: torch.Tensor | None = None
 
 
-def _load_pixels(encoder, path: str) -> torch.Tensor:
+def _load_crops(encoder, path: str) -> torch.Tensor:
+    """The preprocessed crops of one image, `(crops, 3, R, R)` (one crop unless the encoder slices)."""
     from PIL import Image
 
     with Image.open(path) as img:
-        return encoder.preprocess([img.convert("RGB")])[0]
+        return encoder.preprocess([img.convert("RGB")])
 
 
 def feature_preparer(model, threads: int = 8) -> Callable:
@@ -156,16 +157,26 @@ def feature_preparer(model, threads: int = 8) -> Callable:
     features = model.features
     encoder = model.encoder
 
+    def encode(paths: list[str]) -> list[torch.Tensor]:
+        """Features of each image, `(crops, h*w, dim)`, images decoded by the pool, encoded in one batch."""
+        crops = list(pool.map(lambda p: _load_crops(encoder, p), paths))
+        pixels = _to_device(torch.cat(crops), device).to(next(encoder.parameters()).dtype)
+        return list(torch.split(encoder(pixels), [c.shape[0] for c in crops]))
+
     def prepare(batch) -> ReadyBatch:
         feats = None
         if batch.images and getattr(features, "frozen", False):
             with torch.no_grad():
-                if getattr(features, "key", None) is not None:      # cached: lookups (misses encoded once)
+                key, cache = getattr(features, "key", None), getattr(features, "cache", None)
+                if key is None:
+                    feats = torch.cat(encode(batch.images))
+                else:   # misses decoded by the pool and encoded once, then every image is a cache lookup
+                    missing = [p for p in dict.fromkeys(batch.images) if cache.get((key, p)) is None]
+                    if missing:
+                        for path, feat in zip(missing, encode(missing)):
+                            cache.put((key, path), feat.to("cpu"))
                     feats = features(batch.images, device)
-                else:
-                    pixels = torch.stack(list(pool.map(lambda p: _load_pixels(encoder, p), batch.images)))
-                    param = next(encoder.parameters())
-                    feats = encoder(_to_device(pixels, device).to(param.dtype))
+                    cache.hits, cache.misses = cache.hits - len(missing), cache.misses + len(missing)
         return ReadyBatch(_to_device(batch.input_ids, device), _to_device(batch.attention_mask, device),
                           _to_device(batch.labels, device), list(batch.images), feats)
 

@@ -44,7 +44,7 @@ def test_prefetcher_prepares_features_ahead_and_propagates_errors(perf_setup):
     stream = Prefetcher(batches, feature_preparer(model, threads=2), depth=2)
     ready = next(stream)
     stream.close()
-    assert isinstance(ready, ReadyBatch) and ready.features.shape == (3, 64, 32)
+    assert isinstance(ready, ReadyBatch) and ready.features.shape == (3, 64, 32)   # one crop per image
     with torch.no_grad():
         torch.testing.assert_close(ready.features, model.features(ready.images, "cpu"))
 
