@@ -73,6 +73,7 @@ def run_cell(cell: Cell, workspace: Workspace, logger: RunLogger, feature_cache:
         logger.set_tags({"ablate.resumed_from_step": state.step})
     batches = train_batches(cfg.data, world, model.tokenizer, model.image_tokens, cfg.train.batch_size,
                             cfg.train.seed, start_step=state.step)
+    logger.log_metrics({"data/padding_fraction": padding_fraction(cfg, world, model)})
     train_started = time.monotonic()
     state = train(model, batches, cfg.train, optimizer, scheduler, CellHooks(cell, model, logger, progress,
                                                                               workspace), state)
@@ -127,3 +128,14 @@ def zoo_metrics(spec: str, workspace: Workspace) -> dict[str, float]:
     marker = model_dir(spec, workspace.cache) / "zoo.json"
     metrics = json.loads(marker.read_text()).get("metrics", {}) if marker.is_file() else {}
     return {f"encoder/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+
+
+def padding_fraction(cfg, world, model, batches: int = 8) -> float:
+    """Share of padding in the cell's first training batches (the cost of not packing)."""
+    from itertools import islice
+
+    from ablate.data import train_batches
+
+    stream = train_batches(cfg.data, world, model.tokenizer, model.image_tokens, cfg.train.batch_size, cfg.train.seed)
+    values = [batch.padding_fraction for batch in islice(stream, batches)]
+    return float(sum(values) / max(len(values), 1))

@@ -86,15 +86,24 @@ def cmd_zoo(args, workspace: Workspace) -> int:
 
     if args.zoo_command == "build":
         build_zoo(args.names or None, workspace.cache)
-    for entry in zoo_status(workspace.cache):
-        print("  ".join(str(x) for x in entry))
+    print(f"{'model':<14} {'built':<6} {'build s':>8} {'retrieval (zero-shot / probe / chance)':>40}  "
+          f"{'held-out ppl':>12}  folder")
+    for spec, built, folder, metrics in zoo_status(workspace.cache):
+        m = metrics or {}
+        retrieval = ""
+        if "probe_i2t_top1" in m:
+            zero = f"{100 * m['zero_shot_i2t_top1']:.1f}%" if "zero_shot_i2t_top1" in m else "-"
+            retrieval = f"{zero} / {100 * m['probe_i2t_top1']:.1f}% / {100 * m['chance']:.1f}%"
+        ppl = f"{m['heldout_ppl']:.2f}" if "heldout_ppl" in m else ""
+        build_s = f"{m['build_s']:.0f}" if "build_s" in m else ""
+        print(f"{spec:<14} {'yes' if built else 'no':<6} {build_s:>8} {retrieval:>40}  {ppl:>12}  {folder}")
     return 0
 
 
 def make_report(grid: Grid, workspace: Workspace):
     """Read the grid's runs back from the store and write reports/<grid>/ (never from runner memory)."""
     from ablate.report import ReportMeta, build_report
-    from ablate.tracking.results import results_frame
+    from ablate.tracking.results import read_predictions, results_frame
     from ablate.tracking.store import Store
 
     store = Store(workspace.tracking_uri, workspace.artifacts)
@@ -102,9 +111,11 @@ def make_report(grid: Grid, workspace: Workspace):
     meta = ReportMeta(
         grid_name=grid.name, grid_file=str(grid.path), date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         git_commit=_git_commit(), device=_machine(), swept_axes=list(grid.axes), fixed=grid.fixed,
-        total_wall_s=float(frame["wall_s"].sum()) if "wall_s" in frame else None)
+        total_wall_s=float(frame["wall_s"].sum()) if "wall_s" in frame else None, elapsed_s=_elapsed(frame))
     out = workspace.reports / _safe(grid.name)
-    paths = build_report(frame, curves, meta, out)
+    run_ids = dict(zip(frame["cell_id"], frame["run_id"])) if "run_id" in frame else {}
+    paths = build_report(frame, curves, meta, out, predictions=lambda cell_id: (
+        read_predictions(store, run_ids[cell_id]) if isinstance(run_ids.get(cell_id), str) else None))
     experiment = store.experiment_id(grid, create=False)
     if experiment is not None:
         _log_report(store, experiment, grid, paths)
@@ -122,15 +133,22 @@ def _log_report(store, experiment: str, grid: Grid, paths) -> None:
         store.client.set_terminated(run_id, "FINISHED")
 
 
+def _elapsed(frame) -> float | None:
+    """Seconds from the first run's start to the last run's end (None before any run ended)."""
+    if "start_ms" not in frame or "end_ms" not in frame or not frame["end_ms"].notna().any():
+        return None
+    return float(frame["end_ms"].max() - frame["start_ms"].min()) / 1000
+
+
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip("-.") or "grid"
 
 
 def _git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], check=False, capture_output=True, text=True,
                              cwd=Path(__file__).parent, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], check=False, capture_output=True,
                                text=True, cwd=Path(__file__).parent, timeout=5).stdout.strip()
         return (out.stdout.strip() or "unknown") + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
