@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .examples import ExampleSet
 from .meta import ReportMeta
 from .names import SEED_AXES, axis_label, value_label
 from .results import Results
@@ -49,6 +50,11 @@ class FigureBlock:
 
 
 @dataclass
+class ExamplesBlock:
+    examples: ExampleSet
+
+
+@dataclass
 class Document:
     title: str
     subtitle: str
@@ -63,6 +69,36 @@ def _settings(results: Results, row: pd.Series) -> str:
     return ", ".join(parts)
 
 
+def _seconds(runs: pd.DataFrame, col: str) -> pd.Series:
+    return pd.to_numeric(runs[col], errors="coerce").dropna() if col in runs.columns else pd.Series(dtype=float)
+
+
+def _per_cell(runs: pd.DataFrame) -> str:
+    """Median / min / max of the cells' wall times, and the median split into training and evaluation."""
+    wall = _seconds(runs, "wall_s")
+    if not len(wall):
+        return "not recorded"
+    text = (f"median {human_seconds(wall.median())}, min {human_seconds(wall.min())}, "
+            f"max {human_seconds(wall.max())} over {len(wall)} cells")
+    train, evaluate = _seconds(runs, "time/train_s"), _seconds(runs, "time/eval_s")
+    if len(train) and len(evaluate):
+        text += (f" (median training {human_seconds(train.median())}, evaluation "
+                 f"{human_seconds(evaluate.median())}; the rest is building the model)")
+    return text
+
+
+def _total(runs: pd.DataFrame, meta: ReportMeta) -> str:
+    """Compute (the sum over cells) and, when known, elapsed time from the first start to the last end."""
+    wall = _seconds(runs, "wall_s")
+    total = meta.total_wall_s if meta.total_wall_s is not None else (wall.sum() if len(wall) else None)
+    if total is None:
+        return "—"
+    text = f"{human_seconds(total)} summed over cells"
+    if meta.elapsed_s is not None:
+        text += f"; {human_seconds(meta.elapsed_s)} from the first cell's start to the last one's end"
+    return text
+
+
 def cover(results: Results, meta: ReportMeta) -> list:
     runs = results.runs
     n = runs["_group"].value_counts()
@@ -70,10 +106,7 @@ def cover(results: Results, meta: ReportMeta) -> list:
     missing = int(n.get("missing", 0))
     counts = (f"{len(runs)} cells: {int(n.get('finished', 0))} finished, {int(n.get('failed', 0))} failed, "
               f"{missing} missing ({running} running, {missing - running} pending)")
-    wall = pd.to_numeric(runs.get("wall_s", pd.Series(dtype=float)), errors="coerce").dropna()
-    per_cell = (f"median {human_seconds(wall.median())}, min {human_seconds(wall.min())}, "
-                f"max {human_seconds(wall.max())} over {len(wall)} cells; sum {human_seconds(wall.sum())}"
-                if len(wall) else "not recorded")
+    per_cell = _per_cell(runs)
     axes = [f"{a} ({len(results.values[a])}): {', '.join(quoted(results.values[a]))}" for a in results.axes]
     seeds = sorted(int(s) for s in runs["seed"].dropna().unique())
     if len(seeds) > 1:
@@ -82,7 +115,7 @@ def cover(results: Results, meta: ReportMeta) -> list:
         "first row of each table"
     rows = [("Grid", meta.grid_name), ("Grid file", str(meta.grid_file) or "—"), ("Date", meta.date_text or "—"),
             ("Code version", meta.git_commit or "—"), ("Machine", meta.device or "—"),
-            ("Total wall time", human_seconds(meta.total_wall_s) if meta.total_wall_s is not None else "—"),
+            ("Total wall time", _total(runs, meta)),
             ("Wall time per cell", per_cell), ("Cells", counts), ("Swept axes", "; ".join(axes) or "none"),
             ("Baseline", base)]
     blocks: list = [KeyValues(rows)]
@@ -109,25 +142,40 @@ HOW_TO_READ = (
     "reads mean ± standard deviation over seeds, n runs. [a, b] is a 95% interval. A dagger (†) marks a value "
     "whose gap to the best of its column is inside the noise: do not read it as a loss. Failed and missing cells "
     "keep their rows, with the reason, instead of scores. The appendix has every setting and every run.")
+PPL_READ = (" Text PPL ↓ is the perplexity of the LLM on held-out text: lower is better, and its bold value is the "
+            "lowest; it shows whether multimodal training cost the LLM its text-only ability.")
 
 
 def assemble(results: Results, meta: ReportMeta, axis_tables: list[Table], full: Table, runs: Table,
-             figures: list[tuple[Path, str]]) -> Document:
+             figures: list[tuple[Path, str]], encoders: Table | None = None, by_type: list[Table] | None = None,
+             examples: list[ExampleSet] | None = None) -> Document:
+    """Cover, encoder pre-training, results by axis, by question type, figures, sample predictions, appendix."""
     doc = Document(title=meta.grid_name, subtitle="Ablation report",
                    footer=f"{meta.grid_name} · {meta.git_commit or 'unknown commit'}")
     b = doc.blocks
     b += cover(results, meta)
-    b += [Heading("How to read this report", 2), Para(HOW_TO_READ)]
+    b += [Heading("How to read this report", 2), Para(HOW_TO_READ + (PPL_READ if results.has_perplexity else ""))]
     number = 0
+    if encoders is not None:
+        number += 1
+        b += [Heading("Backbones"), TableBlock(encoders, number)]
     if axis_tables:
         b.append(Heading("Results by axis"))
         for t in axis_tables:
+            number += 1
+            b.append(TableBlock(t, number))
+    if by_type:
+        b.append(Heading("Results by question type"))
+        for t in by_type:
             number += 1
             b.append(TableBlock(t, number))
     if figures:
         b.append(Heading("Figures"))
         for i, (path, caption) in enumerate(figures, 1):
             b.append(FigureBlock(path, caption, i))
+    if examples:
+        b.append(Heading("Sample predictions"))
+        b += [ExamplesBlock(e) for e in examples]
     b.append(Heading("Appendix"))
     for t in (full, runs):
         number += 1

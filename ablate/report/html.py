@@ -8,6 +8,7 @@ from pathlib import Path
 from .document import (
     Bullets,
     Document,
+    ExamplesBlock,
     FigureBlock,
     Heading,
     KeyValues,
@@ -32,6 +33,9 @@ table.res td.failed{color:#961919;font-style:italic;text-align:left;white-space:
 table.res td.missing{color:#5f5f5f;font-style:italic;text-align:left;white-space:normal}
 table.res td .sub{color:#444;font-size:11px}
 .caption{font-size:12.5px;color:#333} .note{font-size:12px;color:#555;margin:0.1em 0}
+table.ex td img{width:72px;height:auto;image-rendering:pixelated}
+td.correct{color:#006e3c;font-weight:bold} td.wrong{color:#aa1919;font-weight:bold} td.partly{font-weight:bold}
+.empty{color:#5f5f5f;font-style:italic}
 figure{margin:1em 0 2em} figure img{max-width:100%} figcaption{font-size:12.5px;color:#333}
 """
 
@@ -66,6 +70,31 @@ def table_html(table: Table, number: int) -> str:
     return "\n".join(out)
 
 
+def _image(path) -> str:
+    if path is None:
+        return '<span class="empty">(image not on this machine)</span>'
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f'<img alt="" src="data:image/png;base64,{data}">'
+
+
+def examples_html(block: ExamplesBlock) -> str:
+    ex = block.examples
+    out = [f"<h3>{escape(ex.title)}</h3>", f'<p class="caption">{escape(ex.caption)}</p>',
+           '<div class="tablewrap"><table class="res ex"><thead><tr>'
+           + "".join(f'<th class="l">{h}</th>' for h in ("Image", "Task", "Question", "Prediction", "Reference",
+                                                          "Verdict"))
+           + "</tr></thead><tbody>"]
+    for e in ex.examples:
+        pred = escape(e.prediction) if e.prediction.strip() else '<span class="empty">(empty)</span>'
+        task = escape(e.task) + (f'<br><span class="sub">{escape(e.qtype)}</span>' if e.qtype else "")
+        refs = escape(" | ".join(dict.fromkeys(e.references)) or "—")
+        out.append(f'<tr><td class="l">{_image(e.image)}</td><td class="l">{task}</td>'
+                   f'<td class="l" style="white-space:normal">{escape(e.question)}</td><td class="l">{pred}</td>'
+                   f'<td class="l">{refs}</td><td class="l {e.verdict.split()[0]}">{escape(e.verdict)}</td></tr>')
+    out.append("</tbody></table></div>")
+    return "\n".join(out)
+
+
 def render(doc: Document, path: Path) -> Path:
     parts = [f'<p class="subtitle">{escape(doc.subtitle)}</p>', f'<h1 class="title">{escape(doc.title)}</h1>']
     for b in doc.blocks:
@@ -81,6 +110,8 @@ def render(doc: Document, path: Path) -> Path:
             parts.append("<ul>" + "".join(f"<li>{escape(x)}</li>" for x in b.items) + "</ul>")
         elif isinstance(b, TableBlock):
             parts.append(table_html(b.table, b.number))
+        elif isinstance(b, ExamplesBlock):
+            parts.append(examples_html(b))
         elif isinstance(b, FigureBlock):
             data = base64.b64encode(Path(b.path).read_bytes()).decode()
             parts.append(f'<figure><img alt="Figure {b.number}" src="data:image/png;base64,{data}">'

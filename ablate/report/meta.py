@@ -16,7 +16,8 @@ class ReportMeta:
     """Facts about the sweep that the results frame does not carry.
 
     `swept_axes` are dotted keys (`connector.name`); a seed axis (`seed`, `train.seed`) is treated as replicates,
-    not as a table axis. `baseline` maps axes to the values of the baseline row (missing axes: first value);
+    not as a table axis. `total_wall_s` is the sum of the cells' wall times, `elapsed_s` the time from the first
+    cell's start to the last one's end (shorter with parallel workers, longer across resumes). `baseline` maps axes to the values of the baseline row (missing axes: first value);
     None means the first row of every table.
     """
 
@@ -25,7 +26,8 @@ class ReportMeta:
     date: str | _dt.date | _dt.datetime = ""
     git_commit: str = ""
     device: str = ""
-    total_wall_s: float | None = None
+    total_wall_s: float | None = None  # compute: the cells' wall times summed (None: summed from the frame)
+    elapsed_s: float | None = None  # the sweep's elapsed time, first cell start to last cell end
     swept_axes: list[str] = field(default_factory=list)
     fixed: dict[str, Any] = field(default_factory=dict)
     baseline: dict[str, Any] | None = None

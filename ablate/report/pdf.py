@@ -16,6 +16,7 @@ from PIL import Image
 from .document import (
     Bullets,
     Document,
+    ExamplesBlock,
     FigureBlock,
     Heading,
     KeyValues,
@@ -161,17 +162,59 @@ def render_table(pdf: _PDF, block: TableBlock) -> None:
         pdf.ln(3)
 
 
-def render_figure(pdf: _PDF, block: FigureBlock) -> None:
+def _figure_size(pdf: _PDF, block: FigureBlock) -> tuple[float, float]:
+    """Width and height (mm) of a figure on a portrait page: at most 175 mm wide, never taller than a page."""
     with Image.open(block.path) as im:
         ratio = im.height / im.width
-    w = min(pdf.epw, 175.0)
-    room = pdf.h - pdf.t_margin - pdf.b_margin - 20
+    w = 175.0
+    room = 297.0 - pdf.t_margin - pdf.b_margin - 20
     if w * ratio > room:
         w = room / ratio
-    _start(pdf, "P", w * ratio + 14)  # figures are sized for portrait pages
+    return w, w * ratio
+
+
+def render_figure(pdf: _PDF, block: FigureBlock) -> None:
+    w, h = _figure_size(pdf, block)
+    _start(pdf, "P", h + 14)  # figures are sized for portrait pages
     pdf.image(str(block.path), w=w)
     pdf.ln(1)
     _text(pdf, f"Figure {block.number}. {block.caption}", 8, gap=4)
+
+
+VERDICT_COLOURS = {"correct": (0, 110, 60), "wrong": (170, 25, 25)}
+EXAMPLE_WIDTHS = (20, 24, 52, 32, 32, 20)  # mm: image, task, question, prediction, references, verdict
+
+
+def render_examples(pdf: _PDF, block: ExamplesBlock) -> None:
+    """One example per row: thumbnail, task and type, question, prediction, references, verdict."""
+    ex = block.examples
+    _start(pdf, "P", 80)
+    pdf.start_section(ex.title, level=1)
+    _text(pdf, ex.title, 10, "B", gap=0.5)
+    _text(pdf, ex.caption, 7.5, color=(40, 40, 40), gap=1.5)
+    pdf.set_font(FONT, "", 8)
+    with pdf.table(width=sum(EXAMPLE_WIDTHS), col_widths=EXAMPLE_WIDTHS, align="LEFT", v_align="TOP",
+                   line_height=pdf.font_size * 1.3, borders_layout="SINGLE_TOP_LINE", cell_fill_mode="ROWS",
+                   cell_fill_color=FILL, headings_style=FontFace(emphasis="BOLD", fill_color=HEAD_FILL),
+                   padding=(0.8, PAD), repeat_headings=1) as t:
+        head = t.row()
+        for h in ("Image", "Task", "Question", "Prediction", "Reference", "Verdict"):
+            head.cell(h)
+        for e in ex.examples:
+            row = t.row()
+            if e.image is not None:
+                row.cell(img=str(e.image), img_fill_width=True)
+            else:
+                row.cell("(image not on this machine)", style=FontFace(color=GREY, emphasis="ITALICS"))
+            row.cell(e.task + (f"\n{e.qtype}" if e.qtype else ""))
+            row.cell(e.question)
+            if e.prediction.strip():
+                row.cell(e.prediction)
+            else:
+                row.cell("(empty)", style=FontFace(color=GREY, emphasis="ITALICS"))
+            row.cell(" | ".join(dict.fromkeys(e.references)) or "—")
+            row.cell(e.verdict, style=FontFace(emphasis="BOLD", color=VERDICT_COLOURS.get(e.verdict, GREY)))
+    pdf.ln(4)
 
 
 def _key_values(pdf: _PDF, block: KeyValues) -> None:
@@ -201,6 +244,8 @@ def render(doc: Document, path: Path) -> Path:
             if isinstance(nxt, TableBlock):
                 orientation = plan(pdf, nxt.table)[0]
                 _start(pdf, orientation, need)
+            elif isinstance(nxt, (FigureBlock, ExamplesBlock)):  # both are laid out for portrait pages
+                _start(pdf, "P", need + (_figure_size(pdf, nxt)[1] + 14 if isinstance(nxt, FigureBlock) else 60))
             else:
                 _start(pdf, _orientation(pdf), need)
             pdf.start_section(b.text, level=0 if b.level == 1 else 1)
@@ -220,5 +265,7 @@ def render(doc: Document, path: Path) -> Path:
             render_table(pdf, b)
         elif isinstance(b, FigureBlock):
             render_figure(pdf, b)
+        elif isinstance(b, ExamplesBlock):
+            render_examples(pdf, b)
     pdf.output(str(path))
     return path

@@ -18,8 +18,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from . import stats as st
-from .names import axis_label
-from .results import AVG, Results
+from .names import axis_label, task_label
+from .results import AVG, Metric, Results
 
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442"]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
@@ -82,15 +82,56 @@ def _line_axis(results: Results, x_axis: str) -> str | None:
     return None
 
 
-def score_lines(results: Results, x_axis: str, slug: str, what: str) -> Plot | None:
-    """Score (mean over tasks) vs a numeric axis, one panel per shot count, one line per connector."""
+def _metric_cells(results: Results, m: Metric) -> dict[tuple, st.Stat]:
+    """Per setting: one metric pooled over seeds, with the evaluation's interval when logged."""
+    done = results.finished()
+    out = {}
+    for key, grp in done.groupby("_key", sort=False):
+        s = st.of_runs(grp[m.column], grp[m.ci_low], grp[m.ci_high]) if m.ci_low else st.of_runs(grp[m.column])
+        if s is not None:
+            out[key] = s
+    return out
+
+
+def _type_row(results: Results, axs, x_axis: str, task: str) -> int:
+    """One panel per shot count: one line per question type of `task` (mean over every other axis)."""
+    xs = results.values[x_axis]
+    xnum = [float(results.raw_values[x_axis][v]) for v in xs]
+    drawn = 0
+    for ax, k in zip(axs, sorted(_shot_columns(results))):
+        typed = [m for m in results.type_metrics[task] if m.qtype and m.shots == k]
+        for i, m in enumerate(typed):
+            cells = _metric_cells(results, m)
+            pts = [(x, 100 * s.mean, _err(s)) for x, xv in zip(xnum, xs)
+                   if (s := _marginal(results, cells, {x_axis: xv})) is not None]
+            if pts:
+                drawn += 1
+                px, py, pe = zip(*pts)
+                ax.errorbar(px, py, yerr=pe if any(pe) else None, label=m.qtype, capsize=2, lw=1.5, ms=5,
+                            **style(i))
+        ax.set_title(f"{task_label(task)} {k}-shot, by question type")
+        ax.set_xlabel(axis_label(x_axis))
+        ax.set_xticks(xnum, xs)
+        if typed:
+            ax.legend(loc="best", frameon=False)
+    axs[0].set_ylabel("Score (%)")
+    return drawn
+
+
+def score_lines(results: Results, x_axis: str, slug: str, what: str, by_type: bool = False) -> Plot | None:
+    """Score (mean over tasks) vs a numeric axis, one panel per shot count, one line per connector; with
+    `by_type`, one more row per task with question types: a line per type (text-small vs text-large)."""
     if x_axis not in results.axes or not results.numeric(x_axis) or len(results.values[x_axis]) < 2:
         return None
     line_axis = _line_axis(results, x_axis)
     lines = results.values[line_axis] if line_axis else [None]
     shots = _shot_columns(results)
-    fig = Figure(figsize=(3.0 * len(shots) + 1.6, 3.2), layout="constrained")
-    axs = fig.subplots(1, len(shots), sharey=True, squeeze=False)[0]
+    if not shots:
+        return None
+    typed = list(results.type_metrics) if by_type else []
+    fig = Figure(figsize=(3.0 * len(shots) + 1.6, 3.2 * (1 + len(typed))), layout="constrained")
+    grid = fig.subplots(1 + len(typed), len(shots), sharey="row", squeeze=False)
+    axs = grid[0]
     xs = results.values[x_axis]
     xnum = [float(results.raw_values[x_axis][v]) for v in xs]
     drawn = 0
@@ -115,10 +156,15 @@ def score_lines(results: Results, x_axis: str, slug: str, what: str) -> Plot | N
     axs[0].set_ylabel("Score (%, mean over tasks)")
     if line_axis:
         fig.legend(*axs[0].get_legend_handles_labels(), loc="outside right upper", title=axis_label(line_axis))
+    typed_rows = [task for row, task in zip(grid[1:], typed) if _type_row(results, row, x_axis, task)]
     caption = (f"Score vs {what}, one panel per shot count"
                + (f", one line per {axis_label(line_axis).lower()}" if line_axis else "") + "."
                + _over(results, [x_axis] + ([line_axis] if line_axis else []))
                + " Error bars: 95% interval from the seed spread (when there are replicates).")
+    if typed_rows:
+        caption += (f" Lower row{'s' * (len(typed_rows) > 1)}: {', '.join(map(task_label, typed_rows))} per "
+                    "question type, mean over every other axis, with the evaluation's 95% intervals: small text "
+                    "is where resolution should matter most.")
     return Plot(slug, caption, fig)
 
 
@@ -248,7 +294,7 @@ def all_plots(results: Results, curves: dict) -> list[Plot]:
     """Every figure the grid has axes for, in report order."""
     with matplotlib.rc_context(RC):
         made = [score_lines(results, "connector.tokens", "tokens", "number of visual tokens"),
-                score_lines(results, "encoder.resolution", "resolution", "image resolution"),
+                score_lines(results, "encoder.resolution", "resolution", "image resolution", by_type=True),
                 mixture_bars(results), cost_vs_score(results), loss_curves(results, curves)]
     return [p for p in made if p is not None]
 

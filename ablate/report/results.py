@@ -4,11 +4,15 @@ Input contract (docs/architecture.md, "Results frame"): one row per run with `ce
 one column per swept axis, `seed`, `score/<task>/<k>shot` in 0..1 with `ci_low/<task>/<k>shot` and
 `ci_high/<task>/<k>shot` (also accepted: `ci_low/score/<task>/<k>shot`), `connector_params`, `connector_flops`,
 `wall_s`. Runs that share every swept value but differ in seed are replicates of one setting.
+
+Optional columns the report uses when present: per question type `score/<task>/<k>shot/<type>` (with `ci_low/`,
+`ci_high/`, `n/`), `anls/<task>/<k>shot`, `text/perplexity` (held-out text perplexity of the LLM: lower is
+better), `encoder/<name>` (a zoo encoder's pre-training figures), `encoder.name`, `time/train_s`, `time/eval_s`.
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -17,7 +21,12 @@ import pandas as pd
 from .names import SEED_AXES, axis_label, metric_label, value_label
 
 SCORE = re.compile(r"^score/(?P<task>[^/]+)/(?P<k>\d+)shot$")
+TYPE_SCORE = re.compile(r"^score/(?P<task>[^/]+)/(?P<k>\d+)shot/(?P<type>[^/]+)$")
 AVG = "score/avg"
+PPL = "text/perplexity"
+ENCODER_PREFIX = "encoder/"
+# question types in reading order (the embedded world's); any other type follows alphabetically
+TYPE_ORDER = ["colour", "shape", "count", "position", "text-small", "text-large"]
 
 # status column -> (group, words shown in tables: the failure kind, or why a missing cell has no scores)
 _STATUS = {
@@ -41,6 +50,9 @@ class Metric:
     shots: int = -1
     ci_low: str | None = None
     ci_high: str | None = None
+    percent: bool = True  # a 0..1 score shown in %; False: shown as is (perplexity)
+    lower_better: bool = False  # perplexity: the lowest value is the best
+    qtype: str = ""  # question type of a per-type score ("" for a task's overall score)
 
 
 @dataclass
@@ -54,9 +66,11 @@ class Results:
 
     runs: pd.DataFrame
     axes: list[str]
-    metrics: list[Metric]  # task x shots columns, sorted by task then shots, then the average
+    metrics: list[Metric]  # task x shots columns, sorted by task then shots, then the average (and perplexity)
     values: dict[str, list[str]]  # axis -> value labels in table order
     raw_values: dict[str, dict[str, Any]]  # axis -> label -> one raw value (for plotting numbers)
+    type_metrics: dict[str, list[Metric]] = field(default_factory=dict)  # task -> per-type, overall, ANLS columns
+    encoder_metrics: list[str] = field(default_factory=list)  # `encoder/<name>` columns
 
     @property
     def has_replicates(self) -> bool:
@@ -66,6 +80,15 @@ class Results:
     @property
     def has_ci(self) -> bool:
         return any(m.ci_low for m in self.metrics)
+
+    @property
+    def score_metrics(self) -> list[Metric]:
+        """The task x shots columns (no average, no perplexity)."""
+        return [m for m in self.metrics if m.shots >= 0]
+
+    @property
+    def has_perplexity(self) -> bool:
+        return any(m.column == PPL for m in self.metrics)
 
     @property
     def shots(self) -> list[int]:
@@ -98,10 +121,40 @@ def find_metrics(frame: pd.DataFrame) -> list[Metric]:
             low, high = _ci_column(frame, "ci_low", task, k), _ci_column(frame, "ci_high", task, k)
             ci = (low, high) if low and high else (None, None)
             found.append(Metric(col, metric_label(task, int(k)), task, int(k), *ci))
-    if not found:
-        raise ValueError(f"results frame has no score/<task>/<k>shot column; columns: {list(frame.columns)}")
     tasks = list(dict.fromkeys(m.task for m in found))  # the frame's (the grid's) task order
     return sorted(found, key=lambda m: (tasks.index(m.task), m.shots))
+
+
+def _type_rank(qtype: str) -> tuple:
+    return (TYPE_ORDER.index(qtype), "") if qtype in TYPE_ORDER else (len(TYPE_ORDER), qtype)
+
+
+def find_type_metrics(frame: pd.DataFrame, overall: list[Metric]) -> dict[str, list[Metric]]:
+    """Per task with per-type scores: for each shot count, one column per type, then the overall score
+    ("all") and the task's ANLS when logged (Biten et al., 2019)."""
+    by_task: dict[str, dict[int, list[Metric]]] = {}
+    for col in frame.columns:
+        m = TYPE_SCORE.match(str(col))
+        if not m or not frame[col].notna().any():
+            continue
+        task, k, qtype = m["task"], m["k"], m["type"]
+        tail = f"{task}/{k}shot/{qtype}"
+        low, high = (f"ci_low/{tail}", f"ci_high/{tail}")
+        ci = (low, high) if {low, high} <= set(frame.columns) else (None, None)
+        by_task.setdefault(task, {}).setdefault(int(k), []).append(
+            Metric(col, f"{qtype} {k}-shot", task, int(k), *ci, qtype=qtype))
+    out: dict[str, list[Metric]] = {}
+    order = list(dict.fromkeys([m.task for m in overall] + list(by_task)))
+    for task in [t for t in order if t in by_task]:
+        cols: list[Metric] = []
+        for k in sorted(by_task[task]):
+            cols += sorted(by_task[task][k], key=lambda m: _type_rank(m.qtype))
+            cols += [replace(m, label=f"all {k}-shot") for m in overall if m.task == task and m.shots == k]
+            anls = f"anls/{task}/{k}shot"
+            if anls in frame.columns and frame[anls].notna().any():
+                cols.append(Metric(anls, f"ANLS {k}-shot", task, k))
+        out[task] = cols
+    return out
 
 
 def _order(labels: list[str], raw: dict[str, Any]) -> list[str]:
@@ -132,9 +185,16 @@ def load(frame: pd.DataFrame, swept_axes: list[str]) -> Results:
         raise ValueError(f"unknown status {unknown}; expected one of {sorted(_STATUS)}")
     runs["_group"] = [_STATUS[s][0] for s in status]
     runs["_status_text"] = [_STATUS[s][1] for s in status]
-    for m in metrics:
-        runs[m.column] = pd.to_numeric(runs[m.column], errors="coerce")
-    runs[AVG] = runs[[m.column for m in metrics]].mean(axis=1, skipna=False)
+    type_metrics = find_type_metrics(frame, metrics)
+    numeric = [m.column for m in metrics] + [m.column for ms in type_metrics.values() for m in ms]
+    numeric += [c for c in runs.columns if str(c).startswith(("ci_low/", "ci_high/", "n/", ENCODER_PREFIX))]
+    for col in dict.fromkeys(numeric + ([PPL] if PPL in runs.columns else [])):
+        runs[col] = pd.to_numeric(runs[col], errors="coerce")
+    runs[AVG] = runs[[m.column for m in metrics]].mean(axis=1, skipna=False) if metrics else np.nan
+    extra = [Metric(AVG, "Avg")] if metrics else []
+    if PPL in runs.columns and runs[PPL].notna().any():
+        extra.append(Metric(PPL, "Text PPL ↓", percent=False, lower_better=True))
+    encoder = [c for c in runs.columns if str(c).startswith(ENCODER_PREFIX) and runs[c].notna().any()]
     values: dict[str, list[str]] = {}
     raw_values: dict[str, dict[str, Any]] = {}
     for a in axes:
@@ -146,8 +206,7 @@ def load(frame: pd.DataFrame, swept_axes: list[str]) -> Results:
         raw_values[a] = raw
         values[a] = _order(list(raw), raw)
     runs["_key"] = [tuple(r) for r in runs[[f"_label:{a}" for a in axes]].itertuples(index=False)] if axes else [()] * len(runs)
-    avg = Metric(AVG, "Avg")
-    return Results(runs, axes, metrics + [avg], values, raw_values)
+    return Results(runs, axes, metrics + extra, values, raw_values, type_metrics, encoder)
 
 
 def axis_caption(results: Results, axis: str) -> str:

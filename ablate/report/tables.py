@@ -99,6 +99,24 @@ def signed(x: float) -> str:
     return text.replace("-", MINUS)
 
 
+def _raw(x: float, sign: bool = False) -> str:
+    """A value shown as is (perplexity): two decimals below 100, none above."""
+    digits = 2 if abs(x) < 100 else 0
+    return (f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}").replace("-", MINUS)
+
+
+def fmt(m: Metric, x: float, sign: bool = False) -> str:
+    """A metric's value as printed: scores in % with one decimal, perplexity as is."""
+    if m.percent:
+        return signed(x) if sign else pct(x)
+    return _raw(x, sign)
+
+
+def scale(m: Metric, x: float) -> float:
+    """A metric's value as exported to CSV (scores in %)."""
+    return round(100 * x if m.percent else x, 4)
+
+
 def short_reason(reason: Any, limit: int = 140) -> str:
     """The last non-empty line of a failure message (tracebacks end with the exception), shortened."""
     if reason is None or (isinstance(reason, float) and math.isnan(reason)) or not str(reason).strip():
@@ -224,13 +242,13 @@ def _fixed_text(fixed: dict[str, Any], limit: int = 10) -> str:
     return "Fixed: " + "; ".join(items[:limit]) + more + "."
 
 
-def _score_lines(s: st.Stat, base: st.Stat | None, is_base: bool, dagger: bool) -> list[str]:
-    first = pct(s.mean) + (f" ± {pct(s.sd)}" if s.sd is not None else "") + (f" {DAGGER}" if dagger else "")
+def _score_lines(m: Metric, s: st.Stat, base: st.Stat | None, is_base: bool, dagger: bool) -> list[str]:
+    first = fmt(m, s.mean) + (f" ± {fmt(m, s.sd)}" if s.sd is not None else "") + (f" {DAGGER}" if dagger else "")
     lines = [first]
     if base is not None and not is_base:
-        lines.append(f"Δ {signed(s.mean - base.mean)}")
+        lines.append(f"Δ {fmt(m, s.mean - base.mean, sign=True)}")
     if s.ci is not None:
-        lines.append(f"[{pct(s.ci[0])}, {pct(s.ci[1])}]")
+        lines.append(f"[{fmt(m, s.ci[0])}, {fmt(m, s.ci[1])}]")
     return lines
 
 
@@ -247,7 +265,7 @@ def make_table(results: Results, entries: list[_Entry], axes: list[str], meta: R
     for m in results.metrics:
         scored = [e.stats.get(m.column) for e in entries if not e.status and e.stats.get(m.column)]
         if scored:
-            best[m.column] = max(scored, key=lambda s: s.mean)
+            best[m.column] = (min if m.lower_better else max)(scored, key=lambda s: s.mean)
     rows, records, any_dagger, any_incomplete = [], [], False, False
     for i, e in enumerate(entries):
         labels = [TCell([v]) for v in e.labels] or [TCell(["all runs"])]
@@ -283,15 +301,15 @@ def make_table(results: Results, entries: list[_Entry], axes: list[str], meta: R
             dagger = not is_best and top is not None and st.within_noise(s, top)
             any_dagger |= dagger
             base = entries[b].stats.get(m.column) if b is not None else None
-            cells.append(TCell(_score_lines(s, base, i == b, dagger), bold=is_best))
-            record[m.label] = round(100 * s.mean, 4)
+            cells.append(TCell(_score_lines(m, s, base, i == b, dagger), bold=is_best))
+            record[m.label] = scale(m, s.mean)
             if s.sd is not None or rep:
-                record[f"{m.label} sd"] = round(100 * s.sd, 4) if s.sd is not None else math.nan
+                record[f"{m.label} sd"] = scale(m, s.sd) if s.sd is not None else math.nan
             if s.ci is not None:
-                record[f"{m.label} ci_low"] = round(100 * s.ci[0], 4)
-                record[f"{m.label} ci_high"] = round(100 * s.ci[1], 4)
+                record[f"{m.label} ci_low"] = scale(m, s.ci[0])
+                record[f"{m.label} ci_high"] = scale(m, s.ci[1])
             if base is not None:
-                record[f"{m.label} delta"] = round(100 * (s.mean - base.mean), 4)
+                record[f"{m.label} delta"] = scale(m, s.mean - base.mean)
             record[f"{m.label} best"] = is_best
             record[f"{m.label} within_noise"] = dagger
         rows.append(TRow(cells, kind="baseline" if i == b else "row"))
@@ -313,11 +331,25 @@ def quoted(values: list[str]) -> list[str]:
     return [f"“{v}”" if " " in v else v for v in values]
 
 
-def _reading(results: Results, baseline_text: str) -> str:
+PPL_NOTE = ("Text PPL ↓: perplexity of the LLM on held-out world text (its text-only ability after multimodal "
+            "training); lower is better, so its bold value is the lowest.")
+
+
+def reading(results: Results, baseline_text: str, avg: bool = True) -> str:
+    """The caption's 'how to read the numbers' sentence."""
     rep = "mean ± sd over seeds (n runs); " if results.has_replicates else ""
     ci = "[95% interval]; " if results.has_ci else ""
-    return (f"Scores in %: {rep}{ci}Δ in points against the baseline ({baseline_text}); Avg: mean of the score "
-            "columns; bold: best per column.")
+    ppl = f" {PPL_NOTE}" if results.has_perplexity else ""
+    mean = "Avg: mean of the score columns; " if avg else ""
+    return (f"Scores in %: {rep}{ci}Δ in points against the baseline ({baseline_text}); {mean}"
+            f"bold: best per column.{ppl}")
+
+
+def baseline_text(entries: list[_Entry], axes: list[str], meta: ReportMeta) -> str:
+    b = _baseline_index(entries, axes, meta)
+    if b is None:
+        return "none"
+    return ", ".join(f"{axis_label(a)} = {v}" for a, v in zip(axes, entries[b].labels)) or "first row"
 
 
 def axis_table(results: Results, axis: str, meta: ReportMeta) -> Table:
@@ -330,7 +362,7 @@ def axis_table(results: Results, axis: str, meta: ReportMeta) -> Table:
         how = f"Each row is the equal-weight mean over every setting of the other swept axes ({over}). "
     else:
         how = ""
-    caption = (f"Effect of {axis_label(axis).lower()} ({axis}). {how}{_reading(results, base_text)} "
+    caption = (f"Effect of {axis_label(axis).lower()} ({axis}). {how}{reading(results, base_text)} "
                f"{_fixed_text(meta.fixed)}").strip()
     show_cost = axis.startswith("connector.") or axis == "encoder.resolution"
     return make_table(results, entries, [axis], meta, slug=axis.replace(".", "-"),
@@ -339,13 +371,10 @@ def axis_table(results: Results, axis: str, meta: ReportMeta) -> Table:
 
 def full_table(results: Results, meta: ReportMeta) -> Table:
     entries = full_entries(results)
-    b = _baseline_index(entries, results.axes, meta)
-    base_text = ", ".join(f"{axis_label(a)} = {v}" for a, v in zip(results.axes, entries[b].labels)) \
-        if b is not None else "none"
-    base_text = base_text or "first row"
+    base_text = baseline_text(entries, results.axes, meta)
     caption = (f"Every setting of the grid ({', '.join(results.axes) or 'no swept axes'}), seeds pooled; "
                f"failed and missing cells keep their row. "
-               f"{_reading(results, base_text)} {_fixed_text(meta.fixed)}").strip()
+               f"{reading(results, base_text)} {_fixed_text(meta.fixed)}").strip()
     return make_table(results, entries, results.axes, meta, slug="full", title="All settings",
                       caption=caption, show_cost=True, group_labels=True)
 

@@ -1,5 +1,10 @@
-"""Read a grid's results back from the store: the frame that reports are built from."""
+"""Read a grid's results back from the store: the frame that reports are built from, and each run's logged
+sample of predictions."""
 from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
 
 import pandas as pd
 
@@ -21,19 +26,36 @@ def latest_per_cell(records: list[RunRecord]) -> dict[str, RunRecord]:
 
 
 def results_frame(store: Store, grid: Grid, with_curves: bool = True):
-    """One row per cell of the grid (MISSING where the store has no run), and the loss curves by cell id."""
+    """One row per cell of the grid (MISSING where the store has no run), and the loss curves by cell id.
+
+    Besides the swept axes and the run's metrics (not the per-step `train/*`), a row holds `encoder.name` (the
+    cell's encoder spec, swept or not: the report's encoder table is keyed by it), `run_id`, and `start_ms` /
+    `end_ms` (the run's start and end, ms since the epoch)."""
     experiment = store.experiment_id(grid, create=False)
     records = latest_per_cell(store.runs(experiment)) if experiment else {}
     rows, curves = [], {}
     for cell in grid.cells:
         record = records.get(cell.id)
         row = {"cell_id": cell.id, **{axis: cell.axes.get(axis) for axis in grid.axes}, "seed": cell.config.train.seed}
+        row.setdefault("encoder.name", cell.config.encoder.name)
         if record is None:
             row.update(status="MISSING", failure="")
         else:
-            row.update(status=record.status, failure=record.tags.get(REASON_TAG, ""), run_id=record.run_id)
+            row.update(status=record.status, failure=record.tags.get(REASON_TAG, ""), run_id=record.run_id,
+                       start_ms=record.start_time, end_ms=record.end_time)
             row.update({k: v for k, v in record.metrics.items() if not k.startswith("train/")})
             if with_curves:
                 curves[cell.id] = store.loss_curve(record.run_id)
         rows.append(row)
     return pd.DataFrame(rows), curves
+
+
+def read_predictions(store: Store, run_id: str, name: str = "predictions.json") -> pd.DataFrame | None:
+    """A run's logged sample of predictions (an MLflow table: task, shots, id, image, question, prediction,
+    references, correct, type), or None when the run has none."""
+    if not any(a.path == name for a in store.client.list_artifacts(run_id)):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(store.client.download_artifacts(run_id, name, tmp))
+        table = json.loads(path.read_text())
+    return pd.DataFrame(table["data"], columns=table["columns"])
