@@ -65,6 +65,12 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: finished cells are kept in the store; run the same command again to resume.",
               file=sys.stderr)
         return 130
+    except BaseException as err:
+        if type(err).__name__ != "Terminated":   # SIGTERM, raised by the runner so the current run closes as KILLED
+            raise
+        print(f"terminated ({err}): finished cells are kept in the store; run the same command again to resume.",
+              file=sys.stderr)
+        return 143
 
 
 if __name__ == "__main__":
