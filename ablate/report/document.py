@@ -99,6 +99,17 @@ def _total(runs: pd.DataFrame, meta: ReportMeta) -> str:
     return text
 
 
+def fixed_rows(fixed: dict) -> list[tuple[str, str]]:
+    """Fixed settings grouped by section, one row each: ("train", "steps = 60 · lr = 0.002 · ...")."""
+    groups: dict[str, list[str]] = {}
+    for key, value in fixed.items():
+        if key in SEED_AXES:
+            continue
+        section, _, rest = key.partition(".")
+        groups.setdefault(section if rest else "", []).append(f"{rest or key} = {value_label(value)}")
+    return [(section or "other", " · ".join(items)) for section, items in groups.items()]
+
+
 def cover(results: Results, meta: ReportMeta) -> list:
     runs = results.runs
     n = runs["_group"].value_counts()
@@ -130,8 +141,7 @@ def cover(results: Results, meta: ReportMeta) -> list:
                    Bullets([f"{r['cell_id']} ({_settings(results, r)}): {r['_status_text']}"
                             for _, r in todo.iterrows()])]
     if meta.fixed:
-        blocks += [Heading("Fixed settings", 2),
-                   KeyValues([(k, value_label(v)) for k, v in meta.fixed.items() if k not in SEED_AXES])]
+        blocks += [Heading("Fixed settings", 2), KeyValues(fixed_rows(meta.fixed))]
     return blocks
 
 

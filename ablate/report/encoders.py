@@ -17,15 +17,13 @@ from .tables import Table, TCell, TRow, pct
 
 # encoder/<name> -> (column header, kind): "pct" top-1 in %, with its multiple of chance; "int"; "loss"
 COLUMNS = {
-    "zero_shot_i2t_top1": ("Zero-shot image→text top-1", "pct"),
-    "zero_shot_t2i_top1": ("Zero-shot text→image top-1", "pct"),
-    "probe_i2t_top1": ("Linear probe top-1", "pct"),
+    "zero_shot_i2t_top1": ("Zero-shot top-1", "pct"),
+    "probe_i2t_top1": ("Probe top-1", "pct"),
     "chance": ("Chance", "chance"),
     "zero_shot_i2t_top1_pool32": ("Zero-shot top-1, pools of 32", "pct32"),
     "probe_i2t_top1_pool32": ("Probe top-1, pools of 32", "pct32"),
     "chance_pool32": ("Chance, pools of 32", "chance"),
     "n_heldout": ("Held-out pairs", "int"),
-    "steps": ("Steps", "int"),
 }
 
 
@@ -62,6 +60,7 @@ def encoder_table(results: Results, meta: ReportMeta) -> Table | None:
     shown = [n for n in COLUMNS if n in names]
     loss = "loss_first" in names and "loss_last" in names
     header = ["Encoder"] + [COLUMNS[n][0] for n in shown] + (["Pre-training loss"] if loss else [])
+    steps = "steps" in names
     rows, records = [], []
     for spec, row in by_spec.items():
         value = {n: float(row[ENCODER_PREFIX + n]) for n in names if pd.notna(row.get(ENCODER_PREFIX + n))}
@@ -73,15 +72,17 @@ def encoder_table(results: Results, meta: ReportMeta) -> Table | None:
                                                                   value.get("chance_pool32"))))
             record[COLUMNS[n][0]] = x if kind == "int" or math.isnan(x) else round(100 * x, 4)
         if loss:
-            cells.append(TCell([f"{value['loss_first']:.2f} → {value['loss_last']:.2f}"]))
+            cells.append(TCell([f"{value['loss_first']:.2f} → {value['loss_last']:.2f}"]
+                               + ([f"{value['steps']:.0f} steps"] if steps and "steps" in value else [])))
             record["loss_first"], record["loss_last"] = value["loss_first"], value["loss_last"]
         rows.append(TRow(cells))
         records.append(record)
     others = sorted({str(v) for v in runs.get("encoder.name", pd.Series(dtype=str)).dropna()} - set(by_spec))
     caption = ("Pre-training of the encoders, measured before any MLLM training on held-out image-caption pairs of "
-               "the embedded world: top-1 accuracy in % of retrieving an image's caption among all held-out "
-               "captions (zero-shot: the contrastive embeddings; linear probe: a linear map fitted on other "
-               "pairs), next to chance (1 / candidates) and its multiple of chance. Far above chance: the "
+               "the embedded world: top-1 accuracy in % of retrieving an image's caption (image→text) among all "
+               "held-out captions, and among 32 (pools of 32). Zero-shot: the contrastive embeddings; probe: a "
+               "linear map from image features to caption words, fitted on other pairs. Chance: a random guess "
+               "under the same rule; \"38× chance\": the accuracy as a multiple of it. Far above chance: the "
                "encoder sees what the questions ask about."
                + (f" No pre-training figures for {', '.join(others)} (pre-trained elsewhere)." if others else ""))
     return Table("encoders", "Encoder pre-training", caption, header, rows, 1, [],

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .names import task_label
+from .names import axis_label, task_label
 from .results import AVG, Results
 
 Loader = Callable[[str], "pd.DataFrame | None"]
@@ -69,10 +69,18 @@ def choose(frame: pd.DataFrame, n: int) -> list[tuple]:
         longer = wrong if len(wrong) > len(right) else right
         queues.append(mixed + longer[min(len(wrong), len(right)):])
     out: list[tuple] = []
-    while len(out) < n and any(queues):
-        for q in queues:
-            if q and len(out) < n:
-                out.append(q.pop(0))
+    seen: set[tuple] = set()  # (task, id): one question at one shot count first, then repeats if need be
+    for distinct in (True, False):
+        pending = [list(q) for q in queues]
+        while len(out) < n and any(pending):
+            for q in pending:
+                while q and len(out) < n:
+                    key = q.pop(0)
+                    if key in out or (distinct and (key[0], key[2]) in seen):
+                        continue
+                    out.append(key)
+                    seen.add((key[0], key[2]))
+                    break
     return out
 
 
@@ -95,7 +103,7 @@ def _examples(frame: pd.DataFrame, keys: list[tuple]) -> list[Example]:
 
 
 def _setting(results: Results, row: pd.Series) -> str:
-    parts = [f"{a} = {row[f'_label:{a}']}" for a in results.axes]
+    parts = [f"{axis_label(a)} = {row[f'_label:{a}']}" for a in results.axes]
     if pd.notna(row["seed"]):
         parts.append(f"seed {int(row['seed'])}")
     return ", ".join(parts) or str(row["cell_id"])

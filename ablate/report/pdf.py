@@ -193,7 +193,7 @@ def render_examples(pdf: _PDF, block: ExamplesBlock) -> None:
     _text(pdf, ex.title, 10, "B", gap=0.5)
     _text(pdf, ex.caption, 7.5, color=(40, 40, 40), gap=1.5)
     pdf.set_font(FONT, "", 8)
-    with pdf.table(width=sum(EXAMPLE_WIDTHS), col_widths=EXAMPLE_WIDTHS, align="LEFT", v_align="TOP",
+    with pdf.table(width=sum(EXAMPLE_WIDTHS), col_widths=EXAMPLE_WIDTHS, align="LEFT", v_align="TOP", text_align="LEFT",
                    line_height=pdf.font_size * 1.3, borders_layout="SINGLE_TOP_LINE", cell_fill_mode="ROWS",
                    cell_fill_color=FILL, headings_style=FontFace(emphasis="BOLD", fill_color=HEAD_FILL),
                    padding=(0.8, PAD), repeat_headings=1) as t:
@@ -218,8 +218,10 @@ def render_examples(pdf: _PDF, block: ExamplesBlock) -> None:
 
 
 def _key_values(pdf: _PDF, block: KeyValues) -> None:
+    pdf.set_font(FONT, "B", 9)
+    key_w = min(80.0, max([38.0] + [pdf.get_string_width(k) + 3 for k, _ in block.rows]))  # keys never wrap
     pdf.set_font(FONT, "", 9)
-    with pdf.table(col_widths=(38, pdf.epw - 38), width=pdf.epw, first_row_as_headings=False,
+    with pdf.table(col_widths=(key_w, pdf.epw - key_w), width=pdf.epw, first_row_as_headings=False,
                    borders_layout="NONE", text_align=("LEFT", "LEFT"), line_height=pdf.font_size * 1.3,
                    padding=(0.6, 1.0), v_align="TOP") as t:
         for k, v in block.rows:

@@ -248,7 +248,8 @@ def _score_lines(m: Metric, s: st.Stat, base: st.Stat | None, is_base: bool, dag
     if base is not None and not is_base:
         lines.append(f"Δ {fmt(m, s.mean - base.mean, sign=True)}")
     if s.ci is not None:
-        lines.append(f"[{fmt(m, s.ci[0])}, {fmt(m, s.ci[1])}]")
+        low, high = (max(0.0, s.ci[0]), min(1.0, s.ci[1])) if m.percent else s.ci  # scores live in 0..100%
+        lines.append(f"[{fmt(m, low)}, {fmt(m, high)}]")
     return lines
 
 
@@ -264,7 +265,7 @@ def make_table(results: Results, entries: list[_Entry], axes: list[str], meta: R
     best: dict[str, st.Stat] = {}
     for m in results.metrics:
         scored = [e.stats.get(m.column) for e in entries if not e.status and e.stats.get(m.column)]
-        if scored:
+        if scored and (len(scored) == 1 or len({round(s.mean, 12) for s in scored}) > 1):  # a full tie: no best
             best[m.column] = (min if m.lower_better else max)(scored, key=lambda s: s.mean)
     rows, records, any_dagger, any_incomplete = [], [], False, False
     for i, e in enumerate(entries):

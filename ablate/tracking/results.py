@@ -55,7 +55,12 @@ def read_predictions(store: Store, run_id: str, name: str = "predictions.json") 
     references, correct, type), or None when the run has none."""
     if not any(a.path == name for a in store.client.list_artifacts(run_id)):
         return None
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(store.client.download_artifacts(run_id, name, tmp))
-        table = json.loads(path.read_text())
+    root = store.client.get_run(run_id).info.artifact_uri
+    if root.startswith("file:"):  # a local store: read in place (no download, no progress bar)
+        from urllib.parse import unquote, urlparse
+
+        table = json.loads((Path(unquote(urlparse(root).path)) / name).read_text())
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            table = json.loads(Path(store.client.download_artifacts(run_id, name, tmp)).read_text())
     return pd.DataFrame(table["data"], columns=table["columns"])

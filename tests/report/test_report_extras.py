@@ -92,8 +92,8 @@ def test_encoder_table_comes_first_with_multiples_of_chance(rich):
     t = encoder_table(_res(), make_meta(swept_axes=RICH_AXES))
     assert t.rows[0].cells[0].lines == ["zoo:clip-s"]
     cells = {h: c.lines for h, c in zip(t.header, t.rows[0].cells)}
-    assert cells["Zero-shot image→text top-1"] == ["14.8", "38× chance"]
-    assert cells["Linear probe top-1"] == ["10.5", "27× chance"]
+    assert cells["Zero-shot top-1"] == ["14.8", "38× chance"]
+    assert cells["Probe top-1"] == ["10.5", "27× chance"]
     assert cells["Chance"] == ["0.4"] and cells["Held-out pairs"] == ["256"]
     assert cells["Pre-training loss"] == ["4.16 → 1.78"]
     assert text.index("Encoder pre-training") < text.index("Results by axis") < text.index("by question type")
@@ -106,8 +106,8 @@ def test_no_encoder_table_without_encoder_metrics():
 
 def test_sample_predictions_best_and_worst(rich, tmp_path):
     _, _, text, images = rich
-    assert "Best cell: connector.name = mlp, connector.tokens = 64, encoder.resolution = 96, seed 1" in text
-    assert "Worst cell: connector.name = avg-pool, connector.tokens = 64, encoder.resolution = 96, seed 0" in text
+    assert "Best cell: Connector = mlp, Tokens = 64, Resolution = 96, seed 1" in text
+    assert "Worst cell: Connector = avg-pool, Tokens = 64, Resolution = 96, seed 0" in text
     assert "(empty)" in text and "correct" in text and "wrong" in text
     assert images >= 16  # a thumbnail per example, 8 per cell
     res = _res()
@@ -126,6 +126,27 @@ def test_choose_covers_tasks_and_both_kinds():
     assert [k[0] for k in keys] == ["world_vqa", "world_textvqa", "world_vqa", "world_textvqa"]
     scores = {(r.task, r.shots, r.id): r.correct for r in _predictions_plain().itertuples()}
     assert [scores[k] for k in keys] == [0.0, 0.0, 1.0, 1.0]  # wrong first, then right, per task
+
+
+def test_choose_prefers_distinct_questions_over_shot_counts():
+    frame = pd.DataFrame([{"task": "world_vqa", "shots": k, "id": str(q), "correct": 0.0}
+                          for k in (0, 2) for q in range(3)])
+    assert choose(frame, 4) == [("world_vqa", 0, "0"), ("world_vqa", 2, "1"), ("world_vqa", 0, "2"),
+                                ("world_vqa", 0, "1")]  # three distinct questions before a repeat
+
+
+def test_full_tie_is_not_bold():
+    frame = make_frame()
+    frame["score/world_vqa/0shot"] = frame["score/world_vqa/0shot"].where(frame["status"] != "FINISHED", 0.0)
+    res = results.load(frame, RICH_AXES[:2])
+    from ablate.report.tables import axis_table
+
+    t = axis_table(res, "connector.name", make_meta())
+    j = t.header.index("VQA 0-shot")
+    assert not any(r.cells[j].bold for r in t.rows if len(r.cells) > j)
+    low = frame.assign(**{"ci_low/world_vqa/0shot": -0.02})
+    t = axis_table(results.load(low, RICH_AXES[:2]), "connector.name", make_meta())
+    assert t.rows[0].cells[j].lines[-1].startswith("[0.0, ")  # an interval never leaves 0..100%
 
 
 def _predictions_plain() -> pd.DataFrame:
