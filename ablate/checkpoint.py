@@ -36,6 +36,20 @@ def save_checkpoint(folder: Path, model: MLLM, cfg: CellConfig, state: TrainStat
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    try:
+        _write(tmp, model, cfg, state, optimizer, scheduler)
+    except BaseException:   # a full disk or a kill mid-write: no half-written folder is left behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+    if folder.exists():
+        folder.rename(old)
+    tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def _write(tmp: Path, model: MLLM, cfg: CellConfig, state: TrainState | None, optimizer, scheduler) -> None:
     modules = trained_modules(cfg)
     tensors = {}
     for name in modules:
@@ -49,12 +63,6 @@ def save_checkpoint(folder: Path, model: MLLM, cfg: CellConfig, state: TrainStat
         torch.save({"optimizer": optimizer.state_dict() if optimizer else None,
                     "scheduler": scheduler.state_dict() if scheduler else None,
                     "step": state.step, "losses": state.losses, "rng": _rng_state()}, tmp / "training_state.pt")
-    old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-    if folder.exists():
-        folder.rename(old)
-    tmp.rename(folder)
-    shutil.rmtree(old, ignore_errors=True)
-    return folder
 
 
 def load_weights(folder: Path, model: MLLM) -> None:

@@ -2,8 +2,8 @@
 
 What the subprocess, workers, multigpu and slurm runners start. The child reloads the grid file (so it needs
 nothing but the file and the workspace), takes the cell's claim, runs it and records the outcome in the store.
-Exit codes: 0 finished (or already finished), 3 failed (reason in the store), 4 held by another process,
-2 the cell is not in the grid or the store cannot be written, 130 interrupted (run closed as KILLED).
+Exit codes: 0 finished, 3 failed (reason in the store), 4 held by another process, 5 already finished (by
+another process), 2 the cell is not in the grid or the store cannot be written, 130 interrupted (run KILLED).
 """
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ import logging
 import os
 import sys
 
-EXIT_FINISHED, EXIT_ERROR, EXIT_FAILED, EXIT_CLAIMED, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
+DISTRIBUTED_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK",
+                   "ROLE_WORLD_SIZE", "GROUP_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+EXIT_FINISHED, EXIT_ERROR, EXIT_FAILED, EXIT_CLAIMED, EXIT_SKIPPED, EXIT_INTERRUPTED = 0, 2, 3, 4, 5, 130
 
 
 def command(grid_path, cell_id: str, workspace, python: str | None = None) -> list[str]:
@@ -33,11 +35,15 @@ def run_one(grid_path: str, cell_id: str, home: str, tracking_uri: str, reports:
     from ablate.runners.local import Terminated, run_cells
     from ablate.workspace import Workspace
 
-    if int(os.environ.get("RANK", "0")) != 0:
+    if "RANK" in os.environ:
         # Launched by accelerate/torchrun (runners/multigpu.yaml): only rank 0 talks to the store and trains.
-        # ablate.train has no data-parallel step yet, so other ranks have nothing to do (docs/runners.md).
-        logging.getLogger(__name__).warning("rank %s: idle (only rank 0 runs the cell)", os.environ["RANK"])
-        return EXIT_FINISHED
+        # ablate.train has no data-parallel step yet, so the other ranks have nothing to do, and rank 0 runs the
+        # cell as a single process (else lmms-eval's Accelerator would wait for the idle ranks). docs/runners.md.
+        if int(os.environ["RANK"]) != 0:
+            logging.getLogger(__name__).warning("rank %s: idle (only rank 0 runs the cell)", os.environ["RANK"])
+            return EXIT_FINISHED
+        for key in DISTRIBUTED_ENV:
+            os.environ.pop(key, None)
     try:
         grid = load_grid(grid_path)
         cells = [c for c in grid.cells if c.id == cell_id]
@@ -56,6 +62,8 @@ def run_one(grid_path: str, cell_id: str, home: str, tracking_uri: str, reports:
         return EXIT_INTERRUPTED
     if outcome.claimed_elsewhere:
         return EXIT_CLAIMED
+    if outcome.skipped:
+        return EXIT_SKIPPED
     return EXIT_FAILED if outcome.failed else EXIT_FINISHED
 
 

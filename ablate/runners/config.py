@@ -46,7 +46,7 @@ class WorkersConfig(_Processes):
     """N cells at once on one machine, one per GPU (or per CPU slot); cells claimed through file locks."""
 
     kind: Literal["workers"]
-    workers: int | Literal["auto"] = Field("auto", description="'auto': one per GPU, else cores // threads")
+    workers: Annotated[int, Field(ge=1)] | Literal["auto"] = Field("auto", description="'auto': one per GPU, else cores // threads")
     gpus: list[int] | Literal["auto", "none"] = Field("auto", description="GPU indices to spread workers over")
     threads_per_worker: int = Field(1, ge=1, description="OMP/MKL threads for each worker's process")
 
@@ -107,7 +107,7 @@ def read_runner_config(path: Path) -> RunnerConfig:
     except ValidationError as err:
         first = err.errors()[0]
         loc = [str(p) for p in first["loc"][1:]]            # drop the union tag
-        key = ".".join(loc)
+        key = loc[0] if loc else "kind"                        # runner files are flat (type tags may follow)
         model = {c.model_fields["kind"].annotation.__args__[0]: c for c in
                  (LocalConfig, SubprocessConfig, WorkersConfig, MultiGPUConfig, SlurmConfig)}[raw["kind"]]
         if first["type"] == "extra_forbidden":

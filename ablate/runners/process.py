@@ -42,7 +42,7 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)   # 1 = PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         return
-    if os.getppid() != int(parent):
+    if os.getppid() != int(parent) and "RANK" not in os.environ:   # under a launcher the parent is the launcher
         os.kill(os.getpid(), signal.SIGTERM)
 
 
@@ -146,6 +146,8 @@ class ProcessRunner:
             outcome.finished.append(cell.id)
         elif rc == child.EXIT_CLAIMED:
             outcome.claimed_elsewhere.append(cell.id)
+        elif rc == child.EXIT_SKIPPED:
+            outcome.skipped.append(cell.id)
         elif rc == child.EXIT_FAILED:
             outcome.failed[cell.id] = latest_reason(store, experiment, cell.id) or f"failed (see {log_path})"
         else:
@@ -155,7 +157,8 @@ class ProcessRunner:
         if progress:
             text = outcome.failed.get(cell.id)
             progress.cell_finished(cell.label(), f"FAILED: {text}" if text else
-                                   "held by another process" if outcome.claimed_elsewhere else f"done in {wall:.0f} s")
+                                   "held by another process" if outcome.claimed_elsewhere else
+                                   "finished elsewhere" if outcome.skipped else f"done in {wall:.0f} s")
         return outcome
 
     def _wait(self, proc: subprocess.Popen) -> tuple[int, bool]:

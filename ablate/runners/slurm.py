@@ -85,6 +85,8 @@ class SlurmRunner:
                 outcome.finished.append(cell.id)
             elif rc == child.EXIT_CLAIMED:
                 outcome.claimed_elsewhere.append(cell.id)
+            elif rc == child.EXIT_SKIPPED:
+                outcome.skipped.append(cell.id)
             else:
                 outcome.failed[cell.id] = latest_reason(store, experiment, cell.id) or f"exit code {rc} " \
                                           f"(job {job.job_id}, log {job.paths.stdout})"

@@ -1,0 +1,103 @@
+"""A killed cell resumes from its checkpoint on the same loss curve; divergence, a full disk and an unwritable
+store are reported, and a half-written checkpoint is never taken for a good one."""
+import errno
+
+import pytest
+import torch
+from runner_helpers import runs_by_cell, store_for
+
+from ablate.config.grid import load_grid
+from ablate.runners import load_runner, run_cells
+from ablate.runners.local import StoreError
+from ablate.workspace import Workspace
+
+
+@pytest.fixture
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_killed_cell_resumes_on_the_uninterrupted_loss_curve(make_grid, runner_file, fault_env, tmp_path, one_thread):
+    grid = load_grid(make_grid(axes="connector.name: [mlp]", steps=8, checkpoint_every=3))
+    reference = Workspace.create(tmp_path / "reference", reports=tmp_path / "r1")
+    assert run_cells(grid, grid.cells, reference).finished == [grid.cells[0].id]
+
+    workspace = Workspace.create(tmp_path / "killed", reports=tmp_path / "r2")
+    env = fault_env({"mlp": ("sigkill", 5)})     # killed at step 5: the last checkpoint is step 3
+    killed = load_runner(runner_file(f'kind: subprocess\nenv: {{PYTHONPATH: "{env["PYTHONPATH"]}", '
+                                     f'OMP_NUM_THREADS: "1"}}\n')).run(grid, workspace)
+    assert "SIGKILL" in killed.failed[grid.cells[0].id]
+    assert run_cells(grid, grid.cells, workspace).finished == [grid.cells[0].id]
+
+    cell = grid.cells[0].id
+    resumed = runs_by_cell(workspace, grid)[cell]
+    assert [r.status for r in resumed] == ["FAILED", "FINISHED"]
+    assert resumed[-1].tags["ablate.resumed_from_step"] == "3"
+    expected = store_for(reference).loss_curve(runs_by_cell(reference, grid)[cell][0].run_id)
+    got = store_for(workspace).loss_curve(resumed[-1].run_id)
+    assert [s for s, _ in got] == [s for s, _ in expected] == list(range(1, 9))
+    assert [v for _, v in got] == pytest.approx([v for _, v in expected], rel=1e-5, abs=1e-6)
+    assert expected[-1][1] < expected[0][1]                     # and it is a curve that moved
+
+
+def test_diverging_cell_fails_with_step_and_reason_and_the_grid_goes_on(make_grid, workspace, one_thread):
+    grid = load_grid(make_grid(axes="train.lr: [1.0e+12, 0.003]", steps=4, checkpoint_every=10))
+    outcome = run_cells(grid, grid.cells, workspace)
+    huge, fine = (c.id for c in grid.cells)
+    assert outcome.finished == [fine]
+    reason = outcome.failed[huge]
+    assert reason.startswith("diverged at step ") and "loss is nan" in reason.lower() or "10x" in reason
+    step = int(reason.split("diverged at step ")[1].split(":")[0])
+    assert 2 <= step <= 4                                        # stopped early, not after the last step
+    run = runs_by_cell(workspace, grid)[huge][0]
+    assert run.status == "FAILED" and run.tags["ablate.failure"] == reason
+
+
+def test_full_disk_while_checkpointing_keeps_the_last_good_checkpoint(make_grid, workspace, monkeypatch, one_thread):
+    import ablate.checkpoint as checkpoint
+
+    grid = load_grid(make_grid(axes="connector.name: [mlp]", steps=7, checkpoint_every=3))
+    cell = grid.cells[0].id
+    real_save, calls = checkpoint.save_file, []
+
+    def save_file(tensors, path):       # the second checkpoint (step 6) runs out of space half-way
+        calls.append(path)
+        if len(calls) == 2:
+            with open(path, "wb") as handle:
+                handle.write(b"\0" * 100)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(tensors, path)
+
+    monkeypatch.setattr(checkpoint, "save_file", save_file)
+    outcome = run_cells(grid, grid.cells, workspace)
+    assert "No space left on device" in outcome.failed[cell]
+    folder = workspace.checkpoints(cell)
+    assert sorted(p.name for p in folder.iterdir()) == ["last"]      # no half-written temp folder left behind
+    assert torch.load(folder / "last" / "training_state.pt", weights_only=False)["step"] == 3
+
+    monkeypatch.setattr(checkpoint, "save_file", real_save)        # space again: resume from step 3
+    assert run_cells(grid, grid.cells, workspace).finished == [cell]
+    runs = runs_by_cell(workspace, grid)[cell]
+    assert [r.status for r in runs] == ["FAILED", "FINISHED"] and runs[-1].tags["ablate.resumed_from_step"] == "3"
+
+
+def test_unwritable_store_or_workspace_is_a_clear_error(make_grid, tmp_path, capsys):
+    from ablate.cli import main
+
+    grid_path = make_grid(axes="connector.name: [mlp]")
+    (tmp_path / "full").write_text("a file where a folder should be: the store cannot be created")
+    bad_uri = f"sqlite:///{tmp_path}/full/mlflow.db"
+    code = main(["--home", str(tmp_path / "home"), "--tracking-uri", bad_uri, "run", str(grid_path), "--no-report"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert bad_uri in err and "cannot write the tracking store" in err and "free disk space" in err
+
+    home = tmp_path / "home2"
+    home.mkdir()
+    (home / "claims").write_text("a file where the claims folder should be")
+    workspace = Workspace.create(home)
+    with pytest.raises(StoreError, match="cannot write the tracking store or the workspace"):
+        run_cells(load_grid(grid_path), load_grid(grid_path).cells, workspace)
