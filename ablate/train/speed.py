@@ -116,8 +116,12 @@ class Prefetcher:
         return item
 
     def close(self) -> None:
+        """Stop the thread (and `prepare.close()`, if `prepare` has one: e.g. its image-decoding pool)."""
         self._stop.set()
         self._thread.join(timeout=5)
+        closer = getattr(self._prepare, "close", None)
+        if closer is not None:
+            closer()
 
 
 def to_device(batch, device: torch.device):
@@ -180,6 +184,7 @@ def feature_preparer(model, threads: int = 8) -> Callable:
         return ReadyBatch(_to_device(batch.input_ids, device), _to_device(batch.attention_mask, device),
                           _to_device(batch.labels, device), list(batch.images), feats)
 
+    prepare.close = lambda: pool.shutdown(wait=False, cancel_futures=True)
     return prepare
 
 
