@@ -46,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("grid")
     tune.add_argument("--trials", type=int, default=8)
     tune.add_argument("--per", default="connector.name", help="axis whose values each get their own tuned lr")
+    tune.add_argument("--objective", choices=["score", "loss"], default="score",
+                      help="maximise the mean 0-shot score, or minimise the final training loss")
+    tune.add_argument("--steps", type=int, help="training steps per trial (default: the grid's)")
+    tune.add_argument("--warmup", action="store_true", help="tune train.warmup_ratio too")
     return parser
 
 
