@@ -270,6 +270,31 @@ def chunked_loss():
         loss_module.linear_cross_entropy = original
 
 
+def liger_check(device: torch.device) -> str:
+    """'ok' when Liger's fused loss runs here and agrees with the chunked loss (value and gradients), else why not."""
+    from ablate.train.loss import linear_cross_entropy, liger_available
+
+    if device.type != "cuda" or not liger_available():
+        return "not used (no CUDA or not importable)"
+    try:
+        g = torch.Generator(device=device).manual_seed(0)
+        h = torch.randn(300, 256, device=device, generator=g)
+        w = torch.randn(5000, 256, device=device, generator=g) * 0.05
+        y = torch.randint(0, 5000, (300,), device=device, generator=g)
+        out = {}
+        for backend in ("liger", "chunked"):
+            hh, ww = h.clone().requires_grad_(), w.clone().requires_grad_()
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = linear_cross_entropy(hh, ww, y, chunk_rows=128, backend=backend)
+            loss.backward()
+            out[backend] = (loss.float(), hh.grad.float(), ww.grad.float())
+        for a, b in zip(out["liger"], out["chunked"]):
+            torch.testing.assert_close(a, b, rtol=3e-2, atol=3e-3)
+    except Exception as err:
+        return f"disabled: {type(err).__name__}: {err}"[:200]
+    return "ok"
+
+
 def count_flops(model, batch, pixel_values, device: torch.device) -> float:
     """FLOPs of one training step's forward + backward (frozen encoder forward only), by FlopCounterMode."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -297,6 +322,7 @@ class Bench:
         self.root = Path(tempfile.mkdtemp(prefix="ablate-gpu-bench-"))
         self.results: dict = {"meta": self.meta(), "rows": []}
         self.compile = not args.no_compile
+        self.stack = contextlib.ExitStack()
 
     # -- bookkeeping --
     def meta(self) -> dict:
@@ -333,6 +359,9 @@ class Bench:
         self.specs = write_backbones(self.root, self.shape, self.device)
         self.paths = write_images(self.root / "images", self.shape["n_images"], self.shape["image_px"])
         self.peak = matmul_peak_tflops(self.device, self.shape["peak_n"])
+        self.results["meta"]["liger_check"] = check = liger_check(self.device)
+        if check.startswith("disabled"):     # the whole run falls back to the chunked PyTorch loss
+            self.stack.enter_context(chunked_loss())
         self.results["meta"]["matmul_peak_tflops"] = round(self.peak, 1)
         self.row("setup", "backbones + images written", seconds=time.perf_counter() - t,
                  matmul_peak_tflops=self.peak)
@@ -404,7 +433,7 @@ class Bench:
         self.row("step", "+ bf16 frozen encoder + compiled blocks", **self.step_fields(opt, b), **info)
         from ablate.train.loss import liger_available
 
-        if liger_available() and device.type == "cuda":
+        if liger_available() and device.type == "cuda" and self.results["meta"].get("liger_check") == "ok":
             with chunked_loss():
                 alt = timed(device, step(pixels), args.warm, args.steps)
             self.row("step", "  same, chunked PyTorch CE instead of Liger", **self.step_fields(alt, b))
@@ -617,6 +646,7 @@ def main(argv: list[str] | None = None) -> dict:
             traceback.print_exc()
             bench.row(part, "FAILED", error=f"{type(err).__name__}: {err}"[:300])
     bench.row("total", "script wall time", seconds=bench.elapsed())
+    bench.stack.close()
     print(markdown(bench.results))
     return bench.results
 

@@ -30,3 +30,9 @@ def perf_setup(tmp_path_factory):
     specs = bench.write_backbones(root, shape, torch.device("cpu"))
     paths = bench.write_images(root / "images", 16, shape["image_px"])
     return {"bench": bench, "root": root, "shape": shape, "specs": specs, "paths": paths}
+
+
+@pytest.fixture(scope="session")
+def gpu_script():
+    """The benchmarks/gpu.py module."""
+    return gpu_bench()
