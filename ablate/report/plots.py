@@ -107,13 +107,15 @@ def _type_row(results: Results, axs, x_axis: str, task: str) -> int:
             if pts:
                 drawn += 1
                 px, py, pe = zip(*pts)
-                ax.errorbar(px, py, yerr=pe if any(pe) else None, label=m.qtype, capsize=2, lw=1.5, ms=5,
-                            **style(i))
+                below = [min(e, y) for y, e in zip(py, pe)]  # a score interval stops at 0%
+                ax.errorbar(px, py, yerr=[below, pe] if any(pe) else None, label=m.qtype, capsize=2, lw=1.5,
+                            ms=5, **style(i))
         ax.set_title(f"{task_label(task)} {k}-shot, by question type")
         ax.set_xlabel(axis_label(x_axis))
         ax.set_xticks(xnum, xs)
-        if typed:
-            ax.legend(loc="best", frameon=False)
+    if drawn:  # beside the row, not over its lines
+        axs[-1].legend(*axs[0].get_legend_handles_labels(), loc="upper left", bbox_to_anchor=(1.02, 1),
+                       title="Question type", frameon=False)
     axs[0].set_ylabel("Score (%)")
     return drawn
 

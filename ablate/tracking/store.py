@@ -53,9 +53,11 @@ class Store:
             return found.experiment_id
         if not create:
             return None
-        self.artifact_root.mkdir(parents=True, exist_ok=True)
+        served = self.tracking_uri.startswith(("http://", "https://"))   # a team's `mlflow server` keeps artifacts
+        if not served:
+            self.artifact_root.mkdir(parents=True, exist_ok=True)
         return self.client.create_experiment(
-            grid.name, artifact_location=(self.artifact_root / grid.name).as_uri(),
+            grid.name, artifact_location=None if served else (self.artifact_root / grid.name).as_uri(),
             tags={"ablate.grid_file": str(grid.path), "mlflow.note.content": grid.description})
 
     def runs(self, experiment_id: str) -> list[RunRecord]:
@@ -84,7 +86,8 @@ class Store:
         return closed
 
     def start_run(self, experiment_id: str, grid: "Grid", cell: "Cell") -> "RunLogger":
-        tags = {CELL_TAG: cell.id, GRID_TAG: grid.name, "mlflow.runName": cell.label() or cell.id}
+        tags = {CELL_TAG: cell.id, GRID_TAG: grid.name, "mlflow.runName": cell.label() or cell.id,
+                "mlflow.note.content": _cell_note(grid, cell)}
         tags.update({AXIS_TAG + k: str(v) for k, v in cell.axes.items()})
         run = self.client.create_run(experiment_id, tags=tags, run_name=cell.label() or cell.id)
         logger = RunLogger(self.client, run.info.run_id)
@@ -154,6 +157,17 @@ class RunLogger:
         if reason:
             self.client.set_tag(self.run_id, REASON_TAG, reason[:4000])
         self.client.set_terminated(self.run_id, status)
+
+
+def _cell_note(grid: "Grid", cell: "Cell") -> str:
+    """The run's description in the MLflow UI: which cell of which grid, and where to look."""
+    values = ", ".join(f"{k} = {v}" for k, v in cell.axes.items()) or "no swept axes"
+    return (f"Cell {cell.id} of grid '{grid.name}' ({grid.path}): {values}. Params: the full cell config "
+            "(also cell_config.json). Metrics: score/<task>/<k>shot in 0..1 with ci_low/ci_high (95% bootstrap) "
+            "and n (questions); per question type score/<task>/<k>shot/<type>; text/perplexity (lower is "
+            "better); encoder/* (the zoo encoder's pre-training); train/loss per step. Artifacts: "
+            "predictions.json (a sample of questions with the model's answers). The grid's report is the run "
+            "named 'report: <grid>'.")
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:
