@@ -265,7 +265,8 @@ def make_table(results: Results, entries: list[_Entry], axes: list[str], meta: R
     best: dict[str, st.Stat] = {}
     for m in results.metrics:
         scored = [e.stats.get(m.column) for e in entries if not e.status and e.stats.get(m.column)]
-        if scored and (len(scored) == 1 or len({round(s.mean, 12) for s in scored}) > 1):  # a full tie: no best
+        # as printed: values that read the same are equally best; a full tie has no best
+        if scored and (len(scored) == 1 or len({fmt(m, s.mean) for s in scored}) > 1):
             best[m.column] = (min if m.lower_better else max)(scored, key=lambda s: s.mean)
     rows, records, any_dagger, any_incomplete = [], [], False, False
     for i, e in enumerate(entries):
@@ -298,7 +299,7 @@ def make_table(results: Results, entries: list[_Entry], axes: list[str], meta: R
                 cells.append(TCell(["—"]))
                 continue
             top = best.get(m.column)
-            is_best = top is not None and math.isclose(s.mean, top.mean, abs_tol=1e-12)
+            is_best = top is not None and fmt(m, s.mean) == fmt(m, top.mean)
             dagger = not is_best and top is not None and st.within_noise(s, top)
             any_dagger |= dagger
             base = entries[b].stats.get(m.column) if b is not None else None

@@ -179,3 +179,20 @@ def test_report_without_any_score_column(tmp_path):
     with pdfplumber.open(paths.pdf) as pdf:
         text = "\n".join(p.extract_text() for p in pdf.pages)
     assert "12 cells: 0 finished, 12 failed" in text and "MLLM.__init__() missing" in text
+
+
+def test_values_that_print_the_same_are_equally_bold():
+    frame = make_rich_frame()
+    done = frame["status"] == "FINISHED"
+    frame.loc[done, "text/perplexity"] = 2.85 + 0.001 * (frame.loc[done, "connector.name"] != "avg-pool")
+    from ablate.report.tables import axis_table
+
+    t = axis_table(results.load(frame, RICH_AXES), "connector.name", make_meta())
+    j = t.header.index("Text PPL ↓")
+    scored = [r for r in t.rows if r.kind in ("row", "baseline")]
+    assert [r.cells[j].lines[0] for r in scored] == ["2.85 ± 0.00"] * 3  # replicates: ± seed sd
+    assert not any(r.cells[j].bold for r in scored)  # a full tie as printed: no bold at all...
+    frame.loc[frame["connector.name"] == "mlp", "text/perplexity"] = 4.0
+    t = axis_table(results.load(frame, RICH_AXES), "connector.name", make_meta())
+    bold = [r.cells[j].bold for r in t.rows if r.kind in ("row", "baseline")]
+    assert bold == [True, True, False]  # ...and 2.850 / 2.851 both read 2.85: both bold
