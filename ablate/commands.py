@@ -24,7 +24,8 @@ def dispatch(args) -> int:
     if args.command == "ls":
         return cmd_ls(load_grid(args.grid), workspace)
     if args.command == "ui":
-        print(f"MLflow UI on http://127.0.0.1:{args.port} (store {workspace.tracking_uri})")
+        print(f"MLflow UI on http://127.0.0.1:{args.port} (store {workspace.tracking_uri}); a grid's runs are under "
+              f"Experiments -> <grid name> -> 'Model training' (…/#/experiments/<id>/runs?workflowType=machine_learning)")
         return subprocess.call([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", workspace.tracking_uri,
                                 "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"])
     if args.command == "zoo":

@@ -44,7 +44,14 @@ class Cell:
         return self.config.id
 
     def label(self) -> str:
-        return ", ".join(f"{k.split('.')[-1]}={v}" for k, v in self.axes.items())
+        """`connector=attn-pool, tokens=144, resolution=160`: an axis is named by its last key, or by its block
+        when the last key is `name`."""
+        return ", ".join(f"{axis_short_name(k)}={v}" for k, v in self.axes.items())
+
+
+def axis_short_name(dotted: str) -> str:
+    parts = dotted.split(".")
+    return parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]
 
 
 @dataclass(frozen=True)
