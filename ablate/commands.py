@@ -33,7 +33,8 @@ def dispatch(args) -> int:
     if args.command == "tune":
         from ablate.tune import tune_grid
 
-        return tune_grid(load_grid(args.grid), workspace, trials=args.trials, per=args.per)
+        return tune_grid(load_grid(args.grid), workspace, trials=args.trials, per=args.per,
+                         objective=args.objective, steps=args.steps, warmup=args.warmup)
     raise SystemExit(f"unknown command {args.command}")
 
 
