@@ -13,6 +13,19 @@ from ablate.config.grid import Grid, load_grid
 from ablate.workspace import Workspace
 
 
+def needs_hub(grid: Grid) -> bool:
+    """Whether any cell names a hub model or dataset (zoo backbones, local folders and the world need none)."""
+    for cell in grid.cells:
+        cfg = cell.config
+        for spec in (cfg.encoder.name, cfg.llm.name):
+            family, _, ref = spec.partition(":")
+            if family in ("hf", "timm") and not Path(ref.split("@")[0]).exists():
+                return True
+        if any(source.format == "hub" for source in cfg.data.sources):
+            return True
+    return False
+
+
 def dispatch(args) -> int:
     workspace = Workspace.create(args.home, args.tracking_uri, args.reports)
     if args.command == "run":
@@ -46,6 +59,10 @@ def print_cells(grid: Grid) -> None:
 
 def cmd_run(grid: Grid, workspace: Workspace, runner_file: str | None, dry_run: bool, report: bool) -> int:
     from ablate.runners import load_runner
+
+    if not needs_hub(grid):   # an embedded or local grid never waits on a network that may not be there
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
     runner = load_runner(runner_file)
     print_cells(grid)
