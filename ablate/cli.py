@@ -55,6 +55,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:   # started in the background by a shell: Ctrl-C
+        signal.signal(signal.SIGINT, signal.default_int_handler)   # (SIGINT) must still close the run cleanly
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

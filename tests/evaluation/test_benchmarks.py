@@ -3,6 +3,8 @@ import pytest
 
 pytest.importorskip("lmms_eval")
 
+from conftest import ColourGenerator  # noqa: E402  (at collection time: this folder's conftest)
+
 from ablate.config.schema import EvalConfig  # noqa: E402
 from ablate.evaluation.benchmarks import BenchmarkUnavailable, check_available, is_builtin, resolve_benchmark  # noqa: E402
 from ablate.evaluation.tasks import plan  # noqa: E402
@@ -45,8 +47,6 @@ def test_generated_names_are_not_builtin():
 
 
 def test_evaluate_on_an_uncached_benchmark_offline_raises_before_running(monkeypatch, tmp_path, world_dir):
-    from conftest import ColourGenerator
-
     from ablate.evaluation import evaluate
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
