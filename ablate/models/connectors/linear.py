@@ -7,25 +7,15 @@ projection keeps the FLOPs proportional to the token count.
 """
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import nn
 
-from .base import Connector, side, square_counts
-from .layers import pool_seq
+from .mlp import MLP
 
 
-class Linear(Connector):
+class Linear(MLP):
+    """The `mlp` connector with a single linear projection (same pooling rule, same token counts)."""
+
     OPTIONS = {"pool": True}
-    HOW = "h*w (every patch), or with pool=true a square s*s with s <= min(h, w)"
 
-    def __init__(self, d_in, d_out, grid, tokens, options):
-        super().__init__(d_in, d_out, grid, tokens, options)
-        self.out_grid = self.grid if tokens == grid[0] * grid[1] else (side(tokens),) * 2
-        self.proj = nn.Linear(d_in, d_out)
-
-    @classmethod
-    def possible_tokens(cls, grid, options):
-        every = grid[0] * grid[1]
-        return sorted({every, *square_counts(grid)}) if options["pool"] else [every]
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.proj(pool_seq(x, self.grid, self.out_grid))
+    def make_proj(self, d_in, d_out, options):
+        return nn.Linear(d_in, d_out)

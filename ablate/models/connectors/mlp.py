@@ -21,7 +21,10 @@ class MLP(Connector):
     def __init__(self, d_in, d_out, grid, tokens, options):
         super().__init__(d_in, d_out, grid, tokens, options)
         self.out_grid = self.grid if tokens == grid[0] * grid[1] else (side(tokens),) * 2
-        self.proj = mlp(d_in, d_out, options["depth"], options["hidden"])
+        self.proj = self.make_proj(d_in, d_out, options)
+
+    def make_proj(self, d_in, d_out, options):
+        return mlp(d_in, d_out, options["depth"], options["hidden"])
 
     @classmethod
     def possible_tokens(cls, grid, options):
