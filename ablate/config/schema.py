@@ -24,6 +24,7 @@ class WorldConfig(Strict):
     seed: int = 0
     image_size: int = Field(192, ge=32, le=1024, description="side of the stored square images, px")
     n_train: int = Field(3000, ge=8, description="images behind the caption / interleaved training data")
+    n_pretrain: int = Field(0, ge=0, description="images only the zoo encoders pre-train on (0: they use the train images)")
     n_test: int = Field(300, ge=4, description="held-out images for each question set")
     n_demo: int = Field(100, ge=4, description="images of the few-shot demonstration pool")
     n_text_docs: int = Field(4000, ge=8, description="documents of the text-only corpus")

@@ -1,7 +1,8 @@
 """Build the embedded world once per settings hash, and read it back (`World`).
 
 Layout under `cache_root/world-<hash>/` (see docs/architecture.md, "World"; docs/data.md):
-`images/<id>.png`, `caption.jsonl`, `interleaved.jsonl`, `text.jsonl`, `text_heldout.jsonl`,
+`images/<id>.png`, `caption.jsonl`, `pretrain.jsonl` (the zoo encoders' own captioned images, with the words
+drawn in each), `interleaved.jsonl`, `text.jsonl`, `text_heldout.jsonl`,
 `questions/<task>_<split>.jsonl`, `tokenizer/`, plus two sidecars: `scenes.jsonl` (the spec of every drawn
 image, to check answers against) and `world.json` (settings and counts; written last).
 
@@ -45,13 +46,15 @@ from ablate.world.vocab import (
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 1  # bump when the generator changes what it writes: old caches are then left alone
-SPLITS = {"train": 1, "test": 2, "demo": 3}
+GENERATOR_VERSION = 2  # bump when the generator changes what it writes: old caches are then left alone
+SPLITS = {"train": 1, "test": 2, "demo": 3, "pretrain": 4}
 STREAM_SCENE, STREAM_TEXT, STREAM_INTERLEAVED, STREAM_CORPUS, STREAM_HELDOUT, STREAM_QUESTIONS = 10, 11, 12, 13, 14, 15
 
 
 def world_hash(cfg: WorldConfig) -> str:
-    blob = json.dumps({"version": GENERATOR_VERSION, **cfg.model_dump(mode="json")}, sort_keys=True)
+    """Settings + generator version + the closed vocabulary: a change to any of them builds a new world."""
+    words = {"shapes": SHAPES, "colours": list(COLOURS), "positions": POSITIONS, "words": WORDS}
+    blob = json.dumps({"version": GENERATOR_VERSION, "vocabulary": words, **cfg.model_dump(mode="json")}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -84,7 +87,7 @@ class World:
         return self.root / "images"
 
     def file(self, name: str) -> Path:
-        """One of `caption`, `interleaved`, `text`, `text_heldout`, `scenes` (the .jsonl files)."""
+        """One of `caption`, `pretrain`, `interleaved`, `text`, `text_heldout`, `scenes` (the .jsonl files)."""
         return self.root / f"{name}.jsonl"
 
     def read(self, name: str) -> list[dict]:
@@ -154,7 +157,7 @@ def _imaginary(rng: np.random.Generator, cfg: WorldConfig) -> list[Scene]:
 def _write_world(cfg: WorldConfig, tmp: Path, final_root: Path) -> None:
     (tmp / "images").mkdir(parents=True)
     (tmp / "questions").mkdir()
-    counts = {"train": cfg.n_train, "test": cfg.n_test, "demo": cfg.n_demo}
+    counts = {"train": cfg.n_train, "test": cfg.n_test, "demo": cfg.n_demo, "pretrain": cfg.n_pretrain}
     scenes: dict[str, list[Scene]] = {}
     paths: dict[str, list[str]] = {}
     sidecar = []
@@ -168,11 +171,12 @@ def _write_world(cfg: WorldConfig, tmp: Path, final_root: Path) -> None:
             sidecar.append({"image": paths[split][-1], "split": split, "scene": scene.to_dict()})
     _write_jsonl(tmp / "scenes.jsonl", sidecar)
 
-    captions = []
-    for i, (scene, path) in enumerate(zip(scenes["train"], paths["train"])):
-        rng, facts = _rng(cfg, STREAM_TEXT, i), scene_facts(scene)
-        captions.append({"image": path, "alt": alt_text(rng, facts), "rich": rich_caption(rng, facts)})
+    captions = [_caption_row(_rng(cfg, STREAM_TEXT, i), scene, path)
+                for i, (scene, path) in enumerate(zip(scenes["train"], paths["train"]))]
     _write_jsonl(tmp / "caption.jsonl", captions)
+    pretrain = [_caption_row(_rng(cfg, STREAM_TEXT, SPLITS["pretrain"], i), scene, path)
+                for i, (scene, path) in enumerate(zip(scenes["pretrain"], paths["pretrain"]))]
+    _write_jsonl(tmp / "pretrain.jsonl", pretrain)
 
     interleaved = []
     for d in range(cfg.n_interleaved_docs):
@@ -205,6 +209,12 @@ def _write_world(cfg: WorldConfig, tmp: Path, final_root: Path) -> None:
                 "counts": {**counts, "interleaved": len(interleaved), "text": len(corpus), "text_heldout": len(heldout),
                            **{f"{t}_{s}": len(r) for (t, s), r in qsets.items()}}}
     (tmp / "world.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+
+
+def _caption_row(rng: np.random.Generator, scene: Scene, path: str) -> dict:
+    facts = scene_facts(scene)
+    return {"image": path, "alt": alt_text(rng, facts), "rich": rich_caption(rng, facts),
+            "words": [w.text for w in scene.words], "word_sizes": [w.size for w in scene.words]}
 
 
 def _question_sets(cfg: WorldConfig, scenes: dict, paths: dict) -> dict[tuple[str, str], list[dict]]:

@@ -18,7 +18,7 @@ from ablate.models.image_handling import resize
 
 @dataclass
 class ZooData:
-    captions: list[dict]                       # {"image": path, "alt": str, "rich": str}
+    captions: list[dict]                       # {"image": path, "alt": str, "rich": str, "words": [str]}
     texts: Callable[[], Iterable[str]]         # the LM corpus, re-iterable
     tokenizer: object                          # PreTrainedTokenizerFast with <pad> <bos> <eos> <unk> <image>
     heldout_texts: Callable[[], Iterable[str]] = lambda: ()
@@ -32,7 +32,7 @@ def world_data(world_cfg: dict, cache_root: Path) -> ZooData:
     cfg = WorldConfig(**world_cfg)
     world = build_world(cfg, cache_root)
     return ZooData(
-        captions=world.read("caption"),
+        captions=world.read("pretrain") if cfg.n_pretrain else world.read("caption"),
         texts=world.corpus,
         tokenizer=world.tokenizer(),
         heldout_texts=lambda: (r["text"] for r in world.read("text_heldout")),

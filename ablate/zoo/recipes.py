@@ -31,7 +31,9 @@ class EncoderRecipe:
     heads: int = 4
     mlp_ratio: int = 4
     patch: int = 8
-    resolution: int = 96
+    resolution: int = 96           # the saved model's native size
+    extra_resolutions: tuple[int, ...] = ()  # also trained at these (cycled per step), position embeddings interpolated
+    ocr: float = 0.0               # weight of the reading loss: name the words drawn in the image (0: off)
     steps: int = 200
     batch: int = 64
     lr: float = 3e-3

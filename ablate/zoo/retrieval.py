@@ -3,6 +3,8 @@
 - zero-shot (CLIP / SigLIP only): cosine between the two towers' embeddings, top-1 image->text and text->image;
 - probe (every encoder, random included): ridge regression from mean-pooled patch features to the caption's bag
   of words, fitted on `probe_train` training pairs, then top-1 image->text by cosine among the held-out captions.
+- reading (encoders pre-trained with a reading head, `ocr` > 0): top-1 accuracy of the head naming the first drawn
+  word of each held-out image, per training resolution and word size (`read_top1_<px>_<large|small>`).
 A retrieved caption counts as right when its text equals the true one (duplicates are not penalised); `chance`
 is the expected top-1 of a random guess under the same rule. `*_pool32` figures rank each query against the 32
 candidates of its own block only (chance about 1/32), a gentler test for tiny models than all 256 at once.
@@ -79,6 +81,8 @@ def evaluate_encoder(r: EncoderRecipe, data: ZooData, vision, towers=None) -> di
         result["zero_shot_i2t_top1"] = _top1(img @ txt.T, texts)
         result["zero_shot_t2i_top1"] = _top1(txt @ img.T, texts)
         result[f"zero_shot_i2t_top1_pool{POOL}"] = _top1(img @ txt.T, texts, POOL)
+    if towers is not None and getattr(towers, "reader", None) is not None:
+        result.update(reading_accuracy(towers, held, data.tokenizer, (r.resolution, *r.extra_resolutions)))
     if train:
         f_train = pooled_features(vision, load_pixels([c["image"] for c in train], r.resolution))
         mu, sd, w = ridge(f_train, bag_of_words(data.tokenizer, [c["rich"] for c in train]))
@@ -88,3 +92,18 @@ def evaluate_encoder(r: EncoderRecipe, data: ZooData, vision, towers=None) -> di
         result["probe_i2t_top1"] = _top1(pred @ bow.T, texts)
         result[f"probe_i2t_top1_pool{POOL}"] = _top1(pred @ bow.T, texts, POOL)
     return result
+
+
+@torch.no_grad()
+def reading_accuracy(towers, rows: list[dict], tokenizer, sizes, batch: int = 128) -> dict:
+    first = torch.tensor([tokenizer(row["words"][0], add_special_tokens=False)["input_ids"][0] for row in rows])
+    small = torch.tensor([row["word_sizes"][0] == "small" for row in rows])
+    out = {}
+    for size in sizes:
+        pixels = load_pixels([row["image"] for row in rows], size)
+        pred = torch.cat([towers.reader(towers.patches(normalise(pixels[i:i + batch]))).argmax(1)
+                          for i in range(0, len(rows), batch)])
+        right = (pred == first).float()
+        for name, keep in (("large", ~small), ("small", small)):
+            out[f"read_top1_{size}_{name}"] = right[keep].mean().item() if keep.any() else float("nan")
+    return out

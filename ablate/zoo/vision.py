@@ -39,8 +39,36 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * m).sum(1) / m.sum(1).clamp(min=1)
 
 
+class ReadingHead(nn.Module):
+    """Names the words drawn in an image from its patch tokens (the zoo's stand-in for the OCR tasks that real
+    encoders meet in pre-training, e.g. PaLI's split-OCR on WebLI, Chen et al., 2023).
+
+    The patch tokens are mean-pooled (as for the contrastive embedding) and a linear layer scores every token of the
+    world vocabulary; the target spreads its mass evenly over the drawn words (the world tokenizer is word-level).
+    """
+
+    def __init__(self, width: int, vocab_size: int):
+        super().__init__()
+        self.score = nn.Linear(width, vocab_size)
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        return self.score(patches.mean(1))
+
+    def loss(self, patches: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(self(patches), targets)
+
+
+def word_targets(tokenizer, rows: list[dict]) -> torch.Tensor:
+    """`(n, vocab)`: for each row, probability mass spread evenly over the token ids of its drawn words."""
+    out = torch.zeros(len(rows), len(tokenizer))
+    for i, row in enumerate(rows):
+        ids = [t for w in row["words"] for t in tokenizer(w, add_special_tokens=False)["input_ids"]]
+        out[i, ids] += 1.0 / len(ids)
+    return out
+
+
 class TwoTower(nn.Module):
-    """Image tower + text tower + projections + the loss's learnable scalars."""
+    """Image tower + text tower + projections + the loss's learnable scalars (+ a reading head when `ocr` > 0)."""
 
     def __init__(self, r: EncoderRecipe, tokenizer):
         super().__init__()
@@ -48,22 +76,34 @@ class TwoTower(nn.Module):
         self.text = CLIPTextModel(text_config(r, tokenizer))
         self.v_proj = nn.Linear(r.width, r.embed_dim, bias=False)
         self.t_proj = nn.Linear(r.text_width, r.embed_dim, bias=False)
+        self.reader = ReadingHead(r.width, len(tokenizer)) if r.ocr > 0 else None
+        self.ocr = r.ocr
+        self.native = r.resolution
         if r.objective == "siglip":
             self.scale, self.bias = nn.Parameter(torch.tensor(math.log(10.0))), nn.Parameter(torch.tensor(-10.0))
         else:
             self.scale, self.bias = nn.Parameter(torch.tensor(math.log(1 / 0.07))), None
 
+    def patches(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        interpolate = pixel_values.shape[-1] != self.native
+        return self.vision(pixel_values=pixel_values, interpolate_pos_encoding=interpolate).last_hidden_state[:, 1:]
+
     def embed_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.v_proj(self.vision(pixel_values=pixel_values).last_hidden_state[:, 1:].mean(1))
+        return self.v_proj(self.patches(pixel_values).mean(1))
 
     def embed_texts(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.t_proj(masked_mean(self.text(input_ids=ids, attention_mask=mask).last_hidden_state, mask))
 
-    def loss(self, pixel_values, ids, mask) -> torch.Tensor:
-        img, txt = self.embed_images(pixel_values), self.embed_texts(ids, mask)
+    def loss(self, pixel_values, ids, mask, words: torch.Tensor | None = None) -> torch.Tensor:
+        patches = self.patches(pixel_values)
+        img, txt = self.v_proj(patches.mean(1)), self.embed_texts(ids, mask)
         if self.bias is not None:
-            return objectives.siglip_loss(img, txt, self.scale, self.bias)
-        return objectives.clip_loss(img, txt, self.scale)
+            loss = objectives.siglip_loss(img, txt, self.scale, self.bias)
+        else:
+            loss = objectives.clip_loss(img, txt, self.scale)
+        if self.reader is not None:
+            loss = loss + self.ocr * self.reader.loss(patches, words)
+        return loss
 
 
 class AIM(nn.Module):
@@ -72,12 +112,13 @@ class AIM(nn.Module):
     def __init__(self, r: EncoderRecipe):
         super().__init__()
         self.vision = CLIPVisionModel(vision_config(r))
-        self.patch = r.patch
+        self.patch, self.native = r.patch, r.resolution
         self.head = nn.Sequential(nn.Linear(r.width, r.width * 2), nn.GELU(), nn.Linear(r.width * 2, 3 * r.patch ** 2))
 
     def loss(self, pixel_values: torch.Tensor) -> torch.Tensor:
         vm = self.vision
-        x = vm.pre_layrnorm(vm.embeddings(pixel_values))
+        interpolate = pixel_values.shape[-1] != self.native
+        x = vm.pre_layrnorm(vm.embeddings(pixel_values, interpolate_pos_encoding=interpolate))
         b, t, _ = x.shape
         prefix = torch.randint(1, t, (b,))
         x = vm.encoder(inputs_embeds=x, attention_mask=objectives.aim_mask(t, prefix, x.dtype)).last_hidden_state
@@ -105,16 +146,21 @@ def train_encoder(r: EncoderRecipe, data: ZooData, out: Path, log=print) -> dict
             model = CLIPVisionModel(vision_config(r))
         losses: list[float] = []
         if r.objective != "random" and r.steps > 0:
-            pixels = load_pixels([c["image"] for c in train], r.resolution)
+            sizes = (r.resolution, *r.extra_resolutions)
+            pixels = {size: load_pixels([c["image"] for c in train], size) for size in sizes}
             ids, mask = encode_texts(data.tokenizer, [c["rich"] for c in train], r.text_len)
+            words = word_targets(data.tokenizer, train) if r.ocr > 0 else None
             opt = torch.optim.AdamW(model.parameters(), lr=r.lr, weight_decay=r.weight_decay)
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _schedule(s, r.steps, r.warmup))
             gen = torch.Generator().manual_seed(r.seed)
             model.train()
             for step in range(r.steps):
                 idx = torch.randperm(len(train), generator=gen)[: min(r.batch, len(train))]
-                x = normalise(pixels[idx])
-                loss = model.loss(x) if r.objective == "aim" else model.loss(x, ids[idx], mask[idx])
+                x = normalise(pixels[sizes[step % len(sizes)]][idx])
+                if r.objective == "aim":
+                    loss = model.loss(x)
+                else:
+                    loss = model.loss(x, ids[idx], mask[idx], None if words is None else words[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

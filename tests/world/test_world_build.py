@@ -10,7 +10,7 @@ from ablate.world.questions import SPLITS, TASKS
 
 TINY = {"n_train": 24, "n_test": 16, "n_demo": 8, "n_text_docs": 16, "n_interleaved_docs": 8}  # as in conftest
 
-CONTRACT_FILES = {"caption.jsonl", "interleaved.jsonl", "text.jsonl", "text_heldout.jsonl", "images", "questions",
+CONTRACT_FILES = {"caption.jsonl", "pretrain.jsonl", "interleaved.jsonl", "text.jsonl", "text_heldout.jsonl", "images", "questions",
                   "tokenizer", "scenes.jsonl", "world.json"}
 
 
@@ -75,3 +75,15 @@ def test_one_image_does_not_depend_on_how_many_others(tmp_path, tiny_world, tiny
     bigger = build_world(tiny_cfg.model_copy(update={"n_train": TINY["n_train"] + 5}), tmp_path)
     a = (tiny_world.root / "images" / "test-00003.png").read_bytes()
     assert (bigger.root / "images" / "test-00003.png").read_bytes() == a
+
+
+def test_pretrain_split_is_its_own_images_with_the_words_drawn(tmp_path):
+    world = build_world(WorldConfig(**{**TINY, "n_pretrain": 12}), tmp_path)
+    rows, scenes = world.read("pretrain"), world.scenes()
+    assert len(rows) == 12
+    train_images = {r["image"] for r in world.read("caption")}
+    assert not train_images & {r["image"] for r in rows}
+    for row in rows:
+        drawn = scenes[row["image"]].words
+        assert row["words"] == [w.text for w in drawn] and row["word_sizes"] == [w.size for w in drawn]
+        assert f"the word is {row['words'][0]}" in row["rich"]

@@ -97,3 +97,45 @@ def test_zoo_specs_build_from_a_tiny_world(tmp_path, monkeypatch):
     assert status["zoo:clip-s"][0] and status["zoo:lm-s"][0] and not status["zoo:aim-s"][0]
     assert "probe_i2t_top1" in status["zoo:clip-s"][2] and status["zoo:aim-s"][2] is None
     assert zoo_build.build_zoo(["zoo:clip-s"], tmp_path) == [status["zoo:clip-s"][1]]
+
+
+@pytest.fixture(scope="module")
+def word_data(tmp_path_factory):
+    """Images holding one of four words (large ink, random place) and captions naming it."""
+    from ablate.world.fonts import font
+
+    root = tmp_path_factory.mktemp("words")
+    rng = random.Random(1)
+    words = ["cat", "sun", "key", "owl"]
+    captions = []
+    for i in range(320):
+        word = rng.choice(words)
+        img = Image.new("RGB", (32, 32), (245, 245, 245))
+        ImageDraw.Draw(img).text((rng.randint(0, 6), rng.randint(0, 14)), word, font=font(12), fill=(20, 20, 20))
+        path = root / f"{i}.png"
+        img.save(path)
+        captions.append({"image": str(path), "alt": "a word", "rich": f"the word is {word} .", "words": [word],
+                         "word_sizes": ["large"]})
+    texts = [c["rich"] for c in captions]
+    return ZooData(captions=captions, texts=lambda: texts, tokenizer=build_tokenizer(texts), identity="test-words")
+
+
+def test_reading_head_learns_to_name_the_word_at_every_trained_resolution(tmp_path, word_data):
+    recipe = EncoderRecipe("clip", **{**TINY_ENC, "steps": 400, "heldout": 64}, ocr=1.0, extra_resolutions=(48,))
+    folder = ensure_built("clip-s", tmp_path, recipe=recipe, data=word_data, log_fn=lambda *_: None)
+    metrics = json.loads((folder / "zoo.json").read_text())["metrics"]
+    # four words: chance 0.25; the contrastive loss alone cannot tell them apart better than the captions can
+    assert metrics["read_top1_32_large"] > 0.6 and metrics["read_top1_48_large"] > 0.6
+    assert "reader" not in " ".join(p.name for p in folder.iterdir())  # only the towers are saved
+    enc = build_encoder(EncoderConfig(name=f"hf:{folder}", resolution=48), tmp_path)
+    assert enc.grid == (6, 6)
+
+
+def test_word_targets_spread_mass_over_the_drawn_words(word_data):
+    from ablate.zoo.vision import word_targets
+
+    tok = word_data.tokenizer
+    t = word_targets(tok, [{"words": ["cat"]}, {"words": ["cat", "owl"]}])
+    cat, owl = tok.convert_tokens_to_ids("cat"), tok.convert_tokens_to_ids("owl")
+    assert t[0, cat] == 1 and t[0].sum() == 1
+    assert t[1, cat] == t[1, owl] == 0.5 and t[1].sum() == 1
