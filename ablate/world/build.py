@@ -146,12 +146,13 @@ def build_world(cfg: WorldConfig, cache_root: Path) -> World:
 
 def _scenes(cfg: WorldConfig, split: str, n: int) -> list[Scene]:
     code = SPLITS[split]
-    return [sample_scene(_rng(cfg, STREAM_SCENE, code, i), cfg.image_size, cfg.words_per_image) for i in range(n)]
+    return [sample_scene(_rng(cfg, STREAM_SCENE, code, i), cfg.image_size, cfg.words_per_image, cfg.n_words)
+            for i in range(n)]
 
 
 def _imaginary(rng: np.random.Generator, cfg: WorldConfig) -> list[Scene]:
     k = 1 if rng.random() < 0.6 else int(rng.integers(2, 4))
-    return [sample_scene(rng, cfg.image_size, cfg.words_per_image) for _ in range(k)]
+    return [sample_scene(rng, cfg.image_size, cfg.words_per_image, cfg.n_words) for _ in range(k)]
 
 
 def _write_world(cfg: WorldConfig, tmp: Path, final_root: Path) -> None:

@@ -68,8 +68,8 @@ def _cell_reserve(cell: int, side: int) -> Box:
     return (int(cx - half), int(cy - half), int(cx + half) + 1, int(cy + half) + 1)
 
 
-def _place_words(rng: np.random.Generator, side: int, n_words: int) -> list[WordSpec]:
-    texts = rng.choice(len(vocab.WORDS), size=n_words, replace=False)
+def _place_words(rng: np.random.Generator, side: int, n_words: int, vocabulary: int) -> list[WordSpec]:
+    texts = rng.choice(vocabulary, size=n_words, replace=False)
     placed: list[WordSpec] = []
     for t in texts:
         text = vocab.WORDS[int(t)]
@@ -87,12 +87,15 @@ def _place_words(rng: np.random.Generator, side: int, n_words: int) -> list[Word
     return sorted(placed, key=lambda wd: (wd.box[1], wd.box[0]))
 
 
-def sample_scene(rng: np.random.Generator, side: int, words_per_image: int = 1) -> Scene:
-    """Sample a scene whose shapes never touch its words, so every fact stays visible."""
+def sample_scene(rng: np.random.Generator, side: int, words_per_image: int = 1,
+                 vocabulary: int = len(vocab.WORDS)) -> Scene:
+    """Sample a scene whose shapes never touch its words, so every fact stays visible.
+
+    Words are drawn from the first `vocabulary` entries of `vocab.WORDS`."""
     n_shapes = int(rng.integers(1, 5))
     best: tuple[list[WordSpec], list[int]] = ([], [])
     for _ in range(200):
-        words = _place_words(rng, side, words_per_image)
+        words = _place_words(rng, side, words_per_image, vocabulary)
         free = [c for c in range(9) if not any(_overlap(_cell_reserve(c, side), w.box) for w in words)]
         if len(free) > len(best[1]) or not best[0]:
             best = (words, free)
