@@ -30,7 +30,7 @@ class WorldConfig(Strict):
     n_text_docs: int = Field(4000, ge=8, description="documents of the text-only corpus")
     n_interleaved_docs: int = Field(1500, ge=4)
     words_per_image: int = Field(1, ge=1, le=3)
-    n_words: int = Field(48, ge=3, le=48, description="distinct words drawn: the first n of ablate.world.vocab.WORDS")
+    n_words: int = Field(48, ge=3, le=48, description="distinct words drawn (ablate.world.vocab.words(n): the most distinct first)")
 
 
 class EncoderConfig(Strict):

@@ -43,6 +43,7 @@ from ablate.world.vocab import (
     SIZES,
     WORDS,
 )
+from ablate.world.vocab import words as vocab_words
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ STREAM_SCENE, STREAM_TEXT, STREAM_INTERLEAVED, STREAM_CORPUS, STREAM_HELDOUT, ST
 
 def world_hash(cfg: WorldConfig) -> str:
     """Settings + generator version + the closed vocabulary: a change to any of them builds a new world."""
-    words = {"shapes": SHAPES, "colours": list(COLOURS), "positions": POSITIONS, "words": WORDS}
+    words = {"shapes": SHAPES, "colours": list(COLOURS), "positions": POSITIONS, "words": vocab_words(cfg.n_words)}
     blob = json.dumps({"version": GENERATOR_VERSION, "vocabulary": words, **cfg.model_dump(mode="json")}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

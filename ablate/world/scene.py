@@ -69,10 +69,11 @@ def _cell_reserve(cell: int, side: int) -> Box:
 
 
 def _place_words(rng: np.random.Generator, side: int, n_words: int, vocabulary: int) -> list[WordSpec]:
-    texts = rng.choice(vocabulary, size=n_words, replace=False)
+    drawn = vocab.words(vocabulary)
+    texts = rng.choice(len(drawn), size=n_words, replace=False)
     placed: list[WordSpec] = []
     for t in texts:
-        text = vocab.WORDS[int(t)]
+        text = drawn[int(t)]
         size = "large" if rng.random() < 0.5 else "small"
         font_px = max(6, round(side * vocab.WORD_SIZE_FRACTION[size]))
         w, h = text_box(text, font_px)
@@ -91,7 +92,7 @@ def sample_scene(rng: np.random.Generator, side: int, words_per_image: int = 1,
                  vocabulary: int = len(vocab.WORDS)) -> Scene:
     """Sample a scene whose shapes never touch its words, so every fact stays visible.
 
-    Words are drawn from the first `vocabulary` entries of `vocab.WORDS`."""
+    Words are drawn from `vocab.words(vocabulary)`."""
     n_shapes = int(rng.integers(1, 5))
     best: tuple[list[WordSpec], list[int]] = ([], [])
     for _ in range(200):

@@ -45,6 +45,20 @@ WORDS: tuple[str, ...] = (
     "king", "bear", "fox", "egg", "owl", "cup", "box", "pen",
 )
 
+# The order in which a smaller vocabulary (`WorldConfig.n_words` < 48) takes the words: visually distinct ones first.
+# The full vocabulary keeps the order of WORDS, so the default world does not depend on this list.
+SUBSET_ORDER: tuple[str, ...] = (
+    "cat", "sun", "key", "owl", "fish", "lamp", "tree", "bird", "moon", "ship", "frog", "cake",
+    *(w for w in WORDS if w not in {"cat", "sun", "key", "owl", "fish", "lamp", "tree", "bird", "moon", "ship", "frog",
+                                     "cake"}),
+)
+
+
+def words(n: int) -> tuple[str, ...]:
+    """The `n` words a world draws from."""
+    return WORDS if n >= len(WORDS) else SUBSET_ORDER[:n]
+
+
 # Font size of a rendered word as a fraction of the image side (see `ablate.world.render`).
 WORD_SIZE_FRACTION: dict[str, float] = {"large": 1 / 5, "small": 1 / 14}
 

@@ -87,3 +87,13 @@ def test_pretrain_split_is_its_own_images_with_the_words_drawn(tmp_path):
         drawn = scenes[row["image"]].words
         assert row["words"] == [w.text for w in drawn] and row["word_sizes"] == [w.size for w in drawn]
         assert f"the word is {row['words'][0]}" in row["rich"]
+
+
+def test_a_smaller_vocabulary_draws_only_its_words_and_is_another_world(tmp_path):
+    from ablate.world import vocab
+
+    small = build_world(WorldConfig(**{**TINY, "n_words": 3}), tmp_path)
+    drawn = {w.text for scene in small.scenes().values() for w in scene.words}
+    assert drawn <= set(vocab.words(3)) and len(drawn) == 3
+    assert vocab.words(48) == vocab.WORDS and sorted(vocab.SUBSET_ORDER) == sorted(vocab.WORDS)
+    assert world_hash(WorldConfig(**TINY)) != small.root.name.removeprefix("world-")
