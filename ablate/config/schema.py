@@ -1,6 +1,7 @@
 """Typed, validated cell configuration.
 
-A *cell* is one point of a grid: a frozen `CellConfig`. Its id is a hash of its canonical JSON, so the same
+A *cell* is one point of a grid: a frozen `CellConfig`. Its id is a hash of its canonical JSON (plus the hashes of
+the world and zoo recipes its names stand for), so the same
 settings always get the same id, whatever order the grid file wrote them in.
 """
 from __future__ import annotations
@@ -163,9 +164,24 @@ class CellConfig(Strict):
     def canonical_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
 
+    def provenance(self) -> dict[str, str]:
+        """What the config's names stand for beyond their text: the world's hash (settings, vocabulary, generator
+        version) and the recipe hash of each zoo backbone. Part of the id, so a cell whose world or zoo recipe has
+        changed is a new cell, not a finished one."""
+        from ablate.world.build import world_hash
+        from ablate.zoo.recipes import RECIPES, recipe_hash
+
+        out = {"world": world_hash(self.data.world)}
+        for spec in (self.encoder.name, self.llm.name):
+            recipe = RECIPES.get(spec.removeprefix("zoo:")) if spec.startswith("zoo:") else None
+            if recipe is not None:  # an unknown zoo name is reported by validation, not here
+                out[spec] = recipe_hash(recipe, f"world-{world_hash(WorldConfig(**recipe.world))}")
+        return out
+
     @property
     def id(self) -> str:
-        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:12]
+        blob = self.canonical_json() + json.dumps(self.provenance(), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def get(self, dotted: str):
         """Value at a dotted key, e.g. `connector.tokens`."""

@@ -137,3 +137,18 @@ def test_repository_grids_are_valid():
     for path in sorted(Path(__file__).parents[2].joinpath("grids").glob("*.yaml")):
         grid = load_grid(path)
         assert grid.cells, path
+
+
+def test_cell_id_changes_when_its_zoo_recipe_or_world_vocabulary_changes(tmp_path, monkeypatch):
+    """A finished cell must not be taken for done after what its names stand for has changed."""
+    from ablate.world import vocab
+    from ablate.zoo.recipes import RECIPES, tiny
+
+    before = load_grid(write(tmp_path, BASE)).cells[0].id
+    monkeypatch.setitem(RECIPES, "clip-s", tiny(RECIPES["clip-s"], steps=RECIPES["clip-s"].steps + 1))
+    after_recipe = load_grid(write(tmp_path, BASE)).cells[0].id
+    monkeypatch.undo()
+    assert load_grid(write(tmp_path, BASE)).cells[0].id == before
+    monkeypatch.setattr(vocab, "WORDS", vocab.WORDS[:-1] + ("zebra",))
+    after_words = load_grid(write(tmp_path, BASE)).cells[0].id
+    assert len({before, after_recipe, after_words}) == 3
