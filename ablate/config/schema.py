@@ -169,13 +169,14 @@ class CellConfig(Strict):
         version) and the recipe hash of each zoo backbone. Part of the id, so a cell whose world or zoo recipe has
         changed is a new cell, not a finished one."""
         from ablate.world.build import world_hash
+        from ablate.zoo.data import world_identity
         from ablate.zoo.recipes import RECIPES, recipe_hash
 
         out = {"world": world_hash(self.data.world)}
         for spec in (self.encoder.name, self.llm.name):
             recipe = RECIPES.get(spec.removeprefix("zoo:")) if spec.startswith("zoo:") else None
             if recipe is not None:  # an unknown zoo name is reported by validation, not here
-                out[spec] = recipe_hash(recipe, f"world-{world_hash(WorldConfig(**recipe.world))}")
+                out[spec] = recipe_hash(recipe, world_identity(recipe.world))
         return out
 
     @property

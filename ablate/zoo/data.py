@@ -18,7 +18,7 @@ from ablate.models.image_handling import resize
 
 @dataclass
 class ZooData:
-    captions: list[dict]                       # {"image": path, "alt": str, "rich": str, "words": [str]}
+    captions: list[dict]                       # {"image", "alt", "rich", "words", "word_sizes"}
     texts: Callable[[], Iterable[str]]         # the LM corpus, re-iterable
     tokenizer: object                          # PreTrainedTokenizerFast with <pad> <bos> <eos> <unk> <image>
     heldout_texts: Callable[[], Iterable[str]] = lambda: ()

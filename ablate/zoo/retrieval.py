@@ -81,7 +81,7 @@ def evaluate_encoder(r: EncoderRecipe, data: ZooData, vision, towers=None) -> di
         result["zero_shot_i2t_top1"] = _top1(img @ txt.T, texts)
         result["zero_shot_t2i_top1"] = _top1(txt @ img.T, texts)
         result[f"zero_shot_i2t_top1_pool{POOL}"] = _top1(img @ txt.T, texts, POOL)
-    if towers is not None and getattr(towers, "reader", None) is not None:
+    if towers is not None and towers.reader is not None:
         result.update(reading_accuracy(towers, held, data.tokenizer, (r.resolution, *r.extra_resolutions)))
     if train:
         f_train = pooled_features(vision, load_pixels([c["image"] for c in train], r.resolution))
