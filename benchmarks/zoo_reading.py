@@ -48,7 +48,8 @@ def _render_one(args):
     img = render(scene)
     w = scene.words[0]
     arrays = [np.asarray(img.resize((r, r), Image.BICUBIC)) for r in RESOLUTIONS]
-    return arrays, rich_caption(rng, facts), vocab.WORDS.index(w.text), int(w.size == "small")
+    box = [c / side for c in w.box]
+    return arrays, rich_caption(rng, facts), vocab.WORDS.index(w.text), int(w.size == "small"), box
 
 
 def make_pool(n: int, seed: int, workers: int) -> dict:
@@ -58,7 +59,7 @@ def make_pool(n: int, seed: int, workers: int) -> dict:
     pix = {r: torch.from_numpy(np.stack([o[0][k] for o in out])).permute(0, 3, 1, 2).contiguous()
            for k, r in enumerate(RESOLUTIONS)}
     return {"pix": pix, "rich": [o[1] for o in out], "word": torch.tensor([o[2] for o in out]),
-            "small": torch.tensor([o[3] for o in out])}
+            "small": torch.tensor([o[3] for o in out]), "box": [o[4] for o in out]}
 
 
 def norm(p: torch.Tensor) -> torch.Tensor:
@@ -93,8 +94,11 @@ def train(variant: dict, data: dict, tok, device: str, log) -> tuple[CLIPVisionM
     model = Captioner(r, len(tok)) if kind == "cap" else TwoTower(r, tok)
     if kind == "sup":  # the control: the same ViT, mean-pooled, a linear word classifier, nothing else
         model.reader = nn.Linear(r.width, len(tok))
-    from ablate.zoo.vision import word_targets
-    wt = word_targets(tok, [{"words": [vocab.WORDS[int(w)]]} for w in data["word"]])
+    from ablate.zoo.vision import patch_targets
+    rows = [{"words": [vocab.WORDS[int(w)]], "word_boxes": [b]} for w, b in zip(data["word"], data["box"])]
+    word_ids = torch.tensor([tok.convert_tokens_to_ids(row["words"][0]) for row in rows])
+    targets = {res: patch_targets(tok, rows, res, r.patch, tok.pad_token_id) for res in RESOLUTIONS} \
+        if variant.get("ocr") else None
     model.to(device)
     texts = list(data["rich"])
     if variant.get("wordfocus"):
@@ -124,11 +128,11 @@ def train(variant: dict, data: dict, tok, device: str, log) -> tuple[CLIPVisionM
         bi, bm = bi.to(device), bm.to(device)
         if kind == "sup":
             patches = model.vision(pixel_values=x, interpolate_pos_encoding=res != 96).last_hidden_state[:, 1:]
-            loss = F.cross_entropy(model.reader(patches.mean(1)), wt[idx].to(device))
+            loss = F.cross_entropy(model.reader(patches.mean(1)), word_ids[idx].to(device))
         elif kind == "cap":
             loss = model.loss(x, bi, bm, interp=res != 96)
         elif variant.get("ocr"):
-            loss = model.loss(x, bi, bm, wt[idx].to(device))
+            loss = model.loss(x, bi, bm, targets[res][idx].to(device))
         else:
             img = model.v_proj(model.vision(pixel_values=x, interpolate_pos_encoding=res != 96).last_hidden_state[:, 1:].mean(1))
             from ablate.zoo import objectives

@@ -47,7 +47,7 @@ from ablate.world.vocab import words as vocab_words
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 2  # bump when the generator changes what it writes: old caches are then left alone
+GENERATOR_VERSION = 3  # bump when the generator changes what it writes: old caches are then left alone
 SPLITS = {"train": 1, "test": 2, "demo": 3, "pretrain": 4}
 STREAM_SCENE, STREAM_TEXT, STREAM_INTERLEAVED, STREAM_CORPUS, STREAM_HELDOUT, STREAM_QUESTIONS = 10, 11, 12, 13, 14, 15
 

@@ -4,8 +4,9 @@ Criterion: the lowercase "e" is told apart from "o", "c" and "a" by its three ho
 crossbar, bottom). We render "e" at a world font size, downscale the image to the encoder's resolution with
 Pillow's antialiased bicubic filter (as encoder preprocessing does), and count the dark runs along the glyph's
 central columns. Three runs: the strokes are resolved (legible); fewer: they have merged into a blob.
-Measured with DejaVu Sans Bold on 192 px images: SMALL words (1/14 of the side, 14 px) keep 3 strokes at
-160 px for every sub-pixel offset and at no offset at 96 px; LARGE words (1/5) keep them down to 64 px.
+Measured with DejaVu Sans Bold on 192 px images: SMALL words (1/12 of the side, 16 px) keep 3 strokes at
+160 px for every sub-pixel offset, at 12 of 16 offsets at 128 px and at none at 96 px; LARGE words (1/5) keep
+them down to 64 px.
 """
 from __future__ import annotations
 

@@ -57,7 +57,7 @@ def words(n: int) -> tuple[str, ...]:
 
 
 # Font size of a rendered word as a fraction of the image side (see `ablate.world.render`).
-WORD_SIZE_FRACTION: dict[str, float] = {"large": 1 / 5, "small": 1 / 14}
+WORD_SIZE_FRACTION: dict[str, float] = {"large": 1 / 5, "small": 1 / 12}
 
 NUMBER_WORDS: dict[int, str] = {1: "one", 2: "two", 3: "three", 4: "four"}
 ORDINALS: tuple[str, ...] = ("first", "second", "third", "fourth")

@@ -18,7 +18,7 @@ from ablate.models.image_handling import resize
 
 @dataclass
 class ZooData:
-    captions: list[dict]                       # {"image", "alt", "rich", "words", "word_sizes"}
+    captions: list[dict]                       # {"image", "alt", "rich", "words", "word_sizes", "word_boxes"}
     texts: Callable[[], Iterable[str]]         # the LM corpus, re-iterable
     tokenizer: object                          # PreTrainedTokenizerFast with <pad> <bos> <eos> <unk> <image>
     heldout_texts: Callable[[], Iterable[str]] = lambda: ()
@@ -31,8 +31,13 @@ def world_data(world_cfg: dict, cache_root: Path) -> ZooData:
 
     cfg = WorldConfig(**world_cfg)
     world = build_world(cfg, cache_root)
+    captions = world.read("pretrain") if cfg.n_pretrain else world.read("caption")
+    scenes = world.scenes()
+    for row in captions:  # where each word's ink is, as fractions of the side (the reading loss's patch targets)
+        scene = scenes[row["image"]]
+        row["word_boxes"] = [[c / scene.image_size for c in w.box] for w in scene.words]
     return ZooData(
-        captions=world.read("pretrain") if cfg.n_pretrain else world.read("caption"),
+        captions=captions,
         texts=world.corpus,
         tokenizer=world.tokenizer(),
         heldout_texts=lambda: (r["text"] for r in world.read("text_heldout")),

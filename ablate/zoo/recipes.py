@@ -8,7 +8,9 @@ Encoders (small ViTs, patch 8, transformers `CLIPVisionModel` so they load like 
 - `random-*`: the same architecture, random init, not trained (the baseline an objective must beat);
 - `clip-read-s`: `clip-s` that also learns to read (a weighted reading loss, 96 and 160 px, its own 8,000
   pre-training images of a 12-word world): the encoder of `grids/reading.yaml`.
-LM: `lm-*`, a tiny Llama trained with next-token prediction on the world's text corpus.
+LM: `lm-*`, a tiny Llama trained with next-token prediction on the world's text corpus, in 256-token blocks: an MLLM
+sequence is up to 144 visual tokens plus a caption, and an LM that never saw a distance beyond its block learns to
+read what lies further back only slowly (docs/backbones.md, "Reading").
 """
 from __future__ import annotations
 
@@ -62,9 +64,9 @@ class LMRecipe:
     layers: int = 4
     heads: int = 4
     intermediate: int = 384
-    seq_len: int = 128
+    seq_len: int = 256             # longer than visual tokens + caption: the MLLM's text must reach back to its image
     steps: int = 200
-    batch: int = 32
+    batch: int = 16
     lr: float = 3e-3
     weight_decay: float = 0.01
     warmup: float = 0.05
@@ -82,7 +84,7 @@ Recipe = EncoderRecipe | LMRecipe
 # CLIP + reading: at this budget the contrastive loss alone never tells the drawn words apart (held-out reading stays
 # at chance); a weighted reading loss, a second resolution and 900 steps make it read (docs/backbones.md, "Reading").
 _READING_WORLD = WorldConfig(n_pretrain=8000, n_words=12).model_dump(mode="json")
-_READ = {"ocr": 10.0, "extra_resolutions": (160,), "lr": 2e-3, "warmup": 0.02, "batch": 32, "steps": 900,
+_READ = {"ocr": 3.0, "extra_resolutions": (160, 160), "lr": 3e-3, "warmup": 0.05, "batch": 32, "steps": 600,
          "world": _READING_WORLD}
 _M = {"width": 192, "layers": 6, "heads": 6, "steps": 500, "lr": 2e-3, "text_width": 128, "text_layers": 2,
       "embed_dim": 128}

@@ -96,12 +96,12 @@ def evaluate_encoder(r: EncoderRecipe, data: ZooData, vision, towers=None) -> di
 
 @torch.no_grad()
 def reading_accuracy(towers, rows: list[dict], tokenizer, sizes, batch: int = 128) -> dict:
-    first = torch.tensor([tokenizer(row["words"][0], add_special_tokens=False)["input_ids"][0] for row in rows])
+    first = torch.tensor([tokenizer.convert_tokens_to_ids(row["words"][0]) for row in rows])
     small = torch.tensor([row["word_sizes"][0] == "small" for row in rows])
     out = {}
     for size in sizes:
         pixels = load_pixels([row["image"] for row in rows], size)
-        pred = torch.cat([towers.reader(towers.patches(normalise(pixels[i:i + batch]))).argmax(1)
+        pred = torch.cat([towers.reader.read(towers.patches(normalise(pixels[i:i + batch])))
                           for i in range(0, len(rows), batch)])
         right = (pred == first).float()
         for name, keep in (("large", ~small), ("small", small)):

@@ -40,31 +40,56 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class ReadingHead(nn.Module):
-    """Names the words drawn in an image from its patch tokens (the zoo's stand-in for the OCR tasks that real
-    encoders meet in pre-training, e.g. PaLI's split-OCR on WebLI, Chen et al., 2023).
+    """Names the word under every patch (the zoo's stand-in for the OCR tasks that real encoders meet in
+    pre-training, e.g. PaLI's split-OCR on WebLI, Chen et al., 2023).
 
-    The patch tokens are mean-pooled (as for the contrastive embedding) and a linear layer scores every token of the
-    world vocabulary; the target spreads its mass evenly over the drawn words (the world tokenizer is word-level).
+    A linear layer scores every token of the world vocabulary at each patch token. A patch that a drawn word's ink
+    covers must name that word; any other patch must name `nothing` (a token no word uses). Supervising each patch
+    teaches the patches that hold a word to carry it, which is what the MLLM's connector pools; a small word
+    counts as much as a large one, however few patches it covers. The image-level reading is the word that the
+    most confident patch names.
     """
 
-    def __init__(self, width: int, vocab_size: int):
+    def __init__(self, width: int, vocab_size: int, nothing: int):
         super().__init__()
         self.score = nn.Linear(width, vocab_size)
+        self.nothing = nothing
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
-        return self.score(patches.mean(1))
+        return self.score(patches)
+
+    @torch.no_grad()
+    def read(self, patches: torch.Tensor) -> torch.Tensor:
+        p = self(patches).softmax(-1)
+        p[..., self.nothing] = 0
+        return p.amax(1).argmax(-1)
 
     def loss(self, patches: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.cross_entropy(self(patches), targets)
+        """`targets (B, N)`: the token id of the word under each patch, else `nothing`."""
+        ce = nn.functional.cross_entropy(self(patches).flatten(0, 1), targets.flatten(), reduction="none")
+        ce = ce.view_as(targets)
+        ink = targets != self.nothing
+        per_image = (ce * ink).sum(1) / ink.sum(1).clamp(min=1)
+        words = per_image[ink.any(1)].mean() if ink.any() else ce.new_zeros(())
+        return words + ce[~ink].mean()
 
 
-def word_targets(tokenizer, rows: list[dict]) -> torch.Tensor:
-    """`(n, vocab)`: for each row, probability mass spread evenly over the token ids of its drawn words."""
-    out = torch.zeros(len(rows), len(tokenizer))
+def patch_targets(tokenizer, rows: list[dict], size: int, patch: int, nothing: int) -> torch.Tensor:
+    """`(n, (size // patch) ** 2)`: per patch, the token id of the word whose ink box covers it, else `nothing`.
+
+    Boxes are fractions of the image side (`word_boxes`); a patch counts as covered when the box spans more than
+    15 % of it along both axes.
+    """
+    g = size // patch
+    out = torch.full((len(rows), g, g), nothing, dtype=torch.long)
+    edges = torch.arange(g + 1) / g
     for i, row in enumerate(rows):
-        ids = [t for w in row["words"] for t in tokenizer(w, add_special_tokens=False)["input_ids"]]
-        out[i, ids] += 1.0 / len(ids)
-    return out
+        for word, (x0, y0, x1, y1) in zip(row["words"], row["word_boxes"]):
+            token = tokenizer.convert_tokens_to_ids(word)
+            over_x = (torch.minimum(edges[1:], torch.tensor(x1)) - torch.maximum(edges[:-1], torch.tensor(x0))) * g
+            over_y = (torch.minimum(edges[1:], torch.tensor(y1)) - torch.maximum(edges[:-1], torch.tensor(y0))) * g
+            out[i][(over_y > 0.15)[:, None] & (over_x > 0.15)[None, :]] = token
+    return out.flatten(1)
 
 
 class TwoTower(nn.Module):
@@ -76,7 +101,7 @@ class TwoTower(nn.Module):
         self.text = CLIPTextModel(text_config(r, tokenizer))
         self.v_proj = nn.Linear(r.width, r.embed_dim, bias=False)
         self.t_proj = nn.Linear(r.text_width, r.embed_dim, bias=False)
-        self.reader = ReadingHead(r.width, len(tokenizer)) if r.ocr > 0 else None
+        self.reader = ReadingHead(r.width, len(tokenizer), tokenizer.pad_token_id) if r.ocr > 0 else None
         self.ocr = r.ocr
         self.native = r.resolution
         if r.objective == "siglip":
@@ -95,6 +120,7 @@ class TwoTower(nn.Module):
         return self.t_proj(masked_mean(self.text(input_ids=ids, attention_mask=mask).last_hidden_state, mask))
 
     def loss(self, pixel_values, ids, mask, words: torch.Tensor | None = None) -> torch.Tensor:
+        """`words`: `patch_targets` of the images, for the reading loss."""
         patches = self.patches(pixel_values)
         img, txt = self.v_proj(patches.mean(1)), self.embed_texts(ids, mask)
         if self.bias is not None:
@@ -149,18 +175,21 @@ def train_encoder(r: EncoderRecipe, data: ZooData, out: Path, log=print) -> dict
             sizes = (r.resolution, *r.extra_resolutions)
             pixels = {size: load_pixels([c["image"] for c in train], size) for size in sizes}
             ids, mask = encode_texts(data.tokenizer, [c["rich"] for c in train], r.text_len)
-            words = word_targets(data.tokenizer, train) if r.ocr > 0 else None
+            nothing = data.tokenizer.pad_token_id
+            words = {size: patch_targets(data.tokenizer, train, size, r.patch, nothing) for size in sizes} \
+                if r.ocr > 0 else None
             opt = torch.optim.AdamW(model.parameters(), lr=r.lr, weight_decay=r.weight_decay)
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _schedule(s, r.steps, r.warmup))
             gen = torch.Generator().manual_seed(r.seed)
             model.train()
             for step in range(r.steps):
                 idx = torch.randperm(len(train), generator=gen)[: min(r.batch, len(train))]
-                x = normalise(pixels[sizes[step % len(sizes)]][idx])
+                size = sizes[step % len(sizes)]
+                x = normalise(pixels[size][idx])
                 if r.objective == "aim":
                     loss = model.loss(x)
                 else:
-                    loss = model.loss(x, ids[idx], mask[idx], None if words is None else words[idx])
+                    loss = model.loss(x, ids[idx], mask[idx], None if words is None else words[size][idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -99,6 +99,11 @@ def test_zoo_specs_build_from_a_tiny_world(tmp_path, monkeypatch):
     assert zoo_build.build_zoo(["zoo:clip-s"], tmp_path) == [status["zoo:clip-s"][1]]
 
 
+def _ink_box(img: Image.Image) -> tuple[int, int, int, int]:
+    dark = Image.eval(img.convert("L"), lambda v: 255 if v < 128 else 0)
+    return dark.getbbox()
+
+
 @pytest.fixture(scope="module")
 def word_data(tmp_path_factory):
     """Images holding one of four words (large ink, random place) and captions naming it."""
@@ -111,11 +116,13 @@ def word_data(tmp_path_factory):
     for i in range(320):
         word = rng.choice(words)
         img = Image.new("RGB", (32, 32), (245, 245, 245))
-        ImageDraw.Draw(img).text((rng.randint(0, 6), rng.randint(0, 14)), word, font=font(12), fill=(20, 20, 20))
+        draw = ImageDraw.Draw(img)
+        draw.text((rng.randint(0, 6), rng.randint(0, 14)), word, font=font(12), fill=(20, 20, 20))
         path = root / f"{i}.png"
         img.save(path)
+        box = [c / 32 for c in _ink_box(img)]
         captions.append({"image": str(path), "alt": "a word", "rich": f"the word is {word} .", "words": [word],
-                         "word_sizes": ["large"]})
+                         "word_sizes": ["large"], "word_boxes": [box]})
     texts = [c["rich"] for c in captions]
     return ZooData(captions=captions, texts=lambda: texts, tokenizer=build_tokenizer(texts), identity="test-words")
 
@@ -131,11 +138,19 @@ def test_reading_head_learns_to_name_the_word_at_every_trained_resolution(tmp_pa
     assert enc.grid == (6, 6)
 
 
-def test_word_targets_spread_mass_over_the_drawn_words(word_data):
-    from ablate.zoo.vision import word_targets
+def test_patch_targets_name_the_word_on_the_patches_its_ink_covers(word_data):
+    from ablate.zoo.vision import patch_targets
 
     tok = word_data.tokenizer
-    t = word_targets(tok, [{"words": ["cat"]}, {"words": ["cat", "owl"]}])
-    cat, owl = tok.convert_tokens_to_ids("cat"), tok.convert_tokens_to_ids("owl")
-    assert t[0, cat] == 1 and t[0].sum() == 1
-    assert t[1, cat] == t[1, owl] == 0.5 and t[1].sum() == 1
+    nothing, cat, owl = tok.pad_token_id, tok.convert_tokens_to_ids("cat"), tok.convert_tokens_to_ids("owl")
+    rows = [{"words": ["cat"], "word_boxes": [[0.0, 0.0, 0.5, 0.25]]},          # top-left quarter-row
+            {"words": ["cat", "owl"], "word_boxes": [[0.5, 0.5, 1.0, 1.0], [0.0, 0.9, 0.1, 1.0]]}]
+    t = patch_targets(tok, rows, size=32, patch=8, nothing=nothing).view(2, 4, 4)
+    assert (t[0, 0, :2] == cat).all() and (t[0] == cat).sum() == 2  # 2 of the 16 patches
+    assert (t[1, 2:, 2:] == cat).all() and (t[1] == cat).sum() == 4
+    # the owl box covers 40 % of the bottom-left patch: above the 15 % needed along both axes
+    assert t[1, 3, 0] == owl and (t[1] == owl).sum() == 1
+    assert (t[1] == nothing).sum() == 11
+    # at a finer grid (patch 4 on 32 px, 8 x 8) the same box covers more patches, the same share of the image
+    fine = patch_targets(tok, rows[:1], size=32, patch=4, nothing=nothing)
+    assert (fine == cat).sum() == 8
