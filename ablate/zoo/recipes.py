@@ -6,8 +6,8 @@ Encoders (small ViTs, patch 8, transformers `CLIPVisionModel` so they load like 
 - `aim-*`: autoregressive next-patch pixel regression under prefix-causal attention, per-patch normalised
   targets (AIM, El-Nouby et al., 2024);
 - `random-*`: the same architecture, random init, not trained (the baseline an objective must beat);
-- `clip-read-s`: `clip-s` that also learns to read (a weighted reading loss, 96 and 160 px, its own 8,000
-  pre-training images of a 12-word world): the encoder of `grids/reading.yaml`.
+- `clip-read-s`: `clip-s` that also learns to read (a per-patch reading loss, 96 and 160 px, its own 8,000
+  pre-training images of a 12-word world): the encoder of `grids/connectors.yaml`.
 LM: `lm-*`, a tiny Llama trained with next-token prediction on the world's text corpus, in 256-token blocks: an MLLM
 sequence is up to 144 visual tokens plus a caption, and an LM that never saw a distance beyond its block learns to
 read what lies further back only slowly (docs/backbones.md, "Reading").
