@@ -82,7 +82,7 @@ class LMRecipe:
 Recipe = EncoderRecipe | LMRecipe
 
 # CLIP + reading: at this budget the contrastive loss alone never tells the drawn words apart (held-out reading stays
-# at chance); a weighted reading loss, a second resolution and 900 steps make it read (docs/backbones.md, "Reading").
+# at chance); a per-patch reading loss, seen at 160 px two steps in three, makes it read (docs/backbones.md, "Reading").
 _READING_WORLD = WorldConfig(n_pretrain=8000, n_words=12).model_dump(mode="json")
 _READ = {"ocr": 3.0, "extra_resolutions": (160, 160), "lr": 3e-3, "warmup": 0.05, "batch": 32, "steps": 600,
          "world": _READING_WORLD}

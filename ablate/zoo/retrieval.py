@@ -82,7 +82,8 @@ def evaluate_encoder(r: EncoderRecipe, data: ZooData, vision, towers=None) -> di
         result["zero_shot_t2i_top1"] = _top1(txt @ img.T, texts)
         result[f"zero_shot_i2t_top1_pool{POOL}"] = _top1(img @ txt.T, texts, POOL)
     if towers is not None and towers.reader is not None:
-        result.update(reading_accuracy(towers, held, data.tokenizer, (r.resolution, *r.extra_resolutions)))
+        sizes = dict.fromkeys((r.resolution, *r.extra_resolutions))  # each once, in training order
+        result.update(reading_accuracy(towers, held, data.tokenizer, sizes))
     if train:
         f_train = pooled_features(vision, load_pixels([c["image"] for c in train], r.resolution))
         mu, sd, w = ridge(f_train, bag_of_words(data.tokenizer, [c["rich"] for c in train]))

@@ -173,10 +173,10 @@ def train_encoder(r: EncoderRecipe, data: ZooData, out: Path, log=print) -> dict
         losses: list[float] = []
         if r.objective != "random" and r.steps > 0:
             sizes = (r.resolution, *r.extra_resolutions)
-            pixels = {size: load_pixels([c["image"] for c in train], size) for size in sizes}
+            pixels = {size: load_pixels([c["image"] for c in train], size) for size in dict.fromkeys(sizes)}
             ids, mask = encode_texts(data.tokenizer, [c["rich"] for c in train], r.text_len)
             nothing = data.tokenizer.pad_token_id
-            words = {size: patch_targets(data.tokenizer, train, size, r.patch, nothing) for size in sizes} \
+            words = {size: patch_targets(data.tokenizer, train, size, r.patch, nothing) for size in pixels} \
                 if r.ocr > 0 else None
             opt = torch.optim.AdamW(model.parameters(), lr=r.lr, weight_decay=r.weight_decay)
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _schedule(s, r.steps, r.warmup))
