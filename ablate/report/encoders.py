@@ -1,4 +1,5 @@
-"""Did the encoder's pre-training work? One row per encoder spec with its held-out retrieval figures.
+"""Did the encoder's pre-training work? One row per encoder spec with its held-out retrieval figures, and, for
+encoders pre-trained to read, the share of held-out words their reading head names at each trained resolution.
 
 The zoo's tiny encoders are pre-trained here (CLIP: Radford et al., 2021; SigLIP: Zhai et al., 2023; AIM:
 El-Nouby et al., 2024) and log their held-out image->text retrieval top-1 (zero-shot and with a linear probe)
@@ -8,6 +9,7 @@ meaningless, so this table comes first.
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 
@@ -25,6 +27,7 @@ COLUMNS = {
     "chance_pool32": ("Chance, pools of 32", "chance"),
     "n_heldout": ("Held-out pairs", "int"),
 }
+READING = re.compile(r"read_top1_(\d+)_(large|small)$")  # encoder/read_top1_<px>_<word size>
 
 
 def _spec(results: Results, row: pd.Series, meta: ReportMeta) -> str:
@@ -59,7 +62,9 @@ def encoder_table(results: Results, meta: ReportMeta) -> Table | None:
     names = [c.removeprefix(ENCODER_PREFIX) for c in results.encoder_metrics]
     shown = [n for n in COLUMNS if n in names]
     loss = "loss_first" in names and "loss_last" in names
-    header = ["Encoder"] + [COLUMNS[n][0] for n in shown] + (["Pre-training loss"] if loss else [])
+    read_px = sorted({int(m.group(1)) for n in names if (m := READING.match(n))})
+    header = (["Encoder"] + [COLUMNS[n][0] for n in shown] + [f"Reads at {px} px, large / small" for px in read_px]
+              + (["Pre-training loss"] if loss else []))
     steps = "steps" in names
     rows, records = [], []
     for spec, row in by_spec.items():
@@ -71,6 +76,10 @@ def encoder_table(results: Results, meta: ReportMeta) -> Table | None:
             cells.append(TCell(["—"] if math.isnan(x) else _cell(kind, x, value.get("chance"),
                                                                   value.get("chance_pool32"))))
             record[COLUMNS[n][0]] = x if kind == "int" or math.isnan(x) else round(100 * x, 4)
+        for px in read_px:
+            large, small = (value.get(f"read_top1_{px}_{size}", math.nan) for size in ("large", "small"))
+            cells.append(TCell([" / ".join("—" if math.isnan(x) else pct(x) for x in (large, small))]))
+            record[f"read {px} px large"], record[f"read {px} px small"] = 100 * large, 100 * small
         if loss:
             cells.append(TCell([f"{value['loss_first']:.2f} → {value['loss_last']:.2f}"]
                                + ([f"{value['steps']:.0f} steps"] if steps and "steps" in value else [])))
@@ -84,6 +93,9 @@ def encoder_table(results: Results, meta: ReportMeta) -> Table | None:
                "linear map from image features to caption words, fitted on other pairs. Chance: a random guess "
                "under the same rule; \"38× chance\": the accuracy as a multiple of it. Far above chance: the "
                "encoder sees what the questions ask about."
+               + (" Reads: % of held-out images whose word the encoder's reading head names, for large and small "
+                  "words, at each resolution it was pre-trained at (chance: one over the world's words)."
+                  if read_px else "")
                + (f" No pre-training figures for {', '.join(others)} (pre-trained elsewhere)." if others else ""))
     return Table("encoders", "Encoder pre-training", caption, header, rows, 1, [],
                  pd.DataFrame.from_records(records), n_axes=1)

@@ -100,6 +100,21 @@ def test_encoder_table_comes_first_with_multiples_of_chance(rich):
     assert "38× chance" in text and "encoders" in paths.tables
 
 
+def test_encoder_table_shows_reading_per_trained_resolution_when_logged():
+    frame = make_rich_frame()
+    frame["encoder/read_top1_96_large"], frame["encoder/read_top1_96_small"] = 0.478, 0.205
+    frame["encoder/read_top1_160_large"], frame["encoder/read_top1_160_small"] = 0.53, 0.434
+    t = encoder_table(results.load(frame, RICH_AXES), make_meta(swept_axes=RICH_AXES))
+    cells = {h: c.lines for h, c in zip(t.header, t.rows[0].cells)}
+    assert cells["Reads at 96 px, large / small"] == ["47.8 / 20.5"]
+    assert cells["Reads at 160 px, large / small"] == ["53.0 / 43.4"]
+    assert t.header.index("Reads at 96 px, large / small") < t.header.index("Reads at 160 px, large / small")
+    assert t.data["read 160 px small"].iloc[0] == pytest.approx(43.4)
+    assert "reading head" in t.caption
+    plain = encoder_table(_res(), make_meta(swept_axes=RICH_AXES))
+    assert not any(h.startswith("Reads") for h in plain.header) and "reading head" not in plain.caption
+
+
 def test_no_encoder_table_without_encoder_metrics():
     assert encoder_table(results.load(make_frame(), RICH_AXES[:2]), make_meta()) is None
 
