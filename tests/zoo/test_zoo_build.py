@@ -116,8 +116,7 @@ def word_data(tmp_path_factory):
     for i in range(320):
         word = rng.choice(words)
         img = Image.new("RGB", (32, 32), (245, 245, 245))
-        draw = ImageDraw.Draw(img)
-        draw.text((rng.randint(0, 6), rng.randint(0, 14)), word, font=font(12), fill=(20, 20, 20))
+        ImageDraw.Draw(img).text((rng.randint(0, 6), rng.randint(0, 14)), word, font=font(12), fill=(20, 20, 20))
         path = root / f"{i}.png"
         img.save(path)
         box = [c / 32 for c in _ink_box(img)]
@@ -154,3 +153,19 @@ def test_patch_targets_name_the_word_on_the_patches_its_ink_covers(word_data):
     # at a finer grid (patch 4 on 32 px, 8 x 8) the same box covers more patches, the same share of the image
     fine = patch_targets(tok, rows[:1], size=32, patch=4, nothing=nothing)
     assert (fine == cat).sum() == 8
+
+
+def test_reading_loss_counts_each_word_once_however_many_patches_it_covers():
+    from ablate.zoo.vision import ReadingHead
+
+    head = ReadingHead(width=4, vocab_size=4, nothing=0)
+    with torch.no_grad():
+        head.score.weight.copy_(torch.eye(4))
+        head.score.bias.zero_()
+    confident = lambda ids: 20.0 * torch.nn.functional.one_hot(torch.tensor(ids), 4).float()  # noqa: E731
+    # image A: a large word (id 1) on 8 patches, read right; image B: a small word (id 2) on 1 patch, read as 3
+    patches = torch.stack([confident([1] * 8 + [0] * 8), confident([3] + [0] * 15)])
+    targets = torch.tensor([[1] * 8 + [0] * 8, [2] + [0] * 15])
+    # per word: (0 + 20) / 2 = 10; weighting patches instead would give 20 / 9
+    assert head.loss(patches, targets).item() == pytest.approx(10.0, abs=0.01)
+    assert head.read(patches).tolist() == [1, 3]
