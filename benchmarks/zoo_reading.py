@@ -218,7 +218,7 @@ VARIANTS = {
 def subset(d: dict, k: int, n: int) -> dict:
     keep = torch.nonzero(d["word"] < k).flatten()[:n]
     return {"pix": {r: p[keep] for r, p in d["pix"].items()}, "rich": [d["rich"][i] for i in keep.tolist()],
-            "word": d["word"][keep], "small": d["small"][keep]}
+            "word": d["word"][keep], "small": d["small"][keep], "box": [d["box"][i] for i in keep.tolist()]}
 
 
 def main():
@@ -242,7 +242,8 @@ def main():
     wpix = {r: torch.stack([torch.from_numpy(np.asarray(Image.open(c["image"]).convert("RGB").resize((r, r), Image.BICUBIC))).permute(2, 0, 1)
                             for c in rows]) for r in RESOLUTIONS}
     wdata = {"pix": wpix, "rich": [c["rich"] for c in rows],
-             "word": torch.tensor([vocab.WORDS.index(scenes[c["image"]].words[0].text) for c in rows])}
+             "word": torch.tensor([vocab.WORDS.index(scenes[c["image"]].words[0].text) for c in rows]),
+             "box": [[x / scenes[c["image"]].image_size for x in scenes[c["image"]].words[0].box] for c in rows]}
     log(f"world loaded {time.perf_counter() - t0:.0f}s")
     pool = make_pool(args.pool, 1, workers)
     probe_set = make_pool(args.probe, 2, workers)
