@@ -83,12 +83,13 @@ def patch_targets(tokenizer, rows: list[dict], size: int, patch: int, nothing: i
     g = size // patch
     out = torch.full((len(rows), g, g), nothing, dtype=torch.long)
     edges = torch.arange(g + 1) / g
+
+    def covered(lo: float, hi: float) -> torch.Tensor:  # (g,) which patch rows / columns [lo, hi) spans enough of
+        return (edges[1:].clamp(max=hi) - edges[:-1].clamp(min=lo)) * g > 0.15
+
     for i, row in enumerate(rows):
         for word, (x0, y0, x1, y1) in zip(row["words"], row["word_boxes"]):
-            token = tokenizer.convert_tokens_to_ids(word)
-            over_x = (torch.minimum(edges[1:], torch.tensor(x1)) - torch.maximum(edges[:-1], torch.tensor(x0))) * g
-            over_y = (torch.minimum(edges[1:], torch.tensor(y1)) - torch.maximum(edges[:-1], torch.tensor(y0))) * g
-            out[i][(over_y > 0.15)[:, None] & (over_x > 0.15)[None, :]] = token
+            out[i][covered(y0, y1)[:, None] & covered(x0, x1)[None, :]] = tokenizer.convert_tokens_to_ids(word)
     return out.flatten(1)
 
 
@@ -175,9 +176,8 @@ def train_encoder(r: EncoderRecipe, data: ZooData, out: Path, log=print) -> dict
             sizes = (r.resolution, *r.extra_resolutions)
             pixels = {size: load_pixels([c["image"] for c in train], size) for size in dict.fromkeys(sizes)}
             ids, mask = encode_texts(data.tokenizer, [c["rich"] for c in train], r.text_len)
-            nothing = data.tokenizer.pad_token_id
-            words = {size: patch_targets(data.tokenizer, train, size, r.patch, nothing) for size in pixels} \
-                if r.ocr > 0 else None
+            words = {size: patch_targets(data.tokenizer, train, size, r.patch, model.reader.nothing)
+                     for size in pixels} if r.ocr > 0 else None
             opt = torch.optim.AdamW(model.parameters(), lr=r.lr, weight_decay=r.weight_decay)
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _schedule(s, r.steps, r.warmup))
             gen = torch.Generator().manual_seed(r.seed)
