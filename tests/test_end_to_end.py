@@ -42,8 +42,10 @@ def test_two_cells_train_evaluate_track_and_report(tiny_grid, workspace, capsys)
         assert f"{100 * row['score/world_vqa/0shot']:.1f}" in text
     assert "avg-pool" in text and "attn-pool" in text
 
+    # the run says where its runs are in the MLflow UI (the runs table, not MLflow 3's GenAI page)
+    assert f"#/experiments/{experiment}/runs?workflowType=machine_learning" in capsys.readouterr().out
+
     # resume: nothing finished runs again; the store keeps exactly one run per cell
-    capsys.readouterr()
     assert run(grid_path, workspace) == 0
     assert "0 cells finished, 2 already done" in capsys.readouterr().out
     assert len([r for r in store.runs(experiment) if r.cell_id]) == 2
