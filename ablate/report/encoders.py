@@ -80,10 +80,12 @@ def encoder_table(results: Results, meta: ReportMeta) -> Table | None:
             large, small = (value.get(f"read_top1_{px}_{size}", math.nan) for size in ("large", "small"))
             cells.append(TCell([" / ".join("—" if math.isnan(x) else pct(x) for x in (large, small))]))
             record[f"read {px} px large"], record[f"read {px} px small"] = 100 * large, 100 * small
-        if loss:
-            cells.append(TCell([f"{value['loss_first']:.2f} → {value['loss_last']:.2f}"]
+        if loss:   # an encoder that was not pre-trained (zoo:random-s) has no loss
+            first, last = value.get("loss_first", math.nan), value.get("loss_last", math.nan)
+            trained = not (math.isnan(first) or math.isnan(last))
+            cells.append(TCell(([f"{first:.2f} → {last:.2f}"] if trained else ["—"])
                                + ([f"{value['steps']:.0f} steps"] if steps and "steps" in value else [])))
-            record["loss_first"], record["loss_last"] = value["loss_first"], value["loss_last"]
+            record["loss_first"], record["loss_last"] = first, last
         rows.append(TRow(cells))
         records.append(record)
     others = sorted({str(v) for v in runs.get("encoder.name", pd.Series(dtype=str)).dropna()} - set(by_spec))

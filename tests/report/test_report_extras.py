@@ -115,6 +115,17 @@ def test_encoder_table_shows_reading_per_trained_resolution_when_logged():
     assert not any(h.startswith("Reads") for h in plain.header) and "reading head" not in plain.caption
 
 
+def test_encoder_table_shows_a_dash_for_an_encoder_that_was_not_pretrained():
+    frame = make_rich_frame()
+    untrained = frame.index % 2 == 1                  # zoo:random-s logs retrieval but no pre-training loss
+    frame.loc[untrained, "encoder.name"] = "zoo:random-s"
+    frame.loc[untrained, ["encoder/loss_first", "encoder/loss_last"]] = np.nan
+    frame["encoder/steps"] = np.where(untrained, 0.0, 200.0)
+    t = encoder_table(results.load(frame, RICH_AXES), make_meta(swept_axes=RICH_AXES))
+    losses = {row.cells[0].lines[0]: row.cells[t.header.index("Pre-training loss")].lines for row in t.rows}
+    assert losses == {"zoo:clip-s": ["4.16 → 1.78", "200 steps"], "zoo:random-s": ["—", "0 steps"]}
+
+
 def test_no_encoder_table_without_encoder_metrics():
     assert encoder_table(results.load(make_frame(), RICH_AXES[:2]), make_meta()) is None
 
