@@ -86,13 +86,15 @@ def cmd_run(grid: Grid, workspace: Workspace, runner_file: str | None, dry_run: 
     return 1 if outcome.failed else 0
 
 
-def runs_hint(grid: Grid, workspace: Workspace, port: int = 5000) -> str:
+def runs_hint(grid: Grid, workspace: Workspace) -> str:
     """Where the grid's runs are in the MLflow UI (MLflow 3 opens experiments on its GenAI page otherwise)."""
     from ablate.tracking.store import Store
 
     experiment = Store(workspace.tracking_uri, workspace.artifacts).experiment_id(grid, create=False)
-    return (f"runs: MLflow experiment '{grid.name}' in {workspace.tracking_uri}; `ablate ui`, then "
-            f"http://127.0.0.1:{port}/#/experiments/{experiment}/runs?workflowType=machine_learning")
+    page = f"#/experiments/{experiment}/runs?workflowType=machine_learning"
+    if workspace.tracking_uri.startswith(("http://", "https://")):   # a team's `mlflow server` serves its own UI
+        return f"runs: {workspace.tracking_uri.rstrip('/')}/{page}"
+    return f"runs: `ablate ui`, then http://127.0.0.1:5000/{page}"
 
 
 def cmd_ls(grid: Grid, workspace: Workspace) -> int:

@@ -49,13 +49,14 @@ def mlflow_server(tmp_path):
             proc.wait()
 
 
-def test_grid_runs_against_a_team_mlflow_server(mlflow_server, make_grid, tmp_path, monkeypatch):
+def test_grid_runs_against_a_team_mlflow_server(mlflow_server, make_grid, tmp_path, monkeypatch, capsys):
     url, server_dir = mlflow_server
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     grid_path = make_grid(axes="connector.name: [mlp]", steps=3)
     args = ["--home", str(tmp_path / "alice"), "--tracking-uri", url, "--reports", str(tmp_path / "reports")]
     assert main([*args, "run", str(grid_path), "--no-report"]) == 0
     assert not (tmp_path / "alice" / "mlflow.db").exists()               # nothing in the local sqlite store
+    assert f"runs: {url}/#/experiments/" in capsys.readouterr().out        # the server's own UI, not `ablate ui`
 
     bob = Store(url, tmp_path / "bob")                                   # a teammate, another client
     grid = load_grid(grid_path)
