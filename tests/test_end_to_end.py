@@ -42,8 +42,11 @@ def test_two_cells_train_evaluate_track_and_report(tiny_grid, workspace, capsys)
         assert f"{100 * row['score/world_vqa/0shot']:.1f}" in text
     assert "avg-pool" in text and "attn-pool" in text
 
-    # the run says where its runs are in the MLflow UI (the runs table, not MLflow 3's GenAI page)
-    assert f"#/experiments/{experiment}/runs?workflowType=machine_learning" in capsys.readouterr().out
+    # the run says where its runs are in the MLflow UI (the runs table, not MLflow 3's GenAI page); the only
+    # progress it prints is the grid's own (no lmms-eval "Postprocessing" bars in a log)
+    printed = capsys.readouterr()
+    assert f"#/experiments/{experiment}/runs?workflowType=machine_learning" in printed.out
+    assert "Postprocessing" not in printed.out + printed.err and "[1/2]" in printed.out + printed.err
 
     # resume: nothing finished runs again; the store keeps exactly one run per cell
     assert run(grid_path, workspace) == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from unittest.mock import patch
 
 import numpy as np
 
@@ -16,6 +17,14 @@ from ablate.evaluation import metrics
 from ablate.evaluation.tasks import PlannedTask, plan
 
 BOOTSTRAP_SEED = 0
+
+
+def _no_bar(*args, **kwargs):
+    """lmms-eval's "Postprocessing" bar (it forces `disable=False`): noise in a log file, and it cuts into the
+    grid's own progress display in a terminal. Our progress is the grid's (`ablate.progress`)."""
+    from tqdm import tqdm
+
+    return tqdm(*args, **{**kwargs, "disable": True})
 
 
 @dataclass(frozen=True)
@@ -177,7 +186,7 @@ def evaluate(model, cfg, world, out_dir) -> EvalResult:
     task_root = Path(out_dir) / "lmms_tasks"
     planned = write_tasks(cfg, world, task_root)
 
-    from lmms_eval.evaluator import simple_evaluate
+    from lmms_eval import evaluator
     from lmms_eval.tasks import TaskManager
 
     manager = TaskManager(
@@ -187,19 +196,20 @@ def evaluate(model, cfg, world, out_dir) -> EvalResult:
     )
     adapter = AblateLMM(model, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens)
     try:
-        raw = simple_evaluate(
-            model=adapter,
-            tasks=[t.lmms_name for t in planned],
-            task_manager=manager,
-            bootstrap_iters=0,
-            limit=cfg.limit,
-            log_samples=True,
-            verbosity="WARNING",
-            process_docs_parallel=1,
-            random_seed=None,  # leave the caller's RNG state alone (evaluation may run mid-training)
-            numpy_random_seed=None,
-            torch_random_seed=None,
-        )
+        with patch.object(evaluator, "tqdm", _no_bar):
+            raw = evaluator.simple_evaluate(
+                model=adapter,
+                tasks=[t.lmms_name for t in planned],
+                task_manager=manager,
+                bootstrap_iters=0,
+                limit=cfg.limit,
+                log_samples=True,
+                verbosity="WARNING",
+                process_docs_parallel=1,
+                random_seed=None,  # leave the caller's RNG state alone (evaluation may run mid-training)
+                numpy_random_seed=None,
+                torch_random_seed=None,
+            )
     except Exception as err:
         if any(t.benchmark is not None for t in planned) and "connect" in repr(err).lower():
             from ablate.evaluation.benchmarks import BenchmarkUnavailable
