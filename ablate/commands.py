@@ -91,6 +91,8 @@ def runs_hint(grid: Grid, workspace: Workspace) -> str:
     from ablate.tracking.store import Store
 
     experiment = Store(workspace.tracking_uri, workspace.artifacts).experiment_id(grid, create=False)
+    if experiment is None:
+        return f"runs: none yet (no MLflow experiment '{grid.name}' in {workspace.tracking_uri})"
     page = f"#/experiments/{experiment}/runs?workflowType=machine_learning"
     if workspace.tracking_uri.startswith(("http://", "https://")):   # a team's `mlflow server` serves its own UI
         return f"runs: {workspace.tracking_uri.rstrip('/')}/{page}"
