@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ablate.train.loss import linear_cross_entropy
+from ablate.models.loss import linear_cross_entropy
 
 N, H, V = 1024, 512, 32000
 

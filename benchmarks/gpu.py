@@ -15,7 +15,7 @@ Parts, in the order they run (each prints its rows as it finishes; results are w
    through the project's training loop, eager baseline against optimised; model building, feature-cache filling
    and a cold compilation included (this part runs first, so nothing is compiled before it).
 2. step: the eager baseline (full-vocabulary logits, Hugging Face loss, float32 frozen encoder under autocast)
-   against the optimised step (fused linear + cross-entropy from `ablate.train.loss`, frozen encoder in bf16,
+   against the optimised step (fused linear + cross-entropy from `ablate.models.loss`, frozen encoder in bf16,
    decoder blocks under `torch.compile`), on the same card; samples/s, MFU of the measured bf16 matmul peak,
    peak memory, first/last loss.
 3. loader: the optimised step with data already on the GPU against real loading (images decoded from disk on a
@@ -256,7 +256,7 @@ def timed(device: torch.device, run_step, warm: int, steps: int) -> dict:
 @contextlib.contextmanager
 def chunked_loss():
     """Inside: the fused loss uses the plain PyTorch chunked backend even where Liger-Kernel is available."""
-    from ablate.train import loss as loss_module
+    from ablate.models import loss as loss_module
 
     original = loss_module.linear_cross_entropy
 
@@ -272,7 +272,7 @@ def chunked_loss():
 
 def liger_check(device: torch.device) -> str:
     """'ok' when Liger's fused loss runs here and agrees with the chunked loss (value and gradients), else why not."""
-    from ablate.train.loss import linear_cross_entropy, liger_available
+    from ablate.models.loss import linear_cross_entropy, liger_available
 
     if device.type != "cuda" or not liger_available():
         return "not used (no CUDA or not importable)"
@@ -328,7 +328,7 @@ class Bench:
     def meta(self) -> dict:
         import transformers
 
-        from ablate.train.loss import liger_available
+        from ablate.models.loss import liger_available
 
         return {"date": time.strftime("%Y-%m-%d %H:%M"), "device": (torch.cuda.get_device_name()
                 if torch.cuda.is_available() and not self.args.cpu else platform.processor() or "cpu"),
@@ -431,7 +431,7 @@ class Bench:
         info = self.optimise(model)
         opt = timed(device, step(pixels), args.warm, args.steps)
         self.row("step", "+ bf16 frozen encoder + compiled blocks", **self.step_fields(opt, b), **info)
-        from ablate.train.loss import liger_available
+        from ablate.models.loss import liger_available
 
         if liger_available() and device.type == "cuda" and self.results["meta"].get("liger_check") == "ok":
             with chunked_loss():

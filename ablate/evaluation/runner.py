@@ -6,10 +6,12 @@ a percentile bootstrap over per-question scores with a fixed seed (`metrics.boot
 """
 from __future__ import annotations
 
+import contextlib
+import io
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from unittest.mock import patch
 
 import numpy as np
 
@@ -19,12 +21,24 @@ from ablate.evaluation.tasks import PlannedTask, plan
 BOOTSTRAP_SEED = 0
 
 
-def _no_bar(*args, **kwargs):
-    """lmms-eval's "Postprocessing" bar (it forces `disable=False`): noise in a log file, and it cuts into the
-    grid's own progress display in a terminal. Our progress is the grid's (`ablate.progress`)."""
-    from tqdm import tqdm
+class _WithoutProgressBars(io.TextIOBase):
+    """stderr without tqdm's redraws. lmms-eval's "Postprocessing" bar passes `disable=False` (past `TQDM_DISABLE`):
+    noise in a log file, and it cuts into the grid's own progress display (`ablate.progress`). tqdm redraws with a
+    carriage return; everything else (warnings, errors) goes through unchanged."""
 
-    return tqdm(*args, **{**kwargs, "disable": True})
+    def __init__(self, stream):
+        self.stream, self._in_bar = stream, False
+
+    def write(self, text: str) -> int:
+        if "\r" in text:
+            self._in_bar = True
+        elif not (self._in_bar and text == "\n"):   # the newline a bar ends with
+            self._in_bar = False
+            self.stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 @dataclass(frozen=True)
@@ -196,7 +210,7 @@ def evaluate(model, cfg, world, out_dir) -> EvalResult:
     )
     adapter = AblateLMM(model, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens)
     try:
-        with patch.object(evaluator, "tqdm", _no_bar):
+        with contextlib.redirect_stderr(_WithoutProgressBars(sys.stderr)):
             raw = evaluator.simple_evaluate(
                 model=adapter,
                 tasks=[t.lmms_name for t in planned],

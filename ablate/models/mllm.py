@@ -15,7 +15,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from ablate.models.features import ImageFeatures
 from ablate.models.visual_tokens import ImageTokens
-from ablate.train.loss import causal_lm_loss, fused_loss_applies
+from ablate.models.loss import causal_lm_loss, fused_loss_applies
 
 
 @dataclass
@@ -69,17 +69,22 @@ class MLLM(nn.Module):
             frozen = getattr(self.features, "frozen", False)
             with torch.set_grad_enabled(not frozen and torch.is_grad_enabled()):
                 feats = self.encoder(pixel_values.to(self.device, non_blocking=True))
-        visual = self.connector(feats)                                             # (n_images, tokens, d_llm)
+        return self.splice(embeds, input_ids, self.connector(feats))
+
+    def splice(self, embeds: torch.Tensor, input_ids: torch.Tensor, visual: torch.Tensor) -> torch.Tensor:
+        """`embeds` with the visual tokens `(n_images, tokens, d_llm)` written, in order, over the `<image>` positions
+        of `input_ids`: the one place where images enter the LM (training, generation, scoring)."""
+        slots = input_ids == self.image_token_id
         visual = visual.to(embeds.dtype).reshape(-1, embeds.shape[-1])
         if visual.shape[0] != int(slots.sum()):
-            raise ValueError(f"{int(slots.sum())} <image> slots for {n_images} images x "
-                             f"{self.tokens_per_image} tokens")
+            raise ValueError(f"{int(slots.sum())} <image> slots for {visual.shape[0]} visual tokens "
+                             f"({self.tokens_per_image} per image)")
         return embeds.masked_scatter(slots.unsqueeze(-1), visual)
 
     def forward(self, input_ids, attention_mask, labels, images: list[str], pixel_values=None, features=None):
         """The LM's output for a batch; with labels, `.loss` is the mean next-token loss on labelled positions.
 
-        When the LM's logits are a plain linear head, the loss is computed by `ablate.train.loss` without
+        When the LM's logits are a plain linear head, the loss is computed by `ablate.models.loss` without
         full-vocabulary logits (`.logits` is then None); other LMs use Hugging Face's own loss.
         """
         embeds = self.embed(input_ids, images, pixel_values, features)
@@ -124,8 +129,7 @@ class MLLM(nn.Module):
         embeds = self.llm.get_input_embeddings()(input_ids)
         all_images = [img for _, imgs in encoded for img in imgs]
         if all_images:
-            visual = self._visual_from_pil(all_images).to(embeds.dtype).reshape(-1, embeds.shape[-1])
-            embeds = embeds.masked_scatter((input_ids == self.image_token_id).unsqueeze(-1), visual)
+            embeds = self.splice(embeds, input_ids, self._visual_from_pil(all_images))
         eos = self.tokenizer.eos_token_id
         out = self.llm.generate(inputs_embeds=embeds, attention_mask=attention, max_new_tokens=max_new_tokens,
                                 do_sample=False, pad_token_id=pad, eos_token_id=eos)
@@ -141,8 +145,7 @@ class MLLM(nn.Module):
             input_ids = torch.tensor([ids + cont], device=self.device)
             embeds = self.llm.get_input_embeddings()(input_ids)
             if images:
-                visual = self._visual_from_pil(images).to(embeds.dtype).reshape(-1, embeds.shape[-1])
-                embeds = embeds.masked_scatter((input_ids == self.image_token_id).unsqueeze(-1), visual)
+                embeds = self.splice(embeds, input_ids, self._visual_from_pil(images))
             logits = self.llm(inputs_embeds=embeds).logits[0, len(ids) - 1:-1]
             logp = torch.log_softmax(logits.float(), -1).gather(-1, torch.tensor(cont, device=self.device)[:, None])
             scores.append(float(logp.sum()))

@@ -12,7 +12,7 @@ from functools import lru_cache
 from PIL import Image
 
 from ablate.config.schema import EncoderConfig
-from ablate.models.image_handling import choose_partition
+from ablate.images import choose_partition
 
 SLICE_SEPARATORS = (",", ";", ":", "|")
 ROW_SEPARATORS = ("\n", ".", ";")

@@ -195,7 +195,7 @@ def prefetch_batches(batches: Iterator, model, depth: int = 2) -> Prefetcher:
 
 class reference_forward:
     """Context manager: inside it, `model(...)` runs the eager baseline's forward (full-vocabulary logits and
-    Hugging Face's loss, the path before `ablate.train.loss`); for benchmarks and equivalence tests."""
+    Hugging Face's loss, the path before `ablate.models.loss`); for benchmarks and equivalence tests."""
 
     def __init__(self, model):
         self.model = model

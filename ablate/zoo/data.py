@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ablate.models.image_handling import resize
+from ablate.images import resize
 
 
 @dataclass

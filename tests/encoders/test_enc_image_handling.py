@@ -4,7 +4,7 @@ import math
 import pytest
 from PIL import Image
 
-from ablate.models.image_handling import choose_partition, handle, pad, resize, slice_count, slice_image
+from ablate.images import choose_partition, handle, pad, resize, slice_count, slice_image
 
 
 def brute_force(w, h, vw, vh, max_slices):

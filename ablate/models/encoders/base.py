@@ -14,7 +14,7 @@ from PIL import Image
 from torch import nn
 
 from ablate.config.schema import EncoderConfig
-from ablate.models.image_handling import handle
+from ablate.images import handle
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
