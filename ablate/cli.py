@@ -14,43 +14,93 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # per-load bars of t
 os.environ.setdefault("TQDM_DISABLE", "1")  # lmms-eval's per-task bars: ablate shows its own progress
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ablate", description="MM1-style ablations of multimodal LLMs.")
-    parser.add_argument("--home", help="where ablate keeps caches, checkpoints and the MLflow store "
-                                       "(default: $ABLATE_HOME or ./.ablate)")
-    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///<home>/mlflow.db)")
-    parser.add_argument("--reports", help="folder for reports (default: ./reports)")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _global_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """--home, --tracking-uri, --reports, -v: accepted before the command (`ablate --home X run G`) and after it
+    (`ablate run G --home X`). After the command they default to SUPPRESS, so a value given before is kept
+    unless the same option is given again after (the later one wins)."""
+    group = parser.add_argument_group("global options (before or after the command)")
+    kw = {} if defaults else {"default": argparse.SUPPRESS}
+    group.add_argument("--home", metavar="DIR", **kw,
+                       help="where ablate keeps caches, checkpoints and the MLflow store "
+                            "(default: $ABLATE_HOME, else ./.ablate)")
+    group.add_argument("--tracking-uri", metavar="URI", **kw,
+                       help="MLflow tracking URI, e.g. http://host:5000 for a team's mlflow server "
+                            "(default: $MLFLOW_TRACKING_URI, else sqlite:///<home>/mlflow.db)")
+    group.add_argument("--reports", metavar="DIR", **kw,
+                       help="folder for reports; a grid's report goes to <reports>/<grid name>/ "
+                            "(default: ./reports)")
+    group.add_argument("-v", "--verbose", action="store_true", **kw,
+                       help="log every module's INFO messages with timestamps (default: warnings only)")
 
-    run = sub.add_parser("run", help="validate the grid, run the cells that are not finished, write the report")
-    run.add_argument("grid")
-    run.add_argument("--runner", help="runner file (default: runners/local.yaml behaviour: one cell after another)")
-    run.add_argument("--dry-run", action="store_true", help="validate and list the cells, run nothing")
-    run.add_argument("--no-report", action="store_true")
+
+def _version() -> str:
+    """ablate's version and the libraries that decide its results, read from package metadata (no imports)."""
+    from importlib import metadata
+
+    def version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    libs = ", ".join(f"{name} {version(name)}" for name in ("torch", "transformers", "lmms-eval", "mlflow"))
+    return f"ablate {version('ablate')} ({libs}; Python {sys.version.split()[0]})"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ablate", description="MM1-style ablations of multimodal LLMs: sweep a grid, train, evaluate,\n"
+                                   "track in MLflow, compare in a report.",
+        epilog="examples:\n  ablate run grids/connectors.yaml\n  ablate run grids/connectors.yaml --dry-run\n"
+               "  ablate ls grids/connectors.yaml --home /data/ablate\n  ablate ui --port 5001\n"
+               "'ablate COMMAND --help' gives a command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=_version(),
+                        help="print ablate's version and those of torch, transformers, lmms-eval, mlflow, then exit")
+    _global_options(parser, defaults=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(parent, name: str, text: str) -> argparse.ArgumentParser:
+        cmd = parent.add_parser(name, help=text, description=text)
+        _global_options(cmd, defaults=False)
+        return cmd
+
+    def grid_argument(cmd: argparse.ArgumentParser) -> None:
+        cmd.add_argument("grid", metavar="GRID", help="grid file (YAML), e.g. grids/connectors.yaml (required)")
+
+    run = command(sub, "run", "validate the grid, run the cells that are not finished, write the report")
+    grid_argument(run)
+    run.add_argument("--runner", metavar="FILE",
+                     help="runner file, e.g. runners/subprocess.yaml or runners/workers.yaml "
+                          "(default: one cell after another in this process, as runners/local.yaml)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="validate the grid and list its cells, run nothing (default: off)")
+    run.add_argument("--no-report", action="store_true",
+                     help="do not write the report at the end (default: off, the report is written)")
 
     for name, text in (("report", "re-render tables, plots and the PDF from the tracking store"),
                        ("ls", "list the cells and their state in the store")):
-        cmd = sub.add_parser(name, help=text)
-        cmd.add_argument("grid")
+        grid_argument(command(sub, name, text))
 
-    ui = sub.add_parser("ui", help="start the MLflow UI on the store")
-    ui.add_argument("--port", default="5000")
+    ui = command(sub, "ui", "start the MLflow UI on the store")
+    ui.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default: 5000)")
 
-    zoo = sub.add_parser("zoo", help="the tiny pretrained backbones built here")
-    zoo_sub = zoo.add_subparsers(dest="zoo_command", required=True)
-    build = zoo_sub.add_parser("build", help="build (pretrain) zoo backbones")
-    build.add_argument("names", nargs="*", help="e.g. zoo:clip-s zoo:lm-s (default: all)")
-    zoo_sub.add_parser("ls", help="list zoo backbones, built or not, with their retrieval accuracy")
+    zoo = command(sub, "zoo", "the tiny pretrained backbones built here")
+    zoo_sub = zoo.add_subparsers(dest="zoo_command", required=True, metavar="ZOO_COMMAND")
+    build = command(zoo_sub, "build", "build (pretrain) zoo backbones")
+    build.add_argument("names", nargs="*", metavar="NAME",
+                       help="backbones to build, e.g. zoo:clip-s zoo:lm-s (default: all)")
+    command(zoo_sub, "ls", "list zoo backbones, built or not, with their retrieval accuracy")
 
-    tune = sub.add_parser("tune", help="tune the learning rate per connector/encoder with Optuna")
-    tune.add_argument("grid")
-    tune.add_argument("--trials", type=int, default=8)
-    tune.add_argument("--per", default="connector.name", help="axis whose values each get their own tuned lr")
+    tune = command(sub, "tune", "tune the learning rate per connector/encoder with Optuna, then write a tuned grid")
+    grid_argument(tune)
+    tune.add_argument("--trials", type=int, default=8, help="Optuna trials per value of --per (default: 8)")
+    tune.add_argument("--per", default="connector.name", metavar="AXIS",
+                      help="axis whose values each get their own tuned lr (default: connector.name)")
     tune.add_argument("--objective", choices=["score", "loss"], default="score",
-                      help="maximise the mean 0-shot score, or minimise the final training loss")
-    tune.add_argument("--steps", type=int, help="training steps per trial (default: the grid's)")
-    tune.add_argument("--warmup", action="store_true", help="tune train.warmup_ratio too")
+                      help="maximise the mean 0-shot score, or minimise the final training loss (default: score)")
+    tune.add_argument("--steps", type=int, help="training steps per trial (default: the grid's train.steps)")
+    tune.add_argument("--warmup", action="store_true", help="tune train.warmup_ratio too (default: off)")
     return parser
 
 

@@ -143,10 +143,20 @@ def build_runner(cfg):
     if isinstance(cfg, MultiGPUConfig):
         from ablate.runners.multigpu import launcher_argv
 
-        return ProcessRunner(slots=[Slot(f"{cfg.gpus} GPUs")], launcher=launcher_argv(cfg), **common)
+        return ProcessRunner(slots=[Slot(multigpu_slot_name(cfg.gpus))], launcher=launcher_argv(cfg), **common)
     from ablate.runners.slurm import SlurmRunner
 
     return SlurmRunner(cfg)
+
+
+def multigpu_slot_name(processes: int, gpu_count: int | None = None) -> str:
+    """What a multigpu cell runs on, as the progress line says it: GPUs when there are any, else processes."""
+    if gpu_count is None:
+        import torch
+
+        gpu_count = torch.cuda.device_count()
+    plural = "" if processes == 1 else "s"
+    return f"{processes} GPU{plural}" if gpu_count else f"{processes} process{'es' if plural else ''} (no GPU)"
 
 
 def worker_slots(cfg: WorkersConfig, gpu_count: int | None = None, cpu_count: int | None = None) -> list:
