@@ -16,6 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from ablate.evaluation import metrics
+from ablate.evaluation.benchmarks import BenchmarkUnavailable, check_available, is_builtin
+from ablate.evaluation.taskfns import TaskFns, as_answers
+from ablate.evaluation.taskgen import write_task
 from ablate.evaluation.tasks import PlannedTask, plan
 
 BOOTSTRAP_SEED = 0
@@ -126,8 +129,6 @@ def _sample_predictions(task: PlannedTask, samples: list[dict], scores: list[flo
     if n <= 0 or not samples:
         return []
     picks = sorted(set(np.linspace(0, len(samples) - 1, num=min(n, len(samples))).round().astype(int).tolist()))
-    from ablate.evaluation.taskfns import TaskFns, as_answers
-
     spec = task.spec
     fns = TaskFns(spec) if spec is not None else None
     rows = []
@@ -171,9 +172,6 @@ def _types(task: PlannedTask, samples: list[dict]) -> list[str | None]:
 def write_tasks(cfg, world, task_root) -> list[PlannedTask]:
     """Plan every (task, shots) of `cfg` and write the task folders of the local ones under `task_root`
     (for `lmms-eval eval --include_path <task_root>`); check that the hub benchmarks can be had."""
-    from ablate.evaluation.benchmarks import check_available, is_builtin
-    from ablate.evaluation.taskgen import write_task
-
     planned = plan(cfg, world)
     if not planned:
         raise ValueError("nothing to evaluate: EvalConfig.tasks is empty")
@@ -194,7 +192,7 @@ def evaluate(model, cfg, world, out_dir) -> EvalResult:
 
     Task folders are written to `out_dir/lmms_tasks/` (kept: they say exactly what ran).
     """
-    from ablate.evaluation.adapter import AblateLMM
+    from ablate.evaluation.adapter import AblateLMM  # lazy, as lmms_eval below: a GPU machine may lack lmms-eval
 
     t0 = time.perf_counter()
     task_root = Path(out_dir) / "lmms_tasks"
@@ -226,8 +224,6 @@ def evaluate(model, cfg, world, out_dir) -> EvalResult:
             )
     except Exception as err:
         if any(t.benchmark is not None for t in planned) and "connect" in repr(err).lower():
-            from ablate.evaluation.benchmarks import BenchmarkUnavailable
-
             raise BenchmarkUnavailable(f"a hub benchmark could not be downloaded: {err}") from err
         raise
     if raw is None or "samples" not in raw:

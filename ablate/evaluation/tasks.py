@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ablate.evaluation.benchmarks import KNOWN, resolve_benchmark
 from ablate.evaluation.spec import TaskSpec
 
 # Embedded tasks over the world's question sets `questions/<file>_<split>.jsonl` (docs/architecture.md).
@@ -116,8 +117,6 @@ def plan(cfg, world=None) -> list[PlannedTask]:
                 metric = spec.metric
                 planned.append(PlannedTask(base, shots, spec.name, metric, spec.type_column, spec=spec))
                 continue
-            from ablate.evaluation.benchmarks import resolve_benchmark
-
             bench = resolve_benchmark(base)
             if shots:
                 raise ValueError(
@@ -131,7 +130,5 @@ def plan(cfg, world=None) -> list[PlannedTask]:
 def known_task_names(cfg=None) -> list[str]:
     """Task names a grid may ask for: the embedded tasks, the usual hub benchmarks and, given an
     `EvalConfig`, its custom tasks. (`evaluate` also runs any other built-in lmms-eval task by name.)"""
-    from ablate.evaluation.benchmarks import KNOWN
-
     custom = [c.name for c in cfg.custom_tasks] if cfg is not None else []
     return [*EMBEDDED, *KNOWN, *custom]

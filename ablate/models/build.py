@@ -6,17 +6,16 @@ from pathlib import Path
 import torch
 
 from ablate.config.schema import CellConfig
+from ablate.models.connectors import build_connector
+from ablate.models.encoders import build_encoder
 from ablate.models.features import FeatureCache, ImageFeatures
+from ablate.models.llm import build_llm
 from ablate.models.mllm import MLLM
 from ablate.models.visual_tokens import ImageTokens
 
 
 def build_mllm(cfg: CellConfig, cache_root: Path, feature_cache: FeatureCache | None = None,
                device: str | torch.device | None = None) -> MLLM:
-    from ablate.models.connectors import build_connector
-    from ablate.models.encoders import build_encoder
-    from ablate.models.llm import build_llm
-
     encoder = build_encoder(cfg.encoder, cache_root)
     llm, tokenizer = build_llm(cfg.llm, cache_root)
     torch.manual_seed(cfg.train.seed)  # the connector's initialisation depends on the cell's seed only

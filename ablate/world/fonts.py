@@ -33,7 +33,3 @@ def text_box(text: str, px: int) -> tuple[int, int]:
     x0, y0, x1, y1 = font(px).getbbox(text)
     return x1 - x0, y1 - y0
 
-
-def x_height(px: int) -> int:
-    """Height in pixels of a lowercase 'x' at `px`: the measure of legibility used in the tests and docs."""
-    return text_box("x", px)[1]
