@@ -2,7 +2,7 @@
 
 Demonstrations are drawn per query from a pool (the `demo` split) with a seed that depends only on the
 task's seed and the query's key, never on the model: every cell of a grid sees the same demonstrations for
-the same question (as in MM1's few-shot evaluation, McKinnon et al., 2024, section 3.1, and Flamingo,
+the same question (as in MM1's few-shot evaluation, McKinzie et al., 2024, section 3.1, and Flamingo,
 Alayrac et al., 2022). A demonstration never shows the query's image.
 """
 from __future__ import annotations

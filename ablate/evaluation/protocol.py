@@ -2,7 +2,7 @@
 
 A *context* is an interleaved sequence of images and text, in reading order: the few-shot demonstrations
 (image, prompt, answer) x k and then the query (image, prompt), as in Flamingo (Alayrac et al., 2022) and
-MM1 (McKinnon et al., 2024, section 3). The model turns each context into a continuation (`generate`) or
+MM1 (McKinzie et al., 2024, section 3). The model turns each context into a continuation (`generate`) or
 scores given continuations (`loglikelihood`). Batching, KV caches and devices are the model's business.
 """
 from __future__ import annotations
