@@ -7,9 +7,11 @@ under `cache_root/gguf/<name>-<digest>/` (measured: 30-45 s to dequantise a 270M
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from ablate.config.schema import LLMConfig
@@ -17,6 +19,8 @@ from ablate.models.encoders.hub import resolve, weights_identity
 from ablate.models.encoders.registry import default_cache_root
 
 IMAGE_TOKEN = "<image>"
+
+log = logging.getLogger(__name__)
 
 
 def image_token_id(tokenizer) -> int:
@@ -35,8 +39,10 @@ def ensure_image_token(model, tokenizer) -> int:
         tokenizer.add_tokens([AddedToken(IMAGE_TOKEN, special=True, normalized=False)], special_tokens=True)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+    rows = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > rows:
         model.resize_token_embeddings(len(tokenizer))
+        log.info("llm: token embeddings resized from %d to %d rows (added %s)", rows, len(tokenizer), IMAGE_TOKEN)
     if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return image_token_id(tokenizer)
@@ -51,29 +57,81 @@ def _load_hf(location: str):
 
 
 def _gguf_folder(file: Path, cache_root: Path) -> Path:
-    """Dequantise `file` once into an HF folder under the cache; later calls reload that folder."""
+    """Dequantise `file` once into a plain HF folder under the cache; later calls reload that folder.
+
+    The folder is keyed by the file's digest (`weights_identity`), so an edited or replaced file is dequantised
+    again. A lock makes parallel workers wait for the one that dequantises instead of doing it twice.
+    """
     try:
         import gguf  # noqa: F401
     except ImportError as err:
         raise ImportError(f"loading {file.name} needs the optional 'gguf' package: pip install 'ablate[gguf]' "
                           f"(or pip install gguf)") from err
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from filelock import FileLock
 
     folder = cache_root / "gguf" / f"{file.stem}-{weights_identity(file)}"
     if (folder / "config.json").is_file():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
-    try:
-        model = AutoModelForCausalLM.from_pretrained(str(file.parent), gguf_file=file.name)
-        tokenizer = AutoTokenizer.from_pretrained(str(file.parent), gguf_file=file.name)
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        os.replace(tmp, folder) if not folder.exists() else shutil.rmtree(tmp)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    with FileLock(str(folder) + ".lock"):
+        if (folder / "config.json").is_file():   # another worker finished it while this one waited
+            return folder
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
+        try:
+            start = time.perf_counter()
+            log.info("gguf %s: dequantising (first use only; minutes for a few hundred MB)", file)
+            model, tokenizer = _dequantise(file)
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            os.replace(tmp, folder)
+            size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+            log.info("gguf %s: dequantised in %.1f s into %s (%.0f MB, %s)", file.name,
+                     time.perf_counter() - start, folder, size / 2**20, model.dtype)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def _dequantise(file: Path):
+    """`(model, tokenizer)` read from a GGUF file, as a plain float model that `save_pretrained` accepts.
+
+    transformers 5.x loads a GGUF through a quantizer that stays attached to the model, and a model with a
+    GGUF quantizer refuses to be saved ("quantized with gguf and is not serializable"). Asking for a
+    dequantised load leaves plain float tensors in every layer; what is left of the quantizer is then dropped.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = {}
+    try:
+        from transformers import GgufConfig
+
+        kwargs["quantization_config"] = GgufConfig(dequantize=True)
+    except ImportError:  # transformers 4.x: GGUF files are always dequantised, no quantizer is attached
+        pass
+    model = AutoModelForCausalLM.from_pretrained(str(file.parent), gguf_file=file.name, dtype=torch.float32,
+                                                 **kwargs)
+    _drop_quantizer(model)
+    tokenizer = AutoTokenizer.from_pretrained(str(file.parent), gguf_file=file.name)
+    return model, tokenizer
+
+
+def _drop_quantizer(model) -> None:
+    """Detach the GGUF quantizer from a dequantised model, so that it saves and trains as a plain model."""
+    packed = sorted({type(m).__name__ for m in model.modules() if type(m).__name__.startswith("Gguf")})
+    if packed:
+        raise RuntimeError(f"the GGUF model still holds packed layers ({', '.join(packed)}): not dequantised")
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer = None
+    for owner, name in ((model.config, "quantization_config"), (model, "quantization_method")):
+        if hasattr(owner, name):
+            try:
+                delattr(owner, name)
+            except AttributeError:
+                pass
+    if getattr(model, "is_quantized", False):
+        model.is_quantized = False
 
 
 def build_llm(cfg: LLMConfig, cache_root: Path | None = None):
@@ -95,4 +153,6 @@ def build_llm(cfg: LLMConfig, cache_root: Path | None = None):
         raise ValueError(f"language model spec {cfg.name!r} should be one of: zoo:lm-<size> (e.g. zoo:lm-s), "
                          f"hf:<hub id or local folder>, gguf:<path to .gguf>")
     ensure_image_token(model, tokenizer)
+    log.info("llm %s: %s, %.1fM parameters, dtype %s, vocabulary %d", cfg.name, type(model).__name__,
+             sum(p.numel() for p in model.parameters()) / 1e6, model.dtype, len(tokenizer))
     return model, tokenizer

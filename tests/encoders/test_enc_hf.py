@@ -150,3 +150,15 @@ def test_bad_spec_names_the_forms(tmp_path):
         build_encoder(EncoderConfig(name="clip-s"), tmp_path)
     with pytest.raises(FileNotFoundError):
         build_encoder(EncoderConfig(name="hf:/no/such/folder"), tmp_path)
+
+
+def test_log_says_what_was_adapted(saved, caplog):
+    """The run log names the interpolation (from -> to grid) and the dtype; nothing is said at the native size."""
+    with caplog.at_level("INFO", logger="ablate.models.encoders.hf"):
+        enc(saved["clip"], resolution=48)
+    assert "position embeddings interpolated (bicubic) from a 4x4 to a 6x6 patch grid" in caplog.text
+    assert "dtype torch.float32" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="ablate.models.encoders.hf"):
+        enc(saved["clip"], resolution=32)
+    assert "interpolated" not in caplog.text and "4x4 patches" in caplog.text

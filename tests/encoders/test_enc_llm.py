@@ -27,9 +27,12 @@ def save_tiny_llama(folder, with_image: bool):
     return len(words)
 
 
-def test_image_token_added_and_embeddings_resized(tmp_path):
+def test_image_token_added_and_embeddings_resized(tmp_path, caplog):
     n = save_tiny_llama(tmp_path / "lm", with_image=False)
-    model, tok = build_llm(LLMConfig(name=f"hf:{tmp_path / 'lm'}"), tmp_path)
+    with caplog.at_level("INFO", logger="ablate.models.llm"):
+        model, tok = build_llm(LLMConfig(name=f"hf:{tmp_path / 'lm'}"), tmp_path)
+    assert f"token embeddings resized from {n} to {n + 1} rows" in caplog.text   # the log says what was adapted
+    assert "dtype torch.float32" in caplog.text
     assert len(tok) == n + 1 and image_token_id(tok) == n
     assert model.get_input_embeddings().weight.shape[0] == n + 1
     ids = tok("a <image> square", add_special_tokens=False)["input_ids"]
@@ -38,9 +41,11 @@ def test_image_token_added_and_embeddings_resized(tmp_path):
     assert out.logits.shape == (1, 3, n + 1)
 
 
-def test_existing_image_token_is_kept(tmp_path):
+def test_existing_image_token_is_kept(tmp_path, caplog):
     n = save_tiny_llama(tmp_path / "lm", with_image=True)
-    model, tok = build_llm(LLMConfig(name=f"hf:{tmp_path / 'lm'}"), tmp_path)
+    with caplog.at_level("INFO", logger="ablate.models.llm"):
+        model, tok = build_llm(LLMConfig(name=f"hf:{tmp_path / 'lm'}"), tmp_path)
+    assert "resized" not in caplog.text
     assert len(tok) == n and image_token_id(tok) == 4 == tok.convert_tokens_to_ids(IMAGE_TOKEN)
     assert model.get_input_embeddings().weight.shape[0] == n
     assert tok.pad_token == "<pad>"

@@ -70,3 +70,13 @@ def test_offline_pretrained_fails_fast(tmp_path, monkeypatch):
     monkeypatch.setattr(C, "HF_HUB_CACHE", str(tmp_path / "empty"))
     with pytest.raises(NotCachedError, match="@random"):
         enc(tmp_path, "eva02_tiny_patch14_224", resolution=56)
+
+
+def test_log_says_what_was_resampled(tmp_path, caplog):
+    with caplog.at_level("INFO", logger="ablate.models.encoders.timm_encoder"):
+        enc(tmp_path, "test_vit@random", resolution=64)
+    assert "from a 10x10 to a 4x4 patch grid (160 -> 64 px)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="ablate.models.encoders.timm_encoder"):
+        enc(tmp_path, "test_vit@random", resolution=160)
+    assert "resampled" not in caplog.text and "feature grid 10x10" in caplog.text

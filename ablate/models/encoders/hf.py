@@ -7,6 +7,7 @@ The zoo's encoders are CLIPVisionModel folders, so they load through here too.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from ablate.models.encoders.base import VisionEncoder
 from ablate.models.encoders.hub import resolve, weights_identity
 from ablate.models.encoders.posembed import resize_table
 
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Family:
@@ -111,6 +113,11 @@ class HFVisionEncoder(VisionEncoder):
         self.native_grid = ((native // config.patch_size,) * 2 if native
                             else (round(config.num_patches ** 0.5),) * 2)
         _set_grid(self.model, family, self._grid, cfg.resolution)
+        if self._grid != self.native_grid and family.table != "none" and not getattr(config, "is_native", False):
+            log.info("encoder %s: position embeddings interpolated (bicubic) from a %dx%d to a %dx%d patch grid "
+                     "(%d px, patch %d)", cfg.name, *self.native_grid, *self._grid, cfg.resolution, config.patch_size)
+        log.info("encoder %s: %s, %.1fM parameters, dtype %s, %dx%d patches of %d px", cfg.name, family.cls_name,
+                 sum(p.numel() for p in model.parameters()) / 1e6, model.dtype, *self._grid, config.patch_size)
 
     def _run(self, pixel_values: torch.Tensor, hidden: bool):
         if self.family.cls_name == "Siglip2VisionModel":

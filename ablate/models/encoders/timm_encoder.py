@@ -8,6 +8,7 @@ block / stage (penultimate); CNN maps are flattened row-major.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -15,6 +16,8 @@ import torch
 from ablate.config.schema import EncoderConfig
 from ablate.models.encoders.base import VisionEncoder
 from ablate.models.encoders.hub import NotCachedError, hub_offline, not_cached_message, weights_identity
+
+log = logging.getLogger(__name__)
 
 
 def _hub_cached(repo: str) -> bool:
@@ -62,10 +65,17 @@ class TimmVisionEncoder(VisionEncoder):
             raise ValueError(f"resolution {cfg.resolution} is not a multiple of {name!r}'s patch size {patch}; "
                              f"use e.g. {cfg.resolution // patch * patch or patch}")
         native = pretrained.get("input_size", (3, cfg.resolution, cfg.resolution))[-1]
-        if hasattr(model, "set_input_size") and native != cfg.resolution:
+        resized = hasattr(model, "set_input_size") and native != cfg.resolution
+        if resized:
             model.set_input_size(img_size=(cfg.resolution, cfg.resolution))
         self.model = model.eval()
         self._probe()
+        if resized and patch:
+            log.info("encoder %s: position embeddings resampled (timm set_input_size) from a %dx%d to a %dx%d "
+                     "patch grid (%d -> %d px)", cfg.name, native // patch, native // patch, *self._grid, native,
+                     cfg.resolution)
+        log.info("encoder %s: %s, %.1fM parameters, dtype %s, feature grid %dx%d", cfg.name, type(model).__name__,
+                 sum(p.numel() for p in model.parameters()) / 1e6, next(model.parameters()).dtype, *self._grid)
 
     def _features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         if self.cfg.feature_layer == "last":
