@@ -1,56 +1,126 @@
-"""Progress for a grid: a live view in a terminal, plain periodic lines when the output is a file or a pipe."""
+"""Progress for a grid: a live view in a terminal, plain timestamped lines when the output is a file or a pipe.
+
+Per cell it says the wall time when the cell is done; once one cell has finished it also says how long the grid
+has left: the mean wall time of the cells run so far times the cells still to do, divided by how many run at once
+(cells skipped because they were already finished do not count as run). Runners call `cell_started` and
+`cell_finished`, from several threads when cells run in parallel.
+"""
 from __future__ import annotations
 
 import sys
+import threading
 import time
+from datetime import datetime
+
+
+def duration(seconds: float) -> str:
+    """42 s, 3 min 05 s, 1 h 02 min: what a person reads at a glance."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 class Progress:
-    """Cells done / total, the current cell's step and loss."""
+    """Cells done / total, each cell's wall time, the time left for the grid, the current cell's step and loss.
 
-    def __init__(self, total_cells: int, stream=None, every_s: float = 10.0):
+    `clock` (seconds, monotonic) and `now` (wall-clock datetime, for the timestamps) can be replaced in tests.
+    """
+
+    def __init__(self, total_cells: int, stream=None, every_s: float = 10.0, done: int = 0,
+                 clock=time.monotonic, now=datetime.now):
         self.stream = stream or sys.stderr
-        self.total, self.done, self.every_s = total_cells, 0, every_s
-        self.live = None
-        self._last = 0.0
+        self.total, self.done, self.every_s = total_cells, done, every_s
+        self.clock, self.now = clock, now
+        self.walls: dict[str, float] = {}        # label -> wall time of each cell run here and finished
+        self.failed: set[str] = set()
+        self._started: dict[str, float] = {}     # label -> clock at its start, while it runs
+        self._parallel = 1                       # the most cells seen running at once
+        self._lock = threading.RLock()
+        self._last = float("-inf")
         self._label = ""
+        self.live = None
         if self.stream.isatty():
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, \
-                TimeElapsedColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as RichProgress
 
             self.live = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TimeElapsedColumn(), console=Console(file=self.stream))
+                                     TimeElapsedColumn(), TextColumn("{task.fields[left]}"),
+                                     console=Console(file=self.stream))
             self.live.start()
-            self._grid = self.live.add_task("cells", total=total_cells)
+            self._grid = self.live.add_task("cells", total=total_cells, completed=done, left="")
             self._cell = None
 
     def message(self, text: str) -> None:
-        if self.live:
-            self.live.console.print(text)
-        else:
-            print(text, file=self.stream, flush=True)
+        """One line: printed above the live view in a terminal, with a timestamp in a file or a pipe."""
+        with self._lock:
+            if self.live:
+                self.live.console.print(text, markup=False, highlight=False)
+            else:
+                print(f"{self.now():%Y-%m-%d %H:%M:%S} {text}", file=self.stream, flush=True)
 
-    def cell_started(self, index: int, label: str, steps: int) -> None:
-        self._label = label
-        self.message(f"[{index}/{self.total}] {label}: training {steps} steps")
-        if self.live:
-            if self._cell is not None:
-                self.live.remove_task(self._cell)
-            self._cell = self.live.add_task(f"  {label[:60]}", total=steps)
+    def cell_started(self, index: int, label: str, steps: int | None = None, where: str = "") -> None:
+        """`where`: e.g. 'on gpu0 (log ...)' for a cell in a process of its own."""
+        with self._lock:
+            self._label = label
+            self._started[label] = self.clock()
+            self._parallel = max(self._parallel, len(self._started))
+            doing = f"training {steps} steps" if steps else "started"
+            self.message(f"[{index}/{self.total}] {label}: {doing}{' ' + where if where else ''}")
+            if self.live:
+                if self._cell is not None:
+                    self.live.remove_task(self._cell)
+                self._cell = self.live.add_task(f"  {label[:60]}", total=steps or 1, left="")
 
     def step(self, step: int, total: int, loss: float) -> None:
-        if self.live:
-            self.live.update(self._cell, completed=step, description=f"  {self._label[:48]} loss {loss:.3f}")
-        elif time.monotonic() - self._last >= self.every_s or step == total:
-            self._last = time.monotonic()
-            self.message(f"    step {step}/{total} loss {loss:.4f}")
+        with self._lock:
+            if self.live:
+                self.live.update(self._cell, completed=step, total=total,
+                                 description=f"  {self._label[:48]} loss {loss:.3f}")
+            elif self.clock() - self._last >= self.every_s or step == total:
+                self._last = self.clock()
+                self.message(f"    step {step}/{total} loss {loss:.4f}")
 
-    def cell_finished(self, label: str, outcome: str) -> None:
-        self.done += 1
-        self.message(f"    {outcome}")
-        if self.live:
-            self.live.update(self._grid, completed=self.done)
+    def cell_finished(self, label: str, outcome: str, failed: bool | None = None, ran: bool = True) -> None:
+        """A cell is over: done, failed or skipped. Its wall time counts if `cell_started` saw it start and it
+        ran here (`ran=False`: another process held or had finished it). `failed` defaults to whether `outcome`
+        starts with 'FAILED'."""
+        with self._lock:
+            self.done += 1
+            started = self._started.pop(label, None)
+            failed = outcome.startswith("FAILED") if failed is None else failed
+            parts = [outcome] if outcome else []
+            if started is not None and ran:
+                wall = self.clock() - started
+                self.walls[label] = wall
+                if failed:
+                    self.failed.add(label)
+                parts.append(f"{'failed after' if failed else 'done in'} {duration(wall)}")
+            parts.append(f"{self.done}/{self.total} cells")
+            left = self.time_left()
+            if left is not None and self.done < self.total:
+                parts.append(f"about {duration(left)} left")
+            self.message("    " + " · ".join(parts))
+            if self.live:
+                self.live.update(self._grid, completed=self.done,
+                                 left=f"~{duration(left)} left" if left is not None and self.done < self.total else "")
+
+    def time_left(self) -> float | None:
+        """Seconds the grid still needs, or None before any cell run here has finished. Cells that finished are
+        the estimate's sample (failed ones only while none finished: a crash in 2 s says little about the rest)."""
+        with self._lock:
+            ok = [w for label, w in self.walls.items() if label not in self.failed]
+            sample = ok or list(self.walls.values())
+            if not sample:
+                return None
+            mean = sum(sample) / len(sample)
+            now = self.clock()
+            running = [max(0.0, mean - (now - t)) for t in self._started.values()]
+            waiting = max(0, self.total - self.done - len(running))
+            return (waiting * mean + sum(running)) / max(1, self._parallel)
 
     def close(self) -> None:
         if self.live:

@@ -113,7 +113,7 @@ def run_claimed(store: Store, experiment: str, grid: Grid, cell: Cell, workspace
     if progress:
         text = outcome.failed.get(cell.id) or "  ".join(
             f"{k.removeprefix('score/')} {v:.3f}" for k, v in scores.items() if k.startswith("score/"))
-        progress.cell_finished(cell.label(), ("FAILED: " if cell.id in outcome.failed else "") + text)
+        progress.cell_finished(cell.label() or cell.id, ("FAILED: " if cell.id in outcome.failed else "") + text)
     return outcome
 
 
@@ -128,7 +128,8 @@ def run_cells(grid: Grid, cells: list[Cell], workspace: Workspace, progress: Pro
             if cell.id in store.finished_cells(experiment):
                 outcome.skipped.append(cell.id)
                 if progress:
-                    progress.cell_finished(cell.label(), f"[{index}/{len(cells)}] {cell.label()}: already finished")
+                    label = cell.label() or cell.id
+                    progress.cell_finished(label, f"[{index}/{len(cells)}] {label}: already finished")
                 continue
             with claim(claims_dir(workspace), cell.id) as mine:
                 if not mine:

@@ -80,7 +80,7 @@ class ProcessRunner:
                 outcome.skipped.append(cell.id)
             else:
                 todo.put((index, cell))
-        progress = Progress(len(grid.cells))
+        progress = Progress(len(grid.cells), done=len(outcome.skipped))
         errors: list[BaseException] = []
 
         def work(slot: Slot) -> None:
@@ -125,7 +125,7 @@ class ProcessRunner:
         log_path = workspace.home / "logs" / grid.name / f"{cell.id}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         if progress:
-            progress.message(f"[{index}/{len(grid.cells)}] {cell.label() or cell.id} on {slot.name} (log {log_path})")
+            progress.cell_started(index, cell.label() or cell.id, where=f"on {slot.name} (log {log_path})")
         argv = [*(self.launcher or [self.python or sys.executable, "-m"]), "ablate.runners.child",
                 *child.args(grid.path, cell.id, workspace)]
         env = {**os.environ, **self.env, **slot.env, PARENT_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
@@ -156,9 +156,10 @@ class ProcessRunner:
             outcome.failed[cell.id] = reason
         if progress:
             text = outcome.failed.get(cell.id)
-            progress.cell_finished(cell.label(), f"FAILED: {text}" if text else
+            progress.cell_finished(cell.label() or cell.id, f"FAILED: {text}" if text else
                                    "held by another process" if outcome.claimed_elsewhere else
-                                   "finished elsewhere" if outcome.skipped else f"done in {wall:.0f} s")
+                                   "finished elsewhere" if outcome.skipped else "",
+                                   ran=not (outcome.claimed_elsewhere or outcome.skipped))
         return outcome
 
     def _wait(self, proc: subprocess.Popen) -> tuple[int, bool]:
