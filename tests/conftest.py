@@ -73,3 +73,21 @@ def workspace(tmp_path):
     from ablate.workspace import Workspace
 
     return Workspace.create(home=tmp_path / "home", reports=tmp_path / "reports")
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Record (and refuse) every attempt to open a network connection; the list of addresses tried.
+
+    'Fails fast offline' is asserted as 'tried no connection', not with a stopwatch a loaded machine breaks."""
+    import socket
+
+    tried: list = []
+
+    def refuse(self, address, *args, **kwargs):
+        tried.append(address)
+        raise OSError(f"test: network connection to {address} refused")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    return tried
