@@ -91,3 +91,24 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     return tried
+
+
+_deselected: list = []
+
+
+def pytest_deselected(items):
+    _deselected.extend(items)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A tier that selects nothing here (`pytest -m slow tests/world`, or the fast tier of a folder of slow tests)
+    passes instead of exiting 5 ('no tests collected'); a path that holds no test at all still exits 5."""
+    if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and _deselected:
+        session.exitstatus = pytest.ExitCode.OK
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if not terminalreporter.stats.get("passed") and not terminalreporter.stats.get("failed") and _deselected:
+        slow = sum(1 for item in _deselected if item.get_closest_marker("slow"))
+        if slow and "slow" not in (config.getoption("markexpr") or "").replace("not slow", ""):
+            terminalreporter.write_line(f"{slow} slow tests left out: run them with `pytest -m slow`")
