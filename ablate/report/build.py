@@ -1,6 +1,13 @@
-"""`build_report`: results frame + loss curves + `ReportMeta` -> PDF, HTML, tables (CSV/MD/LaTeX), figures."""
+"""`build_report`: results frame + loss curves + `ReportMeta` -> PDF, HTML, tables (CSV/MD/LaTeX), figures.
+
+The report is written atomically: into a temporary sibling folder, which then replaces the previous report in
+two renames. A kill or an error while writing leaves the previous report whole (and at worst a hidden
+`.<name>.tmp-*` folder, removed by the next report).
+"""
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -21,17 +28,73 @@ def build_report(frame: pd.DataFrame, curves: dict, meta: ReportMeta, out_dir: P
                  predictions: Loader | Mapping | None = None) -> ReportPaths:
     """Write the report of one grid into `out_dir` and return every path written.
 
-    `predictions`: each run's logged sample of predictions, as a mapping or a loader `cell_id -> DataFrame |
-    None` (columns task, shots, id, image, question, prediction, references, correct, type); only the best and
-    the worst cell's are read. Files are named after the sanitised grid name `<stem>`: `<stem>_report.pdf`,
-    `<stem>_report.html`, `<stem>_table_<slug>.{csv,md,tex}` (one per swept axis, `encoders`, `types-<task>`,
-    `full`, `runs`) and `<stem>_fig_<kind>.png` (tokens, resolution, mixture, cost, loss: only those the grid
-    has axes for).
+    `out_dir` is the report's own folder: it is replaced as a whole once the new report is complete (files in it
+    that the report does not write are carried over). `predictions`: each run's logged sample of predictions, as
+    a mapping or a loader `cell_id -> DataFrame | None` (columns task, shots, id, image, question, prediction,
+    references, correct, type); only the best and the worst cell's are read. Files are named after the
+    sanitised grid name `<stem>`: `<stem>_report.pdf`, `<stem>_report.html`, `<stem>_table_<slug>.{csv,md,tex}`
+    (one per swept axis, `encoders`, `types-<task>`, `full`, `runs`) and `<stem>_fig_<kind>.png` (tokens,
+    resolution, mixture, cost, loss: only those the grid has axes for).
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(out_dir).absolute()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(out_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        paths = _write(frame, curves, meta, tmp, predictions)
+        _replace(tmp, out_dir, {p.name for p in paths.all()})
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return _moved(paths, tmp, out_dir)
+
+
+def _remove_stale(out_dir: Path) -> None:
+    """Temporary folders of an earlier report that was killed while writing."""
+    for stale in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    for stale in out_dir.parent.glob(f".{out_dir.name}.old-*"):
+        if out_dir.exists():  # killed between the two renames: the old report is back in place already
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.rename(out_dir)
+
+
+def _replace(new: Path, out_dir: Path, written: set[str]) -> None:
+    """`new` becomes `out_dir`; what else `out_dir` held (not a file of the report) moves into `new` first."""
+    if not out_dir.exists():
+        new.rename(out_dir)
+        return
+    for entry in out_dir.iterdir():
+        if entry.name not in written and not (new / entry.name).exists() and not _report_file(entry.name, written):
+            entry.rename(new / entry.name)
+    old = out_dir.with_name(f".{out_dir.name}.old-{new.name.rsplit('-', 1)[-1]}")
+    out_dir.rename(old)
+    new.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _report_file(name: str, written: set[str]) -> bool:
+    """A file an earlier report of the same grid wrote (a figure or table this report no longer has)."""
+    stems = {w.split("_", 1)[0] for w in written}
+    return any(name.startswith(f"{s}_report.") or name.startswith(f"{s}_table_") or name.startswith(f"{s}_fig_")
+               for s in stems)
+
+
+def _moved(paths: ReportPaths, tmp: Path, out_dir: Path) -> ReportPaths:
+    def move(p: Path) -> Path:
+        return out_dir / p.relative_to(tmp)
+
+    out = ReportPaths(pdf=move(paths.pdf), html=move(paths.html))
+    out.tables = {k: TablePaths(move(t.csv), move(t.md), move(t.tex)) for k, t in paths.tables.items()}
+    out.figures = {k: move(p) for k, p in paths.figures.items()}
+    return out
+
+
+def _write(frame: pd.DataFrame, curves: dict, meta: ReportMeta, out_dir: Path,
+           predictions: Loader | Mapping | None) -> ReportPaths:
     stem = sanitise(meta.grid_name)
-    results = load(frame, meta.swept_axes)
+    results = load(frame, meta.swept_axes, meta.fixed)
     axis_tables = [axis_table(results, a, meta) for a in results.axes]
     full, runs = full_table(results, meta), runs_table(results)
     encoders, by_type = encoder_table(results, meta), type_tables(results, meta)

@@ -8,8 +8,9 @@ import pandas as pd
 
 from .examples import ExampleSet
 from .meta import ReportMeta
-from .names import SEED_AXES, axis_label, value_label
+from .names import axis_label, fixed_items, value_label
 from .results import Results
+from .stats import INTERVAL
 from .tables import Table, quoted, short_reason
 from .units import human_seconds
 
@@ -87,8 +88,27 @@ def _per_cell(runs: pd.DataFrame) -> str:
     return text
 
 
+BACKBONES = ("encoder", "llm")  # `<part>/build_s`: a zoo backbone's pre-training time, `<part>.name` its spec
+
+
+def pretraining(runs: pd.DataFrame, meta: ReportMeta) -> list[tuple[str, float]]:
+    """(spec, seconds) of every zoo backbone whose pre-training time the frame holds (`encoder/build_s`)."""
+    out = {}
+    for part in BACKBONES:
+        col = f"{part}/build_s"
+        if col not in runs.columns:
+            continue
+        specs = runs[f"{part}.name"] if f"{part}.name" in runs.columns else \
+            pd.Series(meta.fixed.get(f"{part}.name", part), index=runs.index)
+        for spec, secs in zip(specs, pd.to_numeric(runs[col], errors="coerce")):
+            if pd.notna(secs):
+                out.setdefault(str(spec), float(secs))
+    return list(out.items())
+
+
 def _total(runs: pd.DataFrame, meta: ReportMeta) -> str:
-    """Compute (the sum over cells) and, when known, elapsed time from the first start to the last end."""
+    """Compute (the sum over cells) and, when known, elapsed time from the first start to the last end; zoo
+    backbone pre-training is not in either (it runs once, before the cells, and is cached)."""
     wall = _seconds(runs, "wall_s")
     total = meta.total_wall_s if meta.total_wall_s is not None else (wall.sum() if len(wall) else None)
     if total is None:
@@ -96,17 +116,28 @@ def _total(runs: pd.DataFrame, meta: ReportMeta) -> str:
     text = f"{human_seconds(total)} summed over cells"
     if meta.elapsed_s is not None:
         text += f"; {human_seconds(meta.elapsed_s)} from the first cell's start to the last one's end"
-    return text
+    return text + " (excluding backbone pre-training)"
+
+
+def _pretraining_text(runs: pd.DataFrame, meta: ReportMeta) -> str | None:
+    built = pretraining(runs, meta)
+    if not built:
+        return None
+    zoo = sorted({str(meta.fixed.get(f"{p}.name", "")) for p in BACKBONES} | set(
+        str(v) for p in BACKBONES if f"{p}.name" in runs.columns for v in runs[f"{p}.name"].dropna()))
+    unknown = [z for z in zoo if z.startswith("zoo:") and z not in dict(built)]
+    text = ", ".join(f"{spec} {human_seconds(secs)}" for spec, secs in built)
+    text += (f" (not recorded for {', '.join(unknown)})" if unknown else "")
+    return text + "; done once, when a backbone is first used, and cached for later grids"
 
 
 def fixed_rows(fixed: dict) -> list[tuple[str, str]]:
-    """Fixed settings grouped by section, one row each: ("train", "steps = 60 · lr = 0.002 · ...")."""
+    """Fixed settings grouped by section, one row each: ("train", "steps = 60 · lr = 0.002 · ..."); lists read
+    `a, b`, empty settings are left out."""
     groups: dict[str, list[str]] = {}
-    for key, value in fixed.items():
-        if key in SEED_AXES:
-            continue
+    for key, text in fixed_items(fixed):
         section, _, rest = key.partition(".")
-        groups.setdefault(section if rest else "", []).append(f"{rest or key} = {value_label(value)}")
+        groups.setdefault(section if rest else "", []).append(f"{rest or key} = {text}")
     return [(section or "other", " · ".join(items)) for section, items in groups.items()]
 
 
@@ -126,7 +157,8 @@ def cover(results: Results, meta: ReportMeta) -> list:
         "first row of each table"
     rows = [("Grid", meta.grid_name), ("Grid file", str(meta.grid_file) or "—"), ("Date", meta.date_text or "—"),
             ("Code version", meta.git_commit or "—"), ("Machine", meta.device or "—"),
-            ("Total wall time", _total(runs, meta)),
+            ("Total wall time", _total(runs, meta))] + \
+        ([("Backbone pre-training", pre)] if (pre := _pretraining_text(runs, meta)) else []) + [
             ("Wall time per cell", per_cell), ("Cells", counts), ("Swept axes", "; ".join(axes) or "none"),
             ("Baseline", base)]
     blocks: list = [KeyValues(rows)]
@@ -148,9 +180,11 @@ def cover(results: Results, meta: ReportMeta) -> list:
 HOW_TO_READ = (
     "Each table compares the values of one swept axis; every other swept axis is averaged out with equal weight "
     "per setting (the caption says over what). Scores are in % with one decimal; the best value of each column "
-    "is bold. Δ is the signed difference to the baseline row in percentage points. With several seeds a value "
-    "reads mean ± standard deviation over seeds, n runs. [a, b] is a 95% interval. A dagger (†) marks a value "
-    "whose gap to the best of its column is inside the noise: do not read it as a loss. Failed and missing cells "
+    "is bold, and so is every value that ties with it. Δ is the signed difference to the baseline row in "
+    "percentage points. With several seeds a value reads mean ± standard deviation over seeds, n runs. [a, b] is "
+    f"a {INTERVAL}; the figures' error bars are the same interval. A dagger (†) marks a value whose gap to the "
+    "best of its column is inside the noise: do not read it as a loss. Chance (a random guess) and a task's own "
+    "baseline, where known, are the last rows of a table and grey lines on the figures. Failed and missing cells "
     "keep their rows, with the reason, instead of scores. The appendix has every setting and every run.")
 PPL_READ = (" Text PPL ↓ is the perplexity of the LLM on held-out text: lower is better, and its bold value is the "
             "lowest; it shows whether multimodal training cost the LLM its text-only ability.")

@@ -1,7 +1,12 @@
-"""The report as one self-contained HTML file: same blocks as the PDF, figures inlined as base64 PNG."""
+"""The report as one self-contained HTML file: same blocks as the PDF, figures inlined as base64 PNG.
+
+A table of contents (a sidebar on wide screens, at the top on narrow ones) links every section, table and
+figure; each top-level heading opens a `<section>` with an anchor, and each section ends with a link back up.
+"""
 from __future__ import annotations
 
 import base64
+import re
 from html import escape
 from pathlib import Path
 
@@ -37,6 +42,15 @@ table.ex td img{width:72px;height:auto;image-rendering:pixelated}
 td.correct{color:#006e3c;font-weight:bold} td.wrong{color:#aa1919;font-weight:bold} td.partly{font-weight:bold}
 .empty{color:#5f5f5f;font-style:italic}
 figure{margin:1em 0 2em} figure img{max-width:100%} figcaption{font-size:12.5px;color:#333}
+table.res tr.reference td{background:#fff;color:#5f5f5f;font-style:italic;border-top:1px solid #bbb}
+nav.toc{font-size:12.5px;line-height:1.5;border:1px solid #dde;background:#f8f9fb;padding:0.6em 1em;margin:1em 0}
+nav.toc ul{list-style:none;padding-left:0;margin:0} nav.toc ul ul{padding-left:1.1em}
+nav.toc a{color:#0b4f8a;text-decoration:none} nav.toc a:hover{text-decoration:underline}
+nav.toc .toc-title{font-weight:bold;margin:0 0 0.3em}
+a.top{font-size:12px;color:#666}
+h2,h3,figure{scroll-margin-top:1em}
+@media (min-width:1500px){body{margin-left:300px}
+nav.toc{position:fixed;top:1em;left:1em;width:250px;max-height:calc(100vh - 4em);overflow-y:auto;margin:0}}
 """
 
 
@@ -49,9 +63,9 @@ def _cell_html(lines: list[str], bold: bool) -> str:
     return first + rest
 
 
-def table_html(table: Table, number: int) -> str:
+def table_html(table: Table, number: int, anchor: str | None = None) -> str:
     shown = shown_labels(table)
-    out = [f'<h3 id="table-{escape(table.slug)}">Table {number}. {escape(table.title)}</h3>',
+    out = [f'<h3 id="{escape(anchor or "table-" + table.slug)}">Table {number}. {escape(table.title)}</h3>',
            f'<p class="caption">{escape(table.caption)}</p>', '<div class="tablewrap"><table class="res">',
            "<thead><tr>" + "".join(f'<th class="{"" if table.is_right(j) else "l"}">{escape(h)}</th>'
                                    for j, h in enumerate(table.header)) + "</tr></thead><tbody>"]
@@ -77,9 +91,10 @@ def _image(path) -> str:
     return f'<img alt="" src="data:image/png;base64,{data}">'
 
 
-def examples_html(block: ExamplesBlock) -> str:
+def examples_html(block: ExamplesBlock, anchor: str | None = None) -> str:
     ex = block.examples
-    out = [f"<h3>{escape(ex.title)}</h3>", f'<p class="caption">{escape(ex.caption)}</p>',
+    attr = f' id="{escape(anchor)}"' if anchor else ""
+    out = [f"<h3{attr}>{escape(ex.title)}</h3>", f'<p class="caption">{escape(ex.caption)}</p>',
            '<div class="tablewrap"><table class="res ex"><thead><tr>'
            + "".join(f'<th class="l">{h}</th>' for h in ("Image", "Task", "Question", "Prediction", "Reference",
                                                           "Verdict"))
@@ -95,12 +110,73 @@ def examples_html(block: ExamplesBlock) -> str:
     return "\n".join(out)
 
 
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "section"
+
+
+def anchors(doc: Document) -> list[tuple[int, str, str, object]]:
+    """(level, anchor id, text, block) of every heading, table, figure and sample set, in order; ids unique."""
+    out, seen = [], set()
+    for b in doc.blocks:
+        if isinstance(b, Heading):
+            level, text = b.level, b.text
+        elif isinstance(b, TableBlock):
+            level, text = 3, f"Table {b.number}. {b.table.title}"
+        elif isinstance(b, FigureBlock):
+            level, text = 3, f"Figure {b.number}. {_short_caption(b.caption)}"
+        elif isinstance(b, ExamplesBlock):
+            level, text = 3, b.examples.title
+        else:
+            continue
+        base = (f"table-{b.table.slug}" if isinstance(b, TableBlock) else f"figure-{b.number}"
+                if isinstance(b, FigureBlock) else _slug(text))
+        anchor, n = base, 2
+        while anchor in seen:
+            anchor, n = f"{base}-{n}", n + 1
+        seen.add(anchor)
+        out.append((level, anchor, text, b))
+    return out
+
+
+def _short_caption(caption: str, limit: int = 60) -> str:
+    first = caption.split(". ")[0].rstrip(".")
+    return first if len(first) <= limit else first[: limit - 1] + "…"
+
+
+def toc_html(entries: list[tuple[int, str, str, object]]) -> str:
+    """Nested list: top-level sections, then their subsections, tables and figures."""
+    out, open_sub = ['<nav class="toc" id="contents"><p class="toc-title">Contents</p><ul>'], False
+    for level, anchor, text, _ in entries:
+        link = f'<a href="#{anchor}">{escape(text)}</a>'
+        if level == 1:
+            if open_sub:
+                out.append("</ul></li>")
+                open_sub = False
+            out.append(f"<li>{link}")
+            out.append("<ul>")
+            open_sub = True
+        else:
+            if not open_sub:
+                out.append("<li><ul>")
+                open_sub = True
+            out.append(f"<li>{link}</li>")
+    if open_sub:
+        out.append("</ul></li>")
+    out.append("</ul></nav>")
+    return "".join(out).replace("<ul></ul>", "")
+
+
 def render(doc: Document, path: Path) -> Path:
-    parts = [f'<p class="subtitle">{escape(doc.subtitle)}</p>', f'<h1 class="title">{escape(doc.title)}</h1>']
+    entries = anchors(doc)
+    ids = {id(block): anchor for _, anchor, _, block in entries}
+    parts = [f'<p class="subtitle">{escape(doc.subtitle)}</p>', f'<h1 class="title">{escape(doc.title)}</h1>',
+             toc_html(entries), "<section>"]
     for b in doc.blocks:
         if isinstance(b, Heading):
             tag = "h2" if b.level == 1 else "h3"
-            parts.append(f"<{tag}>{escape(b.text)}</{tag}>")
+            if b.level == 1:
+                parts.append('<p><a class="top" href="#contents">↑ contents</a></p></section><section>')
+            parts.append(f'<{tag} id="{ids[id(b)]}">{escape(b.text)}</{tag}>')
         elif isinstance(b, Para):
             parts.append(f"<p>{escape(b.text)}</p>")
         elif isinstance(b, KeyValues):
@@ -109,13 +185,14 @@ def render(doc: Document, path: Path) -> Path:
         elif isinstance(b, Bullets):
             parts.append("<ul>" + "".join(f"<li>{escape(x)}</li>" for x in b.items) + "</ul>")
         elif isinstance(b, TableBlock):
-            parts.append(table_html(b.table, b.number))
+            parts.append(table_html(b.table, b.number, ids[id(b)]))
         elif isinstance(b, ExamplesBlock):
-            parts.append(examples_html(b))
+            parts.append(examples_html(b, ids[id(b)]))
         elif isinstance(b, FigureBlock):
             data = base64.b64encode(Path(b.path).read_bytes()).decode()
-            parts.append(f'<figure><img alt="Figure {b.number}" src="data:image/png;base64,{data}">'
+            parts.append(f'<figure id="{ids[id(b)]}"><img alt="Figure {b.number}" src="data:image/png;base64,{data}">'
                          f"<figcaption>Figure {b.number}. {escape(b.caption)}</figcaption></figure>")
+    parts.append('<p><a class="top" href="#contents">↑ contents</a></p></section>')
     parts.append(f'<p class="note">{escape(doc.footer)}</p>')
     html = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(doc.title)}: '
             f"{escape(doc.subtitle)}</title><style>{CSS}</style></head><body>\n" + "\n".join(parts)

@@ -67,3 +67,29 @@ def value_label(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
+
+
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, (str, list, tuple, dict, set)) and not value)
+
+
+def setting_label(value: Any, key: str = "") -> str:
+    """A fixed setting as a reader wants it: `['a', 'b']` -> `a, b`, `{'depth': 2}` -> `depth 2`, a data mixture
+    (key `...mixture`) in % of samples, a newline as `\\n`; floats without noise."""
+    if key.endswith("mixture") and _as_mixture(value) is not None:
+        return value_label(value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {setting_label(v)}" for k, v in value.items() if not _empty(v))
+    if isinstance(value, (list, tuple, set)):
+        return ", ".join(setting_label(v) for v in value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str):
+        return value.replace("\n", "\\n").replace("\t", "\\t")
+    return value_label(value)
+
+
+def fixed_items(fixed: dict) -> list[tuple[str, str]]:
+    """The fixed settings worth printing, `(dotted key, readable value)`: seeds (replicates) and empty values
+    (`connector.options = {}`, `data.sources = []`) are left out."""
+    return [(k, setting_label(v, k)) for k, v in fixed.items() if k not in SEED_AXES and not _empty(v)]

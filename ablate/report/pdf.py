@@ -1,16 +1,19 @@
 """The report as a PDF (fpdf2), with DejaVu Sans from matplotlib's wheel so that ±, Δ, †, ‡ print.
 
 Tables never overflow the page: each one takes the first layout that fits its natural column widths among
-portrait 9/8 pt and landscape 9/8/7/6.5 pt; if none does, its score columns are split over several tables
-that repeat the label columns.
+portrait 9/8 pt and landscape 9/8/7/6.5 pt (a short table tries portrait 7/6.5 pt before turning the page); if
+none does, its score columns are split over several tables that repeat the label columns. A table that breaks
+across pages repeats its heading row and, on the new page, the row labels that grouping had left blank.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
 from fpdf import FPDF
 from fpdf.fonts import FontFace
+from fpdf.table import Table as _FpdfTable
 from PIL import Image
 
 from .document import (
@@ -27,6 +30,8 @@ from .tables import Table, shown_labels
 
 FONT = "DejaVu"
 LAYOUTS = [("P", 9), ("P", 8), ("L", 9), ("L", 8), ("L", 7), ("L", 6.5)]
+SHORT_LAYOUTS = [("P", 9), ("P", 8), ("P", 7), ("P", 6.5), ("L", 9), ("L", 8), ("L", 7), ("L", 6.5)]
+SHORT = 4  # rows: a table this short is not worth a landscape page of its own when a smaller font fits
 PAD = 1.3  # mm, left and right inside a cell
 MAX_COL = 62.0  # mm: wider text wraps
 GREY = (95, 95, 95)
@@ -77,7 +82,7 @@ def natural_widths(pdf: FPDF, table: Table, size: float) -> list[float]:
 def plan(pdf: FPDF, table: Table) -> tuple[str, float, list[list[int]]]:
     """(orientation, font size, column groups): one group when the table fits, several when it must split."""
     all_cols = list(range(len(table.header)))
-    for orientation, size in LAYOUTS:
+    for orientation, size in SHORT_LAYOUTS if len(table.rows) <= SHORT else LAYOUTS:
         if sum(natural_widths(pdf, table, size)) <= _page_width(orientation):
             return orientation, size, [all_cols]
     orientation, size = LAYOUTS[-1]
@@ -112,37 +117,62 @@ def _text(pdf: _PDF, text: str, size: float, style: str = "", color=(0, 0, 0), g
     pdf.ln(gap)
 
 
+class _LabelledTable(_FpdfTable):
+    """fpdf2's table that, on a data row starting a new page, prints the row labels grouping left blank above
+    (`full`: the texts to put back, by row index and cell index). Relies on fpdf2 rendering one row at a time
+    through `_render_table_row` after its own page break (fpdf2 2.7-2.8); the blank label is one line like the
+    label it stands for, so the row keeps its height."""
+
+    def __init__(self, pdf: FPDF, full: dict[int, dict[int, str]], **kwargs):
+        super().__init__(pdf, **kwargs)
+        self._full, self._page = full, None
+
+    def _render_table_row(self, i, row_layout_info, cell_x_positions, **kwargs):
+        if i >= self._num_heading_rows:
+            if self._page is not None and self._fpdf.page != self._page and i in self._full:
+                row = self.rows[i]
+                for j, text in self._full[i].items():
+                    row.cells[j] = replace(row.cells[j], text=text)
+            self._page = self._fpdf.page
+        return super()._render_table_row(i, row_layout_info, cell_x_positions, **kwargs)
+
+
 def _table_part(pdf: _PDF, table: Table, cols: list[int], size: float) -> None:
     widths = natural_widths(pdf, table, size)
     w = [widths[j] for j in cols]
     align = ["RIGHT" if table.is_right(j) else "LEFT" for j in cols]
     shown = shown_labels(table)
+    full = {r + 1: {k: row.cells[k].lines[0] for k in range(table.n_axes) if shown[r][k] is None}
+            for r, row in enumerate(table.rows) if any(x is None for x in shown[r])}  # +1: the heading row
     pdf.set_font(FONT, "", size)
-    with pdf.table(width=sum(w), col_widths=w, align="LEFT", text_align=align, line_height=pdf.font_size * 1.3,
-                   borders_layout="SINGLE_TOP_LINE", cell_fill_mode="ROWS", cell_fill_color=FILL,
-                   headings_style=FontFace(emphasis="BOLD", fill_color=HEAD_FILL), padding=(0.8, PAD),
-                   repeat_headings=1, v_align="TOP") as t:
-        head = t.row()
-        for j in cols:
-            head.cell(table.header[j], align="RIGHT" if table.is_right(j) else "LEFT")
-        for r, row in enumerate(table.rows):
-            out = t.row()
-            fill = BASE_FILL if row.kind == "baseline" else None
-            col = 0
-            for k, c in enumerate(row.cells):
-                span_cols = [j for j in range(col, col + c.span) if j in cols]
-                col += c.span
-                if not span_cols:
-                    continue
-                lines = list(c.lines)
-                if k < table.n_axes and shown[r][k] is None:
-                    lines = [""]
-                if c.span > 1:
-                    color = (150, 25, 25) if row.kind == "failed" else GREY
-                    out.cell("\n".join(lines), colspan=len(span_cols), align="LEFT",
-                             style=FontFace(emphasis="ITALICS", color=color, fill_color=fill))
-                else:
-                    out.cell("\n".join(lines), style=FontFace(emphasis="BOLD" if c.bold else None, fill_color=fill))
+    t = _LabelledTable(pdf, full, width=sum(w), col_widths=w, align="LEFT", text_align=align,
+                       line_height=pdf.font_size * 1.3, borders_layout="SINGLE_TOP_LINE", cell_fill_mode="ROWS",
+                       cell_fill_color=FILL, headings_style=FontFace(emphasis="BOLD", fill_color=HEAD_FILL),
+                       padding=(0.8, PAD), repeat_headings=1, v_align="TOP")
+    head = t.row()
+    for j in cols:
+        head.cell(table.header[j], align="RIGHT" if table.is_right(j) else "LEFT")
+    for r, row in enumerate(table.rows):
+        out = t.row()
+        fill = BASE_FILL if row.kind == "baseline" else None
+        col = 0
+        for k, c in enumerate(row.cells):
+            span_cols = [j for j in range(col, col + c.span) if j in cols]
+            col += c.span
+            if not span_cols:
+                continue
+            lines = list(c.lines)
+            if k < table.n_axes and shown[r][k] is None:
+                lines = [""]
+            if c.span > 1:
+                color = (150, 25, 25) if row.kind == "failed" else GREY
+                out.cell("\n".join(lines), colspan=len(span_cols), align="LEFT",
+                         style=FontFace(emphasis="ITALICS", color=color, fill_color=fill))
+            elif row.kind == "reference":  # chance / a task baseline: not a run, so not a score to rank
+                out.cell("\n".join(lines), style=FontFace(emphasis="ITALICS", color=GREY, fill_color=fill))
+            else:
+                out.cell("\n".join(lines), style=FontFace(emphasis="BOLD" if c.bold else None, fill_color=fill))
+    t.render()
     pdf.ln(1.5)
 
 

@@ -8,6 +8,13 @@ one column per swept axis, `seed`, `score/<task>/<k>shot` in 0..1 with `ci_low/<
 Optional columns the report uses when present: per question type `score/<task>/<k>shot/<type>` (with `ci_low/`,
 `ci_high/`, `n/`), `anls/<task>/<k>shot`, `text/perplexity` (held-out text perplexity of the LLM: lower is
 better), `encoder/<name>` (a zoo encoder's pre-training figures), `encoder.name`, `time/train_s`, `time/eval_s`.
+
+Reference levels, drawn on figures and printed as rows of the score tables (0..1, the same for every run):
+`chance/<task>` (or `chance/<task>/<k>shot`, per type `chance/<task>/<type>`) is the score of a random guess;
+`baseline/<task>` (or `baseline/<task>/<k>shot`, `baseline/<task>/<type>`) is a task's own reference score, e.g.
+a question-only model. The embedded TextVQA-style task needs no column: its answer is one of the world's
+`data.world.n_words` words, so its chance is 1 / n_words (from the frame's column when swept, else the fixed
+settings).
 """
 from __future__ import annotations
 
@@ -18,11 +25,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import stats as st
 from .names import SEED_AXES, axis_label, metric_label, value_label
 
 SCORE = re.compile(r"^score/(?P<task>[^/]+)/(?P<k>\d+)shot$")
 TYPE_SCORE = re.compile(r"^score/(?P<task>[^/]+)/(?P<k>\d+)shot/(?P<type>[^/]+)$")
 AVG = "score/avg"
+AVG_CI = ("ci_low/avg", "ci_high/avg")  # the average's interval, from its tasks' (independent) intervals
+REFERENCES = {"chance": "Chance", "baseline": "Task baseline"}  # column prefix -> row label
+WORD_TASKS = ("world_textvqa",)  # embedded tasks answered by one of the world's words: chance 1 / n_words
+N_WORDS = "data.world.n_words"
 PPL = "text/perplexity"
 ENCODER_PREFIX = "encoder/"
 # question types in reading order (the embedded world's); any other type follows alphabetically
@@ -71,6 +83,26 @@ class Results:
     raw_values: dict[str, dict[str, Any]]  # axis -> label -> one raw value (for plotting numbers)
     type_metrics: dict[str, list[Metric]] = field(default_factory=dict)  # task -> per-type, overall, ANLS columns
     encoder_metrics: list[str] = field(default_factory=list)  # `encoder/<name>` columns
+    reference_notes: dict[str, str] = field(default_factory=dict)  # "chance/<task>" -> where the value comes from
+
+    def reference(self, kind: str, m: Metric) -> float | None:
+        """The `kind` ("chance" or "baseline") level of a metric, in 0..1; None when unknown or not the same in
+        every finished run. The average's is the mean of its tasks' when all are known."""
+        if m.column == AVG:
+            parts = [self.reference(kind, x) for x in self.score_metrics]
+            return float(np.mean(parts)) if parts and all(p is not None for p in parts) else None
+        if not m.task or not m.column.startswith("score/"):
+            return None
+        names = [f"{kind}/{m.task}/{m.shots}shot", f"{kind}/{m.task}"]
+        if m.qtype:  # a type's own level; the task's only where every type has the same answers (world words)
+            names = [f"{kind}/{m.task}/{m.shots}shot/{m.qtype}", f"{kind}/{m.task}/{m.qtype}"] + \
+                (names if m.task in WORD_TASKS else [])
+        done = self.finished()
+        for name in names:
+            if name in done.columns:
+                values = pd.to_numeric(done[name], errors="coerce").dropna().round(9).unique()
+                return float(values[0]) if len(values) == 1 else None
+        return None
 
     @property
     def has_replicates(self) -> bool:
@@ -164,8 +196,25 @@ def _order(labels: list[str], raw: dict[str, Any]) -> list[str]:
     return labels
 
 
-def load(frame: pd.DataFrame, swept_axes: list[str]) -> Results:
-    """Validate and annotate the results frame. Raises `ValueError` naming a missing column."""
+def _word_chance(runs: pd.DataFrame, fixed: dict | None, tasks: list[str]) -> dict[str, str]:
+    """Adds `chance/<task>` = 1 / n_words for the embedded word-answer tasks that lack one; returns notes."""
+    notes = {}
+    for task in [t for t in tasks if t in WORD_TASKS and f"chance/{t}" not in runs.columns]:
+        if N_WORDS in runs.columns:
+            n = pd.to_numeric(runs[N_WORDS], errors="coerce")
+        elif (fixed or {}).get(N_WORDS) is not None:
+            n = pd.Series(float(fixed[N_WORDS]), index=runs.index)
+        else:
+            continue
+        runs[f"chance/{task}"] = 1.0 / n.where(n > 0)
+        words = sorted({int(x) for x in n.dropna()})
+        notes[f"chance/{task}"] = f"1 / {', '.join(map(str, words))} world words"
+    return notes
+
+
+def load(frame: pd.DataFrame, swept_axes: list[str], fixed: dict | None = None) -> Results:
+    """Validate and annotate the results frame. Raises `ValueError` naming a missing column. `fixed`: the
+    grid's fixed settings (dotted keys), read for the embedded tasks' chance levels."""
     for col in ("cell_id", "status"):
         if col not in frame.columns:
             raise ValueError(f"results frame lacks column {col!r}; it has {list(frame.columns)}")
@@ -187,11 +236,16 @@ def load(frame: pd.DataFrame, swept_axes: list[str]) -> Results:
     runs["_status_text"] = [_STATUS[s][1] for s in status]
     type_metrics = find_type_metrics(frame, metrics)
     numeric = [m.column for m in metrics] + [m.column for ms in type_metrics.values() for m in ms]
-    numeric += [c for c in runs.columns if str(c).startswith(("ci_low/", "ci_high/", "n/", ENCODER_PREFIX))]
+    numeric += [c for c in runs.columns if str(c).startswith(("ci_low/", "ci_high/", "n/", ENCODER_PREFIX)
+                                                             + tuple(f"{k}/" for k in REFERENCES))]
     for col in dict.fromkeys(numeric + ([PPL] if PPL in runs.columns else [])):
         runs[col] = pd.to_numeric(runs[col], errors="coerce")
     runs[AVG] = runs[[m.column for m in metrics]].mean(axis=1, skipna=False) if metrics else np.nan
     extra = [Metric(AVG, "Avg")] if metrics else []
+    if metrics and all(m.ci_low for m in metrics):  # independent tasks: se of the mean = sqrt(sum se^2) / T
+        se = np.sqrt(sum(((runs[m.ci_high] - runs[m.ci_low]) / (2 * st.Z95)) ** 2 for m in metrics)) / len(metrics)
+        runs[AVG_CI[0]], runs[AVG_CI[1]] = runs[AVG] - st.Z95 * se, runs[AVG] + st.Z95 * se
+        extra = [Metric(AVG, "Avg", ci_low=AVG_CI[0], ci_high=AVG_CI[1])]
     if PPL in runs.columns and runs[PPL].notna().any():
         extra.append(Metric(PPL, "Text PPL ↓", percent=False, lower_better=True))
     encoder = [c for c in runs.columns if str(c).startswith(ENCODER_PREFIX) and runs[c].notna().any()]
@@ -206,7 +260,8 @@ def load(frame: pd.DataFrame, swept_axes: list[str]) -> Results:
         raw_values[a] = raw
         values[a] = _order(list(raw), raw)
     runs["_key"] = [tuple(r) for r in runs[[f"_label:{a}" for a in axes]].itertuples(index=False)] if axes else [()] * len(runs)
-    return Results(runs, axes, metrics + extra, values, raw_values, type_metrics, encoder)
+    notes = _word_chance(runs, fixed, list(dict.fromkeys(m.task for m in metrics)))
+    return Results(runs, axes, metrics + extra, values, raw_values, type_metrics, encoder, notes)
 
 
 def axis_caption(results: Results, axis: str) -> str:

@@ -1,9 +1,13 @@
-"""Means, spreads and noise for table rows.
+"""Means, spreads, intervals and noise for table rows and figure points.
 
 Two independent sources of noise are combined: seed-to-seed spread of replicate trainings (standard error
 sd/sqrt(n)) and the evaluation's own bootstrap interval over questions (a 95% interval -> se = width / 3.92).
 A difference is "inside the noise" when |a - b| < 1.96 * sqrt(se_a^2 + se_b^2), the usual two-sided 95% test
 for independent estimates (Welch's z approximation).
+
+One interval everywhere (`INTERVAL`): mean ± 1.96 se with that combined se, for a single run, replicates and
+marginals alike, in every table and as every figure's error bar. A single run's interval is therefore the normal
+interval of its bootstrap standard error, not the bootstrap's own (possibly asymmetric) percentiles.
 """
 from __future__ import annotations
 
@@ -13,13 +17,15 @@ from dataclasses import dataclass
 import numpy as np
 
 Z95 = 1.959964
+INTERVAL = ("95% interval: mean ± 1.96 standard errors, the standard error combining the seed spread (sd / √n) "
+            "and the evaluation's bootstrap interval over questions (its width / 3.92)")
 
 
 @dataclass(frozen=True)
 class Stat:
     """One number of a table with its uncertainty. `sd` is the seed standard deviation (None without
     replicates); `se` the standard error of `mean` from every known noise source (None: noise unknown);
-    `ci` a 95% interval of the mean when the evaluation gave intervals."""
+    `ci` the 95% interval of the mean, mean ± 1.96 se (None when se is unknown)."""
 
     mean: float
     n: int
@@ -43,16 +49,18 @@ def of_runs(values, ci_low=None, ci_high=None) -> Stat | None:
     mean = float(x.mean())
     sd = float(x.std(ddof=1)) if n > 1 else None
     se_seed = sd / math.sqrt(n) if sd is not None else None
-    ci = se_ci = None
+    se_ci = None
     if ci_low is not None and ci_high is not None:
         lo, hi = np.asarray(ci_low, float)[keep], np.asarray(ci_high, float)[keep]
         if not (np.isnan(lo).any() or np.isnan(hi).any()):
             se_ci = float(math.sqrt(np.sum(_se_from_ci(lo, hi) ** 2)) / n)
     parts = [s for s in (se_seed, se_ci) if s is not None]
     se = math.sqrt(sum(s * s for s in parts)) if parts else None
-    if se_ci is not None:
-        ci = (float(lo[0]), float(hi[0])) if n == 1 else (mean - Z95 * se, mean + Z95 * se)
-    return Stat(mean, n, sd, se, ci)
+    return Stat(mean, n, sd, se, _interval(mean, se))
+
+
+def _interval(mean: float, se: float | None) -> tuple[float, float] | None:
+    return (mean - Z95 * se, mean + Z95 * se) if se is not None else None
 
 
 def of_cells(stats: list[Stat]) -> Stat | None:
@@ -67,8 +75,7 @@ def of_cells(stats: list[Stat]) -> Stat | None:
     se = None
     if all(s.se is not None for s in stats):
         se = float(math.sqrt(sum(s.se**2 for s in stats)) / k)
-    ci = (mean - Z95 * se, mean + Z95 * se) if se is not None and all(s.ci for s in stats) else None
-    return Stat(mean, sum(s.n for s in stats), sd, se, ci)
+    return Stat(mean, sum(s.n for s in stats), sd, se, _interval(mean, se))
 
 
 def within_noise(a: Stat, b: Stat) -> bool:

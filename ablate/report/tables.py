@@ -1,10 +1,11 @@
 """MM1-style tables as a small format-neutral model (`Table`), rendered later to PDF, HTML, CSV, Markdown, LaTeX.
 
-Layout after MM1 (McKinnon et al., 2024, "MM1: Methods, Analysis & Insights from Multimodal LLM Pre-training",
+Layout after MM1 (McKinzie et al., 2024, "MM1: Methods, Analysis & Insights from Multimodal LLM Pre-training",
 Tables 1-3): rows are the values of the swept axes, columns are task x shots plus an average; scores in % with
-one decimal, the best of each column in bold. Added here: a baseline row with signed deltas, mean ± seed
-standard deviation with the number of runs n, 95% intervals, a dagger on values inside the noise of the best,
-and rows for failed and missing cells in place of scores.
+one decimal, the best of each column in bold (ties: all of them). Added here: a baseline row with signed deltas,
+mean ± seed standard deviation with the number of runs n, 95% intervals (`stats.INTERVAL`), a dagger on values
+inside the noise of the best, rows for failed and missing cells in place of scores, and reference rows (chance,
+a task's own baseline) where the frame gives them.
 """
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ import pandas as pd
 
 from . import stats as st
 from .meta import ReportMeta
-from .names import axis_label
-from .results import AVG, Metric, Results
+from .names import axis_label, fixed_items
+from .results import AVG, REFERENCES, Metric, Results
 from .units import human_count, human_flops, human_seconds
 
 DAGGER = "†"
@@ -38,7 +39,7 @@ class TCell:
 @dataclass
 class TRow:
     cells: list[TCell]
-    kind: str = "row"  # row | baseline | failed | missing
+    kind: str = "row"  # row | baseline | failed | missing | reference (chance, a task baseline: no score of a run)
 
 
 @dataclass
@@ -233,11 +234,9 @@ def _baseline_index(entries: list[_Entry], axes: list[str], meta: ReportMeta) ->
 
 
 def _fixed_text(fixed: dict[str, Any], limit: int = 10) -> str:
-    if not fixed:
+    items = [f"{k} = {text}" for k, text in fixed_items(fixed)]
+    if not items:
         return ""
-    from .names import value_label
-
-    items = [f"{k} = {value_label(v)}" for k, v in fixed.items()]
     more = f" (+{len(items) - limit} more, listed on the first page)" if len(items) > limit else ""
     return "Fixed: " + "; ".join(items[:limit]) + more + "."
 
@@ -265,8 +264,8 @@ def make_table(results: Results, entries: list[_Entry], axes: list[str], meta: R
     best: dict[str, st.Stat] = {}
     for m in results.metrics:
         scored = [e.stats.get(m.column) for e in entries if not e.status and e.stats.get(m.column)]
-        # as printed: values that read the same are equally best; a full tie has no best
-        if scored and (len(scored) == 1 or len({fmt(m, s.mean) for s in scored}) > 1):
+        # as printed: values that read the same are equally best, and all of them are bold (a full tie too)
+        if scored:
             best[m.column] = (min if m.lower_better else max)(scored, key=lambda s: s.mean)
     rows, records, any_dagger, any_incomplete = [], [], False, False
     for i, e in enumerate(entries):
@@ -316,6 +315,16 @@ def make_table(results: Results, entries: list[_Entry], axes: list[str], meta: R
             record[f"{m.label} within_noise"] = dagger
         rows.append(TRow(cells, kind="baseline" if i == b else "row"))
         records.append(record)
+    for kind, label in REFERENCES.items():
+        levels = {m.column: results.reference(kind, m) for m in results.metrics}
+        if not any(v is not None for v in levels.values()):
+            continue
+        lead = [TCell([label])] + [TCell([""]) for _ in range(n_label - 1)]
+        rows.append(TRow(lead + [TCell([fmt(m, v)] if v is not None else ["—"]) for m, v in
+                                 ((m, levels[m.column]) for m in results.metrics)], kind="reference"))
+        record = {header[0]: label, "row": kind, "status": "", "reason": ""}
+        record |= {m.label: scale(m, v) for m in results.metrics if (v := levels[m.column]) is not None}
+        records.append(record)
     notes = []
     if any_dagger:
         notes.append(NOISE_NOTE)
@@ -340,11 +349,28 @@ PPL_NOTE = ("Text PPL ↓: perplexity of the LLM on held-out world text (its tex
 def reading(results: Results, baseline_text: str, avg: bool = True) -> str:
     """The caption's 'how to read the numbers' sentence."""
     rep = "mean ± sd over seeds (n runs); " if results.has_replicates else ""
-    ci = "[95% interval]; " if results.has_ci else ""
+    ci = "[95% interval: mean ± 1.96 se]; " if results.has_ci or results.has_replicates else ""
     ppl = f" {PPL_NOTE}" if results.has_perplexity else ""
     mean = "Avg: mean of the score columns; " if avg else ""
+    refs = [label.lower() for kind, label in REFERENCES.items()
+            if any(results.reference(kind, m) is not None for m in results.metrics)]
+    ref = (f" Last row{'s' * (len(refs) > 1)}: {' and '.join(refs)} ({reference_sources(results)})." if refs else "")
     return (f"Scores in %: {rep}{ci}Δ in points against the baseline ({baseline_text}); {mean}"
-            f"bold: best per column.{ppl}")
+            f"bold: best per column, every tie included.{ppl}{ref}")
+
+
+def reference_sources(results: Results) -> str:
+    """Where the chance and baseline levels come from: 'TextVQA: 1 / 12 world words; VQA: logged'."""
+    from .names import task_label
+
+    parts = []
+    for kind in REFERENCES:
+        for m in results.score_metrics:
+            if m.qtype or results.reference(kind, m) is None:
+                continue
+            note = results.reference_notes.get(f"{kind}/{m.task}", f"logged as {kind}/{m.task}")
+            parts.append(f"{kind} {task_label(m.task)}: {note}")
+    return "; ".join(dict.fromkeys(parts))
 
 
 def baseline_text(entries: list[_Entry], axes: list[str], meta: ReportMeta) -> str:

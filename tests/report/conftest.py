@@ -98,3 +98,75 @@ def make_rich_frame() -> pd.DataFrame:
 
 
 RICH_AXES = ["connector.name", "connector.tokens", "encoder.resolution", "train.seed"]
+
+
+CONNECTORS_AXES = ["connector.name", "connector.tokens", "encoder.resolution"]
+CONNECTORS_FIXED = {  # what grids/connectors.yaml leaves fixed, as Grid.fixed has it (lists, an empty mapping)
+    "connector.options": {}, "data.mixture": {"synthetic": 1.0}, "data.sources": [], "data.world.n_words": 12,
+    "data.world.image_size": 192, "encoder.name": "zoo:clip-read-s", "eval.custom_tasks": [], "eval.limit": 200,
+    "eval.shots": [0], "eval.tasks": ["world_vqa", "world_textvqa"], "llm.name": "zoo:lm-s", "train.lr": 0.005,
+    "train.steps": 300, "train.seed": 0}
+VQA_TYPES, TEXT_TYPES = ["colour", "shape", "count", "position"], ["text-small", "text-large"]
+
+
+def _ci(p: float, n: int) -> tuple[float, float]:
+    half = 1.96 * np.sqrt(max(p * (1 - p), 0.01) / n)
+    return max(0.0, p - half), min(1.0, p + half)
+
+
+def make_connectors_frame(seeds=(0, 1, 2)) -> pd.DataFrame:
+    """Shaped like `ablate run grids/connectors.yaml` logs (2 connectors x 2 token counts x 2 resolutions x seeds,
+    0-shot only, VQA and TextVQA with per-type scores, a reading zoo encoder): TextVQA-style near the 8.3 % chance
+    at 96 px and above it at 160 px with avg-pool; attn-pool near chance at both."""
+    rng = np.random.default_rng(7)
+    rows = []
+    for conn in ("avg-pool", "attn-pool"):
+        for tokens in (64, 144):
+            for res in (96, 160):
+                for seed in seeds:
+                    reads = conn == "avg-pool" and res == 160
+                    text = (0.185 if reads else 0.093 if conn == "avg-pool" else 0.10) + rng.normal(0, 0.02)
+                    vqa = 0.31 + rng.normal(0, 0.03)
+                    cid = f"{conn[:3]}{tokens}r{res}s{seed}"
+                    row = {"cell_id": cid, "run_id": f"run-{cid}", "connector.name": conn, "connector.tokens": tokens,
+                           "encoder.resolution": res, "seed": seed, "status": "FINISHED", "failure": "",
+                           "encoder.name": "zoo:clip-read-s", "connector_params": 150_000 if conn == "avg-pool" else 420_000,
+                           "connector_flops": (3e5 if conn == "avg-pool" else 9e5) * tokens,
+                           "wall_s": 55 + tokens / 10 + res / 20 + seed, "time/train_s": 40.0, "time/eval_s": 12.0,
+                           "text/perplexity": 2.0 + rng.uniform(0, 0.2)}
+                    for task, score, types, n in (("world_vqa", vqa, VQA_TYPES, 50), ("world_textvqa", text,
+                                                                                      TEXT_TYPES, 100)):
+                        row[f"score/{task}/0shot"] = score
+                        row[f"ci_low/{task}/0shot"], row[f"ci_high/{task}/0shot"] = _ci(score, 200)
+                        for i, qtype in enumerate(types):
+                            shift = {"text-small": -0.06 if not reads else 0.02, "text-large": 0.06}.get(qtype, 0.04 * (i - 1.5))
+                            p = float(np.clip(score + shift + rng.normal(0, 0.02), 0, 1))
+                            row[f"score/{task}/0shot/{qtype}"] = p
+                            row[f"ci_low/{task}/0shot/{qtype}"], row[f"ci_high/{task}/0shot/{qtype}"] = _ci(p, n)
+                            row[f"n/{task}/0shot/{qtype}"] = float(n)
+                    row["anls/world_textvqa/0shot"] = text + 0.05
+                    row.update({"encoder/zero_shot_i2t_top1": 0.12, "encoder/probe_i2t_top1": 0.09,
+                                "encoder/zero_shot_t2i_top1": 0.11, "encoder/zero_shot_i2t_top1_pool32": 0.35,
+                                "encoder/probe_i2t_top1_pool32": 0.3, "encoder/chance_pool32": 1 / 32,
+                                "encoder/chance": 1 / 256, "encoder/n_heldout": 256.0, "encoder/loss_first": 5.1,
+                                "encoder/loss_last": 2.3, "encoder/steps": 600.0, "encoder/build_s": 245.3,
+                                "encoder/read_top1_96_large": 0.48, "encoder/read_top1_96_small": 0.2,
+                                "encoder/read_top1_160_large": 0.53, "encoder/read_top1_160_small": 0.43})
+                    rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def make_connectors_curves(frame: pd.DataFrame) -> dict:
+    """Noisy training losses logged every 10 steps, as the cells log them."""
+    rng = np.random.default_rng(3)
+    steps = np.arange(0, 301, 10)
+    return {cid: [(int(s), float(3.0 * np.exp(-s / (60 + 7 * i)) + 1.2 + rng.normal(0, 0.15))) for s in steps]
+            for i, cid in enumerate(frame["cell_id"])}
+
+
+def make_connectors_meta(**kw) -> ReportMeta:
+    args = {"grid_name": "connectors", "grid_file": "grids/connectors.yaml", "date": "2026-11-28 10:00 UTC",
+            "git_commit": "0a1aa19", "device": "box (x86_64, 2 cores, CPU only, torch 2.5)",
+            "total_wall_s": 1500.0, "elapsed_s": 1560.0, "swept_axes": CONNECTORS_AXES, "fixed": CONNECTORS_FIXED}
+    args.update(kw)
+    return ReportMeta(**args)
