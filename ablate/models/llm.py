@@ -31,7 +31,8 @@ def image_token_id(tokenizer) -> int:
 def ensure_image_token(model, tokenizer) -> int:
     """Add `<image>` as a special token when the tokenizer lacks it, grow the embeddings to fit; give a pad token.
 
-    Returns the `<image>` id. The new embedding row is initialised by transformers (mean of the existing rows).
+    Returns the `<image>` id. New embedding rows (and output rows of an untied head) are the mean of the existing
+    rows: deterministic, so a model rebuilt from its spec (a frozen LLM is not stored in checkpoints) is the same.
     """
     from tokenizers import AddedToken
 
@@ -41,7 +42,13 @@ def ensure_image_token(model, tokenizer) -> int:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     rows = model.get_input_embeddings().weight.shape[0]
     if len(tokenizer) > rows:
-        model.resize_token_embeddings(len(tokenizer))
+        import torch
+
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        with torch.no_grad():
+            for layer in {id(m): m for m in (model.get_input_embeddings(), model.get_output_embeddings())
+                          if m is not None}.values():
+                layer.weight[rows:] = layer.weight[:rows].mean(dim=0)
         log.info("llm: token embeddings resized from %d to %d rows (added %s)", rows, len(tokenizer), IMAGE_TOKEN)
     if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
         model.config.pad_token_id = tokenizer.pad_token_id
