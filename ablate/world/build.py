@@ -9,6 +9,11 @@ image, to check answers against) and `world.json` (settings and counts; written 
 Everything is drawn from numpy generators seeded by `(seed, stream, index)`, so the same settings give the
 same bytes, and one image does not depend on how many others there are. The world is written to a temporary
 folder and renamed into place, so a crash never leaves a half-built world behind.
+
+Image paths inside the .jsonl files are relative to the file's own folder (`images/train-00000.png` in
+`caption.jsonl`, `../images/test-00000.png` in `questions/vqa_test.jsonl`), so a world, or a whole workspace,
+can be copied or moved; `World` resolves them against where the world is now. (Worlds written with absolute
+paths by older versions read as before.)
 """
 from __future__ import annotations
 
@@ -76,9 +81,30 @@ def _read_jsonl(path: Path) -> Iterator[dict]:
                 yield json.loads(line)
 
 
+IMAGE_KEYS = ("image", "images")  # the row fields that hold image paths (a path, or a list of paths)
+
+
+def _resolve(row: dict, folder: str) -> dict:
+    """`row` with its image paths made absolute against `folder` (absolute paths are kept as they are)."""
+    for key in IMAGE_KEYS:
+        value = row.get(key)
+        if isinstance(value, str):
+            row[key] = os.path.normpath(os.path.join(folder, value))
+        elif isinstance(value, list):
+            row[key] = [os.path.normpath(os.path.join(folder, v)) for v in value]
+    return row
+
+
+def _read_resolved(path: Path) -> Iterator[dict]:
+    """The rows of a world file, image paths resolved against the file's folder."""
+    folder = str(path.parent.absolute())
+    return (_resolve(row, folder) for row in _read_jsonl(path))
+
+
 @dataclass(frozen=True)
 class World:
-    """A built world on disk. Paths inside its files are absolute and point into `root`."""
+    """A built world on disk. Paths in its files are relative to each file's folder; every reader here returns
+    them absolute, pointing into `root` wherever the world now is."""
 
     root: Path
     config: WorldConfig
@@ -92,7 +118,7 @@ class World:
         return self.root / f"{name}.jsonl"
 
     def read(self, name: str) -> list[dict]:
-        return list(_read_jsonl(self.file(name)))
+        return list(_read_resolved(self.file(name)))
 
     def questions_file(self, task: str, split: str) -> Path:
         if task not in questions.TASKS or split not in questions.SPLITS:
@@ -100,11 +126,11 @@ class World:
         return self.root / "questions" / f"{task}_{split}.jsonl"
 
     def questions(self, task: str, split: str = "test") -> list[dict]:
-        return list(_read_jsonl(self.questions_file(task, split)))
+        return list(_read_resolved(self.questions_file(task, split)))
 
     def scenes(self) -> dict[str, Scene]:
         """Image path -> the scene drawn in it (train, test and demo images)."""
-        return {r["image"]: Scene.from_dict(r["scene"]) for r in _read_jsonl(self.file("scenes"))}
+        return {r["image"]: Scene.from_dict(r["scene"]) for r in _read_resolved(self.file("scenes"))}
 
     def tokenizer(self):
         return load_tokenizer(self.root / "tokenizer")
@@ -131,7 +157,7 @@ def build_world(cfg: WorldConfig, cache_root: Path) -> World:
     tmp = cache_root / f".{root.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     start = time.perf_counter()
     try:
-        _write_world(cfg, tmp, final_root=root)
+        _write_world(cfg, tmp)
         try:
             os.rename(tmp, root)
         except OSError:
@@ -156,7 +182,7 @@ def _imaginary(rng: np.random.Generator, cfg: WorldConfig) -> list[Scene]:
     return [sample_scene(rng, cfg.image_size, cfg.words_per_image, cfg.n_words) for _ in range(k)]
 
 
-def _write_world(cfg: WorldConfig, tmp: Path, final_root: Path) -> None:
+def _write_world(cfg: WorldConfig, tmp: Path) -> None:
     (tmp / "images").mkdir(parents=True)
     (tmp / "questions").mkdir()
     counts = {"train": cfg.n_train, "test": cfg.n_test, "demo": cfg.n_demo, "pretrain": cfg.n_pretrain}
@@ -169,7 +195,7 @@ def _write_world(cfg: WorldConfig, tmp: Path, final_root: Path) -> None:
         for i, scene in enumerate(scenes[split]):
             name = f"{split}-{i:05d}.png"
             render(scene).save(tmp / "images" / name, format="PNG", compress_level=1)
-            paths[split].append(str(final_root / "images" / name))
+            paths[split].append(f"images/{name}")   # relative to the world's folder
             sidecar.append({"image": paths[split][-1], "split": split, "scene": scene.to_dict()})
     _write_jsonl(tmp / "scenes.jsonl", sidecar)
 
@@ -196,8 +222,8 @@ def _write_world(cfg: WorldConfig, tmp: Path, final_root: Path) -> None:
     _write_jsonl(tmp / "text.jsonl", corpus)
     _write_jsonl(tmp / "text_heldout.jsonl", heldout)
 
-    qsets = _question_sets(cfg, scenes, paths)
-    for (task, split), rows in qsets.items():
+    qsets = _question_sets(cfg, scenes, {s: [f"../{p}" for p in ps] for s, ps in paths.items()})
+    for (task, split), rows in qsets.items():   # questions/ files: paths relative to questions/
         _write_jsonl(tmp / "questions" / f"{task}_{split}.jsonl", rows)
 
     texts = [r["alt"] for r in captions] + [r["rich"] for r in captions]
