@@ -11,6 +11,7 @@ def run(grid_path, workspace, *extra) -> int:
     return main(["--home", str(workspace.home), "--reports", str(workspace.reports), "run", str(grid_path), *extra])
 
 
+@pytest.mark.slow
 def test_two_cells_train_evaluate_track_and_report(tiny_grid, workspace, capsys):
     import pdfplumber
 

@@ -1,4 +1,5 @@
 """An image's block of tokens: one crop, or LLaVA-UHD slices with separators; training and generation agree."""
+import pytest
 from PIL import Image
 
 from ablate.config.schema import EncoderConfig
@@ -33,6 +34,7 @@ def test_slices_follow_the_llava_uhd_partition_with_separators():
     assert tokens.block(small) == crop
 
 
+@pytest.mark.slow
 def test_slicing_cells_train_and_log_their_token_count(tiny_grid, workspace):
     from ablate.cli import main
     from ablate.config.grid import load_grid

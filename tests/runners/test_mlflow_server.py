@@ -49,6 +49,7 @@ def mlflow_server(tmp_path):
             proc.wait()
 
 
+@pytest.mark.slow
 def test_grid_runs_against_a_team_mlflow_server(mlflow_server, make_grid, tmp_path, monkeypatch, capsys):
     url, server_dir = mlflow_server
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")

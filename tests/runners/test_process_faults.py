@@ -1,10 +1,12 @@
 """runners/subprocess.yaml: a crash, an OOM-style SIGKILL or a hang fails that cell only; the grid goes on."""
+import pytest
 from runner_helpers import runs_by_cell
 
 from ablate.config.grid import load_grid
 from ablate.runners import load_runner
 
 
+@pytest.mark.slow
 def test_killed_and_hung_cells_fail_with_reasons_and_the_grid_goes_on(make_grid, runner_file, fault_env, workspace):
     grid = load_grid(make_grid(axes="connector.name: [avg-pool, mlp]", steps=6))
     env = fault_env({"avg-pool": ("sigkill", 2), "mlp": ("hang", 2)})

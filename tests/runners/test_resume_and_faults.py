@@ -20,6 +20,7 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_killed_cell_resumes_on_the_uninterrupted_loss_curve(make_grid, runner_file, fault_env, tmp_path, one_thread):
     grid = load_grid(make_grid(axes="connector.name: [mlp]", steps=8, checkpoint_every=3))
     reference = Workspace.create(tmp_path / "reference", reports=tmp_path / "r1")
@@ -43,6 +44,7 @@ def test_killed_cell_resumes_on_the_uninterrupted_loss_curve(make_grid, runner_f
     assert expected[-1][1] < expected[0][1]                     # and it is a curve that moved
 
 
+@pytest.mark.slow
 def test_diverging_cell_fails_with_step_and_reason_and_the_grid_goes_on(make_grid, workspace, one_thread):
     grid = load_grid(make_grid(axes="train.lr: [1.0e+12, 0.003]", steps=4, checkpoint_every=10))
     outcome = run_cells(grid, grid.cells, workspace)
@@ -56,6 +58,7 @@ def test_diverging_cell_fails_with_step_and_reason_and_the_grid_goes_on(make_gri
     assert run.status == "FAILED" and run.tags["ablate.failure"] == reason
 
 
+@pytest.mark.slow
 def test_full_disk_while_checkpointing_keeps_the_last_good_checkpoint(make_grid, workspace, monkeypatch, one_thread):
     import ablate.checkpoint as checkpoint
 
@@ -84,6 +87,7 @@ def test_full_disk_while_checkpointing_keeps_the_last_good_checkpoint(make_grid,
     assert [r.status for r in runs] == ["FAILED", "FINISHED"] and runs[-1].tags["ablate.resumed_from_step"] == "3"
 
 
+@pytest.mark.slow
 def test_unwritable_store_or_workspace_is_a_clear_error(make_grid, tmp_path, capsys):
     from ablate.cli import main
 

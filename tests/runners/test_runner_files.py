@@ -81,6 +81,7 @@ def test_multigpu_launch_commands():
     assert targs.nproc_per_node == "2" and targs.module and targs.standalone
 
 
+@pytest.mark.slow
 def test_multigpu_runner_runs_a_cell_under_torchrun_on_cpu(make_grid, runner_file, workspace):
     """Two ranks on CPU: rank 0 claims, trains and records the cell; rank 1 stays idle (no data parallelism yet)."""
     from ablate.config.grid import load_grid

@@ -30,6 +30,7 @@ def wait_for(predicate, timeout: float, what: str, proc=None) -> None:
 
 @pytest.mark.parametrize("sig, runner", [(signal.SIGKILL, "subprocess"), (signal.SIGTERM, "local"),
                                          (signal.SIGINT, "local")], ids=["sigkill", "sigterm", "ctrl-c"])
+@pytest.mark.slow
 def test_interrupted_grid_resumes_with_one_finished_run_per_cell(sig, runner, make_grid, runner_file, workspace):
     grid_path = make_grid(steps=9, checkpoint_every=3)
     grid = load_grid(grid_path)

@@ -21,6 +21,7 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_tune_per_connector_writes_a_grid_pinned_to_the_best_lr(make_grid, workspace, capsys):
     grid = load_grid(make_grid(axes="connector.name: [avg-pool, mlp]", steps=3, extra="seeds: [0, 1]\n"))
     assert tune_grid(grid, workspace, trials=2, per="connector.name", objective="loss") == 0
@@ -50,6 +51,7 @@ def test_tune_per_connector_writes_a_grid_pinned_to_the_best_lr(make_grid, works
     assert "best lr" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_killed_study_resumes_and_reruns_the_stale_trial(make_grid, workspace):
     grid = load_grid(make_grid(axes="connector.name: [mlp]", steps=2))
     study_storage = storage(workspace, heartbeat_s=1, grace_s=1)

@@ -2,12 +2,14 @@
 import os
 import subprocess
 
+import pytest
 from runner_helpers import cli, runs_by_cell
 
 from ablate.config.grid import load_grid
 from ablate.runners import load_runner
 
 
+@pytest.mark.slow
 def test_two_workers_and_a_second_ablate_run_never_run_one_cell_twice(make_grid, runner_file, workspace):
     grid_path = make_grid(axes="connector.name: [mlp]", steps=3, extra="seeds: [0, 1]\n")
     grid = load_grid(grid_path)
@@ -36,6 +38,7 @@ def test_two_workers_and_a_second_ablate_run_never_run_one_cell_twice(make_grid,
     assert losses[0] != losses[1]                                   # the seeds made different cells
 
 
+@pytest.mark.slow
 def test_slurm_runner_with_submitits_local_executor_is_resumable(make_grid, runner_file, workspace):
     grid = load_grid(make_grid(axes="connector.name: [mlp]", steps=3, extra="seeds: [0, 1]\n"))
     runner = load_runner(runner_file("kind: slurm\ncluster: local\ntimeout_min: 5\ngpus_per_node: 0\n"

@@ -126,6 +126,7 @@ def word_data(tmp_path_factory):
     return ZooData(captions=captions, texts=lambda: texts, tokenizer=build_tokenizer(texts), identity="test-words")
 
 
+@pytest.mark.slow
 def test_reading_head_learns_to_name_the_word_at_every_trained_resolution(tmp_path, word_data):
     recipe = EncoderRecipe("clip", **{**TINY_ENC, "steps": 400, "heldout": 64}, ocr=1.0, extra_resolutions=(48,))
     folder = ensure_built("clip-s", tmp_path, recipe=recipe, data=word_data, log_fn=lambda *_: None)
