@@ -10,6 +10,7 @@ import torch
 
 from ablate.checkpoint import resume_state, save_checkpoint
 from ablate.config.grid import Cell
+from ablate.config.spec import Spec
 from ablate.models.features import FeatureCache
 from ablate.progress import Progress
 from ablate.tracking.store import RunLogger
@@ -110,7 +111,7 @@ def prepare_assets(cells: list[Cell], workspace: Workspace, say=print) -> None:
     for world_cfg in {cell.config.data.world for cell in cells}:
         build_world(world_cfg, workspace.cache)
     specs = dict.fromkeys(spec for cell in cells for spec in (cell.config.encoder.name, cell.config.llm.name)
-                          if spec.startswith("zoo:"))
+                          if Spec.parse(spec).family == "zoo")
     for spec in specs:
         if not (model_dir(spec, workspace.cache) / "zoo.json").is_file():
             say(f"building {spec} (first use only: pretraining a tiny backbone on the embedded world)")
@@ -119,7 +120,7 @@ def prepare_assets(cells: list[Cell], workspace: Workspace, say=print) -> None:
 
 def zoo_metrics(spec: str, workspace: Workspace) -> dict[str, float]:
     """A zoo encoder's pre-training figures (held-out image-caption retrieval), logged as `encoder/<name>`."""
-    if not spec.startswith("zoo:"):
+    if Spec.parse(spec).family != "zoo":
         return {}
     import json
 

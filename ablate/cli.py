@@ -77,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="validate the grid and list its cells, run nothing (default: off)")
     run.add_argument("--no-report", action="store_true",
                      help="do not write the report at the end (default: off, the report is written)")
+    run.add_argument("--max-cells", type=int, metavar="N",
+                     help="run a grid of up to N cells (default: 1000; a bigger grid is refused as a likely mistake)")
 
     for name, text in (("report", "re-render tables, plots and the PDF from the tracking store"),
                        ("ls", "list the cells and their state in the store")):

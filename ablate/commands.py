@@ -6,20 +6,23 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ablate.config.grid import Grid, load_grid
+from ablate.config.grid import Grid
+from ablate.config.spec import Spec
+from ablate.resolve import MAX_CELLS, load_grid
 from ablate.workspace import Workspace
 
 
 def needs_hub(grid: Grid) -> bool:
-    """Whether any cell names a hub model or dataset (zoo backbones, local folders and the world need none)."""
+    """Whether any cell names a hub model or dataset (zoo backbones, local folders and files, timm `@random` and the
+    world need none)."""
     for cell in grid.cells:
         cfg = cell.config
-        for spec in (cfg.encoder.name, cfg.llm.name):
-            family, _, ref = spec.partition(":")
-            if family in ("hf", "timm") and not Path(ref.split("@")[0]).exists():
+        for spec in (Spec.parse(cfg.encoder.name), Spec.parse(cfg.llm.name)):
+            if (spec.family == "hf" and spec.path is None) or (spec.family == "timm" and not spec.weights):
                 return True
         if any(source.format == "hub" for source in cfg.data.sources):
             return True
@@ -27,26 +30,35 @@ def needs_hub(grid: Grid) -> bool:
 
 
 def dispatch(args) -> int:
-    workspace = Workspace.create(args.home, args.tracking_uri, args.reports)
+    """Run one command. A grid is read and validated before anything is created on disk (no `.ablate/` folder for
+    a grid that is refused, nor for a dry run)."""
+    def workspace() -> Workspace:
+        return Workspace.create(args.home, args.tracking_uri, args.reports)
+
     if args.command == "run":
-        return cmd_run(load_grid(args.grid), workspace, args.runner, args.dry_run, not args.no_report)
+        grid = load_grid(args.grid, MAX_CELLS if args.max_cells is None else args.max_cells)
+        return cmd_run(grid, workspace, args.runner, args.dry_run, not args.no_report)
     if args.command == "report":
-        paths = make_report(load_grid(args.grid), workspace)
+        grid = load_grid(args.grid)
+        paths = make_report(grid, workspace())
         print(f"report: {paths.pdf}")
         return 0
     if args.command == "ls":
-        return cmd_ls(load_grid(args.grid), workspace)
+        grid = load_grid(args.grid)
+        return cmd_ls(grid, workspace())
     if args.command == "ui":
-        print(f"MLflow UI on http://127.0.0.1:{args.port} (store {workspace.tracking_uri}); a grid's runs are under "
-              f"Experiments -> <grid name> -> 'Model training' (…/#/experiments/<id>/runs?workflowType=machine_learning)")
-        return subprocess.call([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", workspace.tracking_uri,
+        uri = workspace().tracking_uri
+        print(f"MLflow UI on http://127.0.0.1:{args.port} (store {uri}); a grid's runs are under Experiments -> "
+              "<grid name> -> 'Model training' (…/#/experiments/<id>/runs?workflowType=machine_learning)")
+        return subprocess.call([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                                 "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"])
     if args.command == "zoo":
-        return cmd_zoo(args, workspace)
+        return cmd_zoo(args, workspace())
     if args.command == "tune":
         from ablate.tune import tune_grid
 
-        return tune_grid(load_grid(args.grid), workspace, trials=args.trials, per=args.per,
+        grid = load_grid(args.grid)
+        return tune_grid(grid, workspace(), trials=args.trials, per=args.per,
                          objective=args.objective, steps=args.steps, warmup=args.warmup)
     raise SystemExit(f"unknown command {args.command}")
 
@@ -55,9 +67,14 @@ def print_cells(grid: Grid) -> None:
     print(f"grid {grid.name} ({grid.path}): {len(grid.cells)} cells over {', '.join(grid.axes) or 'no axes'}")
     for i, cell in enumerate(grid.cells, 1):
         print(f"  {i:>3}. {cell.id}  {cell.label()}")
+    for warning in grid.warnings:
+        print(f"warning: {warning}")
 
 
-def cmd_run(grid: Grid, workspace: Workspace, runner_file: str | None, dry_run: bool, report: bool) -> int:
+def cmd_run(grid: Grid, workspace: Callable[[], Workspace], runner_file: str | None, dry_run: bool,
+            report: bool) -> int:
+    """`workspace` makes the workspace (creating `.ablate/`): called only once the grid and runner are valid and
+    this is not a dry run."""
     from ablate.runners import load_runner
 
     if not needs_hub(grid):   # an embedded or local grid never waits on a network that may not be there
@@ -69,6 +86,7 @@ def cmd_run(grid: Grid, workspace: Workspace, runner_file: str | None, dry_run: 
     if dry_run:
         print("dry run: nothing trained, nothing written to the store.")
         return 0
+    workspace = workspace()
     started = time.monotonic()
     from ablate.cell import prepare_assets
 

@@ -28,6 +28,7 @@ import yaml
 
 from ablate.config.errors import GridError
 from ablate.config.grid import Cell, Grid
+from ablate.resolve import make_cell
 from ablate.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ def run_trial(trial, grid: Grid, cell: Cell, workspace: Workspace, objective: st
         train["steps"] = steps
     config = cell.config.model_copy(update={"train": cell.config.train.model_copy(update=train)})
     config = type(config).model_validate(config.model_dump())            # re-validate (and a new cell id)
-    trial_cell = Cell(config, {**cell.axes, **{f"train.{k}": v for k, v in train.items()}})
+    trial_cell = make_cell(config, {**cell.axes, **{f"train.{k}": v for k, v in train.items()}})
     tune_grid_ = dataclasses.replace(grid, name=f"{grid.name}-tune")
     store, experiment = open_store(workspace, tune_grid_)
     store.close_stale(experiment, trial_cell.id)

@@ -37,7 +37,7 @@ def test_slices_follow_the_llava_uhd_partition_with_separators():
 @pytest.mark.slow
 def test_slicing_cells_train_and_log_their_token_count(tiny_grid, workspace):
     from ablate.cli import main
-    from ablate.config.grid import load_grid
+    from ablate.resolve import load_grid
     from ablate.tracking.results import results_frame
     from ablate.tracking.store import Store
 

@@ -24,3 +24,12 @@ class GridError(ValueError):
         if allowed:
             text += " Allowed: " + ", ".join(str(a) for a in allowed) + "."
         super().__init__(text)
+
+
+class CellCheckError(ValueError):
+    """A cell that fails a check needing the registries (`ablate.resolve`): the key, what is wrong, what is allowed.
+    The grid turns it into a `GridError` with the file, line and the cell's axis values."""
+
+    def __init__(self, key: str, message: str, allowed: list | None = None, got=None):
+        super().__init__(message)
+        self.key, self.message, self.allowed, self.got = key, message, allowed, got

@@ -19,29 +19,31 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from ablate.config.errors import GridError
-from ablate.config.schema import CellConfig
+from ablate.config.schema import SEED_MAX, CellConfig
+from ablate.config.yamlfile import read_yaml
 
 TOP_LEVEL_KEYS = ["name", "description", "base", "axes", "include", "exclude", "seeds"]
+CELL_CEILING = 1_000_000   # no grid expands past this unless asked to (`ablate run --max-cells N`)
+PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")   # a grid's name becomes a folder and an experiment
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One point of a grid: its validated config and the labels of its swept-axis values."""
+    """One point of a grid: its validated config, the labels of its swept-axis values, and its id
+    (`ablate.resolve.cell_id`: the canonical config plus what its world and zoo names stand for)."""
 
     config: CellConfig
     axes: dict[str, Any]
-
-    @property
-    def id(self) -> str:
-        return self.config.id
+    id: str
 
     def label(self) -> str:
         """`connector=attn-pool, tokens=144, resolution=160`: an axis is named by its last key, or by its block
@@ -56,6 +58,8 @@ def axis_short_name(dotted: str) -> str:
 
 @dataclass(frozen=True)
 class Grid:
+    """A validated grid with identified cells (made by `ablate.resolve.load_grid`)."""
+
     name: str
     path: Path
     cells: list[Cell]
@@ -63,39 +67,98 @@ class Grid:
     base: CellConfig
     description: str = ""
     fixed: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
 
-def load_grid(path: str | Path) -> Grid:
-    """Read, expand and validate a grid file. Raises GridError before anything runs."""
+@dataclass(frozen=True)
+class Expanded:
+    """A grid file read and expanded: each point's config passed the schema, nothing else is checked yet."""
+
+    name: str
+    path: Path
+    points: list[tuple[CellConfig, dict[str, Any]]]   # (config, axis labels), duplicates dropped
+    axes: list[str]
+    base: CellConfig
+    description: str
+    fixed: dict[str, Any]
+    lines: dict[str, int]
+
+    def error(self, key: str | None, message: str, labels: dict | None = None, allowed: list | None = None,
+              got=None) -> GridError:
+        """A `GridError` about `key` in the cell with axis `labels`, at the line the key (or its axis) is written."""
+        return GridError(self.path, message + _where(labels or {}), key=key,
+                         line=_line_for(self.lines, key, labels or {}), allowed=allowed, got=got)
+
+
+def expand_grid(path: str | Path, max_cells: int | None = None) -> Expanded:
+    """Read, expand and schema-validate a grid file (no registries, nothing written). Raises `GridError`.
+
+    `max_cells`: refuse a grid with more cells than this (None: `CELL_CEILING`), before any cell is built.
+    """
     path = Path(path)
     if not path.is_file():
         hint = sorted(p.name for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
         raise GridError(path, "grid file not found" + (f" (grids next to it: {', '.join(hint)})" if hint else ""))
-    text = path.read_text()
-    try:
-        raw = yaml.safe_load(text)
-        lines = _key_lines(yaml.compose(text))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = mark.line + 1 if mark else None
-        raise GridError(path, f"not valid YAML: {getattr(err, 'problem', err)}", line=line) from None
+    raw, lines = read_yaml(path)
     if not isinstance(raw, dict):
         raise GridError(path, "a grid file must be a mapping with keys base/axes", allowed=TOP_LEVEL_KEYS)
     for key in raw:
         if key not in TOP_LEVEL_KEYS:
-            raise GridError(path, "unknown top-level key", key=key, line=lines.get(key), allowed=TOP_LEVEL_KEYS, got=key)
+            raise GridError(path, "unknown top-level key", key=str(key), line=lines.get(str(key)),
+                            allowed=TOP_LEVEL_KEYS, got=key)
+    name = _grid_name(path, raw, lines)
+    description = raw.get("description")
+    if description is not None and not isinstance(description, str):
+        raise GridError(path, "takes a text (one string)", key="description", line=lines.get("description"))
 
     base = raw.get("base") or {}
     if not isinstance(base, dict):
         raise GridError(path, "must be a mapping of config blocks", key="base", line=lines.get("base"))
-    base_config = _validate(path, base, lines, prefix="base", axes={})
+    base_config = _validate(path, base, lines, axes={})
 
     axes = _read_axes(path, raw, lines)
-    combos = [dict(zip(axes, values)) for values in itertools.product(*axes.values())] if axes else [{}]
-    excludes = _read_overrides(path, raw, "exclude", lines)
-    combos = [c for c in combos if not any(_matches(c, ex, axes) for ex in excludes)]
     base_tree = base_config.model_dump(mode="json")
-    for extra in _read_overrides(path, raw, "include", lines):
+    combos = _combos(path, raw, lines, axes, base_tree, CELL_CEILING if max_cells is None else max_cells)
+    points, seen = [], set()
+    for combo in combos:
+        overrides = copy.deepcopy(base)
+        for key, value in combo.items():
+            _set_dotted(overrides, key, value.value if isinstance(value, _Label) else value)
+        labels = {k: (v.label if isinstance(v, _Label) else v) for k, v in combo.items()}
+        config = _validate(path, overrides, lines, axes=labels)
+        canonical = config.canonical_json()   # the same config twice is one cell (its id would be the same)
+        if canonical not in seen:
+            seen.add(canonical)
+            points.append((config, labels))
+    if not points:
+        raise GridError(path, "the grid has no cells left after exclude", key="exclude", line=lines.get("exclude"))
+
+    swept = list(dict.fromkeys([*axes, *(k for c in combos for k in c)]))
+    fixed = {k: v for k, v in _flatten(base_tree).items() if k not in swept}
+    return Expanded(name=name, path=path, points=points, axes=swept, base=base_config,
+                    description=description or "", fixed=fixed, lines=lines)
+
+
+def _combos(path: Path, raw: dict, lines: dict, axes: dict[str, list[_Label]], base_tree: dict,
+            max_cells: int) -> list[dict]:
+    """The axis values of every cell: the product of the axes, less the excludes, plus the includes (x seeds)."""
+    includes = _read_overrides(path, raw, "include", lines)
+    excludes = _read_overrides(path, raw, "exclude", lines)
+    product = math.prod(len(v) for v in axes.values()) if axes else 1
+    total = product + len(includes) * len(axes.get("train.seed") or [None])
+    if total > max_cells:
+        sizes = " x ".join(str(len(v)) for v in axes.values()) or "1"
+        raise GridError(path, f"the grid has {total:,} cells ({sizes} axis values"
+                              f"{f' plus {len(includes)} includes' if includes else ''}), more than the cap of "
+                              f"{max_cells:,}: run it with --max-cells {total} if that is what you mean",
+                        key="axes", line=lines.get("axes"))
+    combos = [dict(zip(axes, values)) for values in itertools.product(*axes.values())] if axes else [{}]
+    for entry in excludes:
+        kept = [c for c in combos if not _matches(c, entry)]
+        if len(kept) == len(combos):
+            raise _no_match(path, entry, axes, lines)
+        combos = kept
+    for extra in includes:
         named = {k: _Label(v, axes) if k in axes else _Label.plain(v) for k, v in extra.items()}
         seeds = axes.get("train.seed") if "train.seed" not in extra else None
         for seed in seeds or [None]:
@@ -103,24 +166,38 @@ def load_grid(path: str | Path) -> Grid:
             for axis in axes:   # an include leaves the other axes at the base value
                 combo.setdefault(axis, _Label(_get_dotted(base_tree, axis)))
             combos.append(combo)
+    return combos
 
-    cells, seen = [], set()
-    for combo in combos:
-        overrides = copy.deepcopy(base)
-        for key, value in combo.items():
-            _set_dotted(overrides, key, value.value if isinstance(value, _Label) else value)
-        labels = {k: (v.label if isinstance(v, _Label) else v) for k, v in combo.items()}
-        config = _validate(path, overrides, lines, prefix="axes", axes=labels)
-        if config.id not in seen:
-            seen.add(config.id)
-            cells.append(Cell(config, labels))
-    if not cells:
-        raise GridError(path, "the grid has no cells left after exclude", key="exclude", line=lines.get("exclude"))
 
-    swept = list(dict.fromkeys([*axes, *(k for c in combos for k in c)]))
-    fixed = {k: v for k, v in _flatten(base_config.model_dump(mode="json")).items() if k not in swept}
-    return Grid(name=str(raw.get("name") or path.stem), path=path, cells=cells, axes=swept, base=base_config,
-                description=str(raw.get("description") or ""), fixed=fixed)
+def _grid_name(path: Path, raw: dict, lines: dict) -> str:
+    """The grid's name (default: the file's stem): a plain name, since it names a folder and an MLflow experiment."""
+    if "name" in raw:
+        name = raw["name"]
+        if not isinstance(name, str) or not PLAIN_NAME.match(name):
+            raise GridError(path, f"{name!r} is not a plain name: letters, digits, '.', '_' and '-', starting with "
+                                  "a letter or digit, at most 100 characters (it names the report folder and the "
+                                  "MLflow experiment, so no slashes or '..')", key="name", line=lines.get("name"))
+        return name
+    if not PLAIN_NAME.match(path.stem):
+        raise GridError(path, f"the file name {path.stem!r} is not a plain name; give the grid one with `name:` "
+                              "(letters, digits, '.', '_' and '-')", key="name")
+    return path.stem
+
+
+def _no_match(path: Path, entry: dict, axes: dict, lines: dict) -> GridError:
+    """Why an exclude entry removes no cell: a key that is not an axis, a value no axis has, or cells already gone."""
+    for key, value in entry.items():
+        line = lines.get(f"exclude.{key}") or lines.get("exclude")
+        if key not in axes:
+            return GridError(path, "an exclude entry can only name swept axes, and this key is not one: the entry "
+                                   "matches no cell (a typo?)", key=f"exclude.{key}", line=line, allowed=list(axes),
+                             got=key)
+        if not any(candidate == value for candidate in axes[key]):
+            shown = [c.label for c in axes[key]]
+            return GridError(path, f"the value {value!r} is not one of the axis' values: the entry matches no cell "
+                                   "(a typo?)", key=f"exclude.{key}", line=line, allowed=shown, got=value)
+    return GridError(path, f"the entry {entry!r} matches no cell (an earlier exclude removed them all)",
+                     key="exclude", line=lines.get("exclude"))
 
 
 class _Label:
@@ -169,9 +246,10 @@ def _read_axes(path: Path, raw: dict, lines: dict) -> dict[str, list[_Label]]:
         axes[key] = labelled
     seeds = raw.get("seeds")
     if seeds is not None:
-        if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
-            raise GridError(path, f"seeds takes a non-empty list of integers, got {seeds!r}", key="seeds",
-                            line=lines.get("seeds"))
+        if not isinstance(seeds, list) or not seeds or not all(
+                isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= SEED_MAX for s in seeds):
+            raise GridError(path, f"seeds takes a non-empty list of integers from 0 to {SEED_MAX} (numpy's seed "
+                                  f"range), got {seeds!r}", key="seeds", line=lines.get("seeds"))
         axes["train.seed"] = [_Label(s) for s in seeds]
     return axes
 
@@ -186,7 +264,7 @@ def _read_overrides(path: Path, raw: dict, key: str, lines: dict) -> list[dict]:
     return entries
 
 
-def _matches(combo: dict, pattern: dict, axes: dict) -> bool:
+def _matches(combo: dict, pattern: dict) -> bool:
     return all(k in combo and combo[k] == v for k, v in pattern.items())
 
 
@@ -223,29 +301,14 @@ def _set_dotted(tree: dict, dotted: str, value) -> None:
     tree[parts[-1]] = copy.deepcopy(value)
 
 
-def _validate(path: Path, tree: dict, lines: dict, prefix: str, axes: dict) -> CellConfig:
+def _validate(path: Path, tree: dict, lines: dict, axes: dict) -> CellConfig:
     try:
-        config = CellConfig.model_validate(tree)
+        return CellConfig.model_validate(tree)
     except ValidationError as err:
-        raise _grid_error_from_pydantic(path, err, lines, prefix, axes) from None
-    from ablate.config.checks import check_cell  # registries are imported only when a grid is validated
-
-    try:
-        check_cell(config)
-    except CellCheckError as err:
-        where = _where(axes)
-        raise GridError(path, err.message + where, key=err.key, line=_line_for(lines, err.key, axes),
-                        allowed=err.allowed, got=err.got) from None
-    return config
+        raise _grid_error_from_pydantic(path, err, lines, axes) from None
 
 
-class CellCheckError(ValueError):
-    def __init__(self, key: str, message: str, allowed: list | None = None, got=None):
-        super().__init__(message)
-        self.key, self.message, self.allowed, self.got = key, message, allowed, got
-
-
-def _grid_error_from_pydantic(path: Path, err: ValidationError, lines: dict, prefix: str, axes: dict) -> GridError:
+def _grid_error_from_pydantic(path: Path, err: ValidationError, lines: dict, axes: dict) -> GridError:
     first = err.errors()[0]
     key = ".".join(str(p) for p in first["loc"])
     allowed, got = None, first.get("input")
@@ -292,17 +355,6 @@ def _line_for(lines: dict, key: str | None, axes: dict) -> int | None:
         if f"base.{'.'.join(parts[:i])}" in lines:
             return lines[f"base.{'.'.join(parts[:i])}"]
     return None
-
-
-def _key_lines(node, prefix: str = "") -> dict[str, int]:
-    """Map dotted key paths of a YAML document (as written) to 1-based line numbers."""
-    out: dict[str, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
-            out[key] = key_node.start_mark.line + 1
-            out.update(_key_lines(value_node, key))
-    return out
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:

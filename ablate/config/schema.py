@@ -1,37 +1,66 @@
-"""Typed, validated cell configuration.
+"""Typed, validated cell configuration: plain data, importing nothing above `ablate.config`.
 
-A *cell* is one point of a grid: a frozen `CellConfig`. Its id is a hash of its canonical JSON (plus the hashes of
-the world and zoo recipes its names stand for), so the same
-settings always get the same id, whatever order the grid file wrote them in.
+A *cell* is one point of a grid: a frozen `CellConfig`. Its id (`ablate.resolve.cell_id`) is a hash of its canonical
+JSON plus the hashes of the world and zoo recipes its names stand for, so the same settings always get the same id,
+whatever order the grid file wrote them in.
 """
 from __future__ import annotations
 
-import hashlib
 import json
+import types
+import typing
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from ablate.config.spec import ENCODER_FAMILIES, LLM_FAMILIES, Spec
+
+SEED_MAX = 2**32 - 1   # numpy's legacy seed range (np.random.seed), also fine for torch.manual_seed
 
 
 class Strict(BaseModel):
-    """Base for every config block: immutable, unknown keys rejected."""
+    """Base for every config block: immutable, unknown keys rejected, no infinities or NaN, and no booleans where
+    numbers are expected (pydantic would read `true` as 1)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value, info: ValidationInfo):
+        if _bool_where_number(cls.model_fields[info.field_name].annotation, value):
+            raise ValueError("a boolean (true / false) where a number is expected: write the number")
+        return value
+
+
+def _bool_where_number(annotation, value) -> bool:
+    """Whether `value` holds a bool where `annotation` wants an int or a float (inside lists and dict values too)."""
+    if annotation in (int, float):
+        return isinstance(value, bool)
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is list and isinstance(value, list):
+        return any(_bool_where_number(args[0], v) for v in value)
+    if origin is dict and isinstance(value, dict):
+        return any(_bool_where_number(args[1], v) for v in value.values())
+    if origin in (typing.Union, types.UnionType) and bool not in args and str not in args:
+        return isinstance(value, bool) and any(a in (int, float) for a in args)
+    return False
 
 
 class WorldConfig(Strict):
     """The embedded, procedurally generated image-text world (see `ablate.world`)."""
 
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX)
     image_size: int = Field(192, ge=32, le=1024, description="side of the stored square images, px")
     n_train: int = Field(3000, ge=8, description="images behind the caption / interleaved training data")
-    n_pretrain: int = Field(0, ge=0, description="images only the zoo encoders pre-train on (0: they use the train images)")
+    n_pretrain: int = Field(0, ge=0,
+                            description="images only the zoo encoders pre-train on (0: they use the train images)")
     n_test: int = Field(300, ge=4, description="held-out images for each question set")
     n_demo: int = Field(100, ge=4, description="images of the few-shot demonstration pool")
     n_text_docs: int = Field(4000, ge=8, description="documents of the text-only corpus")
     n_interleaved_docs: int = Field(1500, ge=4)
     words_per_image: int = Field(1, ge=1, le=3)
-    n_words: int = Field(48, ge=3, le=48, description="distinct words drawn (ablate.world.vocab.words(n): the most distinct first)")
+    n_words: int = Field(48, ge=3, le=48,
+                         description="distinct words drawn (ablate.world.vocab.words(n): the most distinct first)")
 
 
 class EncoderConfig(Strict):
@@ -44,6 +73,11 @@ class EncoderConfig(Strict):
     image_handling: Literal["resize", "pad", "slice"] = "resize"
     max_slices: int = Field(4, ge=1, le=16, description="upper bound on slices per image with image_handling=slice")
 
+    @property
+    def spec(self) -> Spec:
+        """`name` parsed (raises `SpecError` for a malformed name; the grid's validation reports it first)."""
+        return Spec.parse(self.name, ENCODER_FAMILIES)
+
 
 class ConnectorConfig(Strict):
     """Vision-language connector: `(B, n_patches, d_enc) -> (B, tokens, d_llm)`."""
@@ -55,6 +89,11 @@ class ConnectorConfig(Strict):
 
 class LLMConfig(Strict):
     name: str = Field("zoo:lm-s", description="zoo:lm-<size> | hf:<hub id or path> | gguf:<file.gguf>")
+
+    @property
+    def spec(self) -> Spec:
+        """`name` parsed (raises `SpecError` for a malformed name; the grid's validation reports it first)."""
+        return Spec.parse(self.name, LLM_FAMILIES)
 
 
 class SourceConfig(Strict):
@@ -103,7 +142,7 @@ class TrainConfig(Strict):
     lr_multipliers: dict[Literal["encoder", "connector", "llm"], float] = Field(
         default_factory=lambda: {"encoder": 0.0, "connector": 1.0, "llm": 0.5}
     )
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     checkpoint_every: int = Field(100, ge=1)
     log_every: int = Field(10, ge=1)
@@ -138,7 +177,8 @@ class EvalConfig(Strict):
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for confidence intervals")
     text_perplexity: int = Field(200, ge=0, description="held-out world texts scored for the LLM's perplexity "
                                                         "(text-only ability; 0 skips it)")
-    fewshot_seed: int = Field(0, description="seed of the demonstration draw (independent of the model)")
+    fewshot_seed: int = Field(0, ge=0, le=SEED_MAX,
+                              description="seed of the demonstration draw (independent of the model)")
     fewshot_template: str = Field("{prompt} {answer}\n", description="one demonstration, after its image")
     custom_tasks: list[CustomTaskConfig] = Field(default_factory=list, description="local VQA-format datasets")
     n_predictions: int = Field(50, ge=0, description="predictions kept per task and shot count for the log")
@@ -163,26 +203,6 @@ class CellConfig(Strict):
 
     def canonical_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-
-    def provenance(self) -> dict[str, str]:
-        """What the config's names stand for beyond their text: the world's hash (settings, vocabulary, generator
-        version) and the recipe hash of each zoo backbone. Part of the id, so a cell whose world or zoo recipe has
-        changed is a new cell, not a finished one."""
-        from ablate.world.build import world_hash
-        from ablate.zoo.data import world_identity
-        from ablate.zoo.recipes import RECIPES, recipe_hash
-
-        out = {"world": world_hash(self.data.world)}
-        for spec in (self.encoder.name, self.llm.name):
-            recipe = RECIPES.get(spec.removeprefix("zoo:")) if spec.startswith("zoo:") else None
-            if recipe is not None:  # an unknown zoo name is reported by validation, not here
-                out[spec] = recipe_hash(recipe, world_identity(recipe.world))
-        return out
-
-    @property
-    def id(self) -> str:
-        blob = self.canonical_json() + json.dumps(self.provenance(), sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def get(self, dotted: str):
         """Value at a dotted key, e.g. `connector.tokens`."""

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from ablate.config.schema import LLMConfig
+from ablate.config.spec import LLM_FAMILIES, Spec, SpecError
 from ablate.models.encoders.hub import resolve, weights_identity
 from ablate.models.encoders.registry import default_cache_root
 
@@ -144,21 +145,22 @@ def _drop_quantizer(model) -> None:
 def build_llm(cfg: LLMConfig, cache_root: Path | None = None):
     """`(model, tokenizer)` for `cfg.name`; the tokenizer has `<image>` (id: `image_token_id(tokenizer)`)."""
     cache_root = Path(cache_root) if cache_root is not None else default_cache_root()
-    kind, sep, ref = cfg.name.partition(":")
-    if kind == "hf" and ref:
-        model, tokenizer = _load_hf(resolve(ref, "language model"))
-    elif kind == "gguf" and ref:
-        file = Path(ref).expanduser()
+    try:
+        spec = Spec.parse(cfg.name, LLM_FAMILIES)
+    except SpecError:
+        raise ValueError(f"language model spec {cfg.name!r} should be one of: zoo:lm-<size> (e.g. zoo:lm-s), "
+                         f"hf:<hub id or local folder>, gguf:<path to .gguf>") from None
+    if spec.family == "hf":
+        model, tokenizer = _load_hf(resolve(spec.name, "language model"))
+    elif spec.family == "gguf":
+        file = spec.path
         if not file.is_file() or file.suffix != ".gguf":
             raise FileNotFoundError(f"gguf spec {cfg.name!r}: {file} is not an existing .gguf file")
         model, tokenizer = _load_hf(str(_gguf_folder(file, cache_root)))
-    elif kind == "zoo" and ref:
+    else:
         from ablate.zoo import ensure_built
 
-        model, tokenizer = _load_hf(str(ensure_built(ref, cache_root)))
-    else:
-        raise ValueError(f"language model spec {cfg.name!r} should be one of: zoo:lm-<size> (e.g. zoo:lm-s), "
-                         f"hf:<hub id or local folder>, gguf:<path to .gguf>")
+        model, tokenizer = _load_hf(str(ensure_built(spec.name, cache_root)))
     ensure_image_token(model, tokenizer)
     log.info("llm %s: %s, %.1fM parameters, dtype %s, vocabulary %d", cfg.name, type(model).__name__,
              sum(p.numel() for p in model.parameters()) / 1e6, model.dtype, len(tokenizer))

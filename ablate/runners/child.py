@@ -30,8 +30,8 @@ def args(grid_path, cell_id: str, workspace) -> list[str]:
 def run_one(grid_path: str, cell_id: str, home: str, tracking_uri: str, reports: str | None = None) -> int:
     """Run one cell of a grid file under its claim; the exit code above."""
     from ablate.config.errors import GridError
-    from ablate.config.grid import load_grid
     from ablate.progress import Progress
+    from ablate.resolve import load_grid
     from ablate.runners.local import Terminated, run_cells
     from ablate.workspace import Workspace
 

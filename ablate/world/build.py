@@ -17,7 +17,6 @@ paths by older versions read as before.)
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -35,6 +34,7 @@ from ablate.config.schema import WorldConfig
 from ablate.world import documents, questions
 from ablate.world.captions import alt_text, rich_caption
 from ablate.world.facts import scene_facts
+from ablate.world.identity import GENERATOR_VERSION, world_hash
 from ablate.world.render import render
 from ablate.world.scene import Scene, sample_scene
 from ablate.world.tokenizer import build_tokenizer, load_tokenizer
@@ -48,20 +48,11 @@ from ablate.world.vocab import (
     SIZES,
     WORDS,
 )
-from ablate.world.vocab import words as vocab_words
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 3  # bump when the generator changes what it writes: old caches are then left alone
 SPLITS = {"train": 1, "test": 2, "demo": 3, "pretrain": 4}
 STREAM_SCENE, STREAM_TEXT, STREAM_INTERLEAVED, STREAM_CORPUS, STREAM_HELDOUT, STREAM_QUESTIONS = 10, 11, 12, 13, 14, 15
-
-
-def world_hash(cfg: WorldConfig) -> str:
-    """Settings + generator version + the closed vocabulary: a change to any of them builds a new world."""
-    words = {"shapes": SHAPES, "colours": list(COLOURS), "positions": POSITIONS, "words": vocab_words(cfg.n_words)}
-    blob = json.dumps({"version": GENERATOR_VERSION, "vocabulary": words, **cfg.model_dump(mode="json")}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def _rng(cfg: WorldConfig, *stream: int) -> np.random.Generator:

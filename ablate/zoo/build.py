@@ -15,8 +15,9 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from ablate.zoo.data import ZooData, world_data, world_identity
-from ablate.zoo.recipes import RECIPES, Recipe, recipe_for, recipe_hash
+from ablate.config.spec import zoo_name
+from ablate.zoo.data import ZooData, world_data
+from ablate.zoo.recipes import RECIPES, Recipe, recipe_for, recipe_hash, world_identity
 
 log = logging.getLogger(__name__)
 MARKER = "zoo.json"
@@ -28,7 +29,7 @@ def zoo_dir(cache_root: Path) -> Path:
 
 def model_dir(spec: str, cache_root: Path, recipe: Recipe | None = None, data_identity: str | None = None) -> Path:
     """Where `spec` (`zoo:clip-s` or `clip-s`) lives for its recipe and data."""
-    name = spec.removeprefix("zoo:")
+    name = zoo_name(spec)
     recipe = recipe or recipe_for(name)
     identity = data_identity if data_identity is not None else world_identity(recipe.world)
     return zoo_dir(cache_root) / f"{name}-{recipe_hash(recipe, identity)}"
@@ -40,7 +41,7 @@ def ensure_built(spec: str, cache_root: Path, recipe: Recipe | None = None, data
 
     `recipe` and `data` default to the registered recipe and the embedded world it names.
     """
-    name = spec.removeprefix("zoo:")
+    name = zoo_name(spec)
     recipe = recipe or recipe_for(name)
     folder = model_dir(name, cache_root, recipe, data.identity if data is not None else None)
     if (folder / MARKER).is_file():

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from ablate.images import resize
+from ablate.zoo.recipes import world_identity
 
 
 @dataclass
@@ -27,7 +28,7 @@ class ZooData:
 
 def world_data(world_cfg: dict, cache_root: Path) -> ZooData:
     from ablate.config.schema import WorldConfig
-    from ablate.world import build_world, world_hash
+    from ablate.world import build_world
 
     cfg = WorldConfig(**world_cfg)
     world = build_world(cfg, cache_root)
@@ -43,13 +44,6 @@ def world_data(world_cfg: dict, cache_root: Path) -> ZooData:
         heldout_texts=lambda: (r["text"] for r in world.read("text_heldout")),
         identity=world_identity(world_cfg),
     )
-
-
-def world_identity(world_cfg: dict) -> str:
-    from ablate.config.schema import WorldConfig
-    from ablate.world import world_hash
-
-    return f"world-{world_hash(WorldConfig(**world_cfg))}"
 
 
 def load_pixels(paths: list[str], size: int) -> torch.Tensor:

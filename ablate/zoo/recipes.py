@@ -19,6 +19,7 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 
 from ablate.config.schema import WorldConfig
+from ablate.config.spec import zoo_name
 
 RECIPE_VERSION = 1  # bump when the training code changes what it produces
 
@@ -104,10 +105,17 @@ RECIPES: dict[str, Recipe] = {
 
 
 def recipe_for(spec: str) -> Recipe:
-    name = spec.removeprefix("zoo:")
+    name = zoo_name(spec)
     if name not in RECIPES:
         raise ValueError(f"unknown zoo model {spec!r}; known: {', '.join('zoo:' + k for k in RECIPES)}")
     return RECIPES[name]
+
+
+def world_identity(world_cfg: dict) -> str:
+    """The identity of the embedded world a recipe trains on (part of its cache hash)."""
+    from ablate.world.identity import world_hash
+
+    return f"world-{world_hash(WorldConfig(**world_cfg))}"
 
 
 def recipe_hash(recipe: Recipe, data_identity: str = "") -> str:

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from ablate.config.errors import GridError
-from ablate.config.grid import load_grid
+from ablate.resolve import load_grid
 
 BASE = """
 base:

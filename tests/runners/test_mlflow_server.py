@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 
 from ablate.cli import main
-from ablate.config.grid import load_grid
+from ablate.resolve import load_grid
 from ablate.tracking.results import results_frame
 from ablate.tracking.store import Store
 

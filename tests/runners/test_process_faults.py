@@ -2,7 +2,7 @@
 import pytest
 from runner_helpers import runs_by_cell
 
-from ablate.config.grid import load_grid
+from ablate.resolve import load_grid
 from ablate.runners import load_runner
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from runner_helpers import runs_by_cell, store_for
 
-from ablate.config.grid import load_grid
+from ablate.resolve import load_grid
 from ablate.runners import load_runner, run_cells
 from ablate.runners.local import StoreError
 from ablate.workspace import Workspace

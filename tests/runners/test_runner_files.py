@@ -84,7 +84,7 @@ def test_multigpu_launch_commands():
 @pytest.mark.slow
 def test_multigpu_runner_runs_a_cell_under_torchrun_on_cpu(make_grid, runner_file, workspace):
     """Two ranks on CPU: rank 0 claims, trains and records the cell; rank 1 stays idle (no data parallelism yet)."""
-    from ablate.config.grid import load_grid
+    from ablate.resolve import load_grid
 
     grid = load_grid(make_grid(axes="connector.name: [mlp]", steps=3))
     runner = load_runner(runner_file("kind: multigpu\nlauncher: torchrun\ngpus: 2\nenv: {OMP_NUM_THREADS: '1'}\n"))

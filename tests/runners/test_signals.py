@@ -12,7 +12,7 @@ import pytest
 from runner_helpers import cli, runs_by_cell
 
 from ablate.cli import main
-from ablate.config.grid import load_grid
+from ablate.resolve import load_grid
 from ablate.runners.claims import claim
 
 RUNNERS = {"subprocess": "kind: subprocess\ngrace_s: 5\n", "local": "kind: local\n"}

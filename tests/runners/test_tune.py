@@ -7,7 +7,7 @@ import pytest
 from runner_helpers import store_for
 
 from ablate.config.errors import GridError
-from ablate.config.grid import load_grid
+from ablate.resolve import load_grid
 from ablate.tune import storage, tune_grid, tuned_path
 
 

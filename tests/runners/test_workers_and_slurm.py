@@ -5,7 +5,7 @@ import subprocess
 import pytest
 from runner_helpers import cli, runs_by_cell
 
-from ablate.config.grid import load_grid
+from ablate.resolve import load_grid
 from ablate.runners import load_runner
 
 

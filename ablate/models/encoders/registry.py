@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from ablate.config.schema import EncoderConfig
+from ablate.config.spec import ENCODER_FORMS, Spec, SpecError
 from ablate.models.encoders.base import VisionEncoder
 
 
@@ -17,33 +18,33 @@ def default_cache_root() -> Path:
     return Path(os.environ.get("ABLATE_CACHE", "~/.cache/ablate")).expanduser()
 
 
-def _hf(cfg: EncoderConfig, ref: str, cache_root: Path) -> VisionEncoder:
+def _hf(cfg: EncoderConfig, spec: Spec, cache_root: Path) -> VisionEncoder:
     from ablate.models.encoders.hf import HFVisionEncoder
 
-    return HFVisionEncoder(cfg, ref)
+    return HFVisionEncoder(cfg, spec.name)
 
 
-def _timm(cfg: EncoderConfig, ref: str, cache_root: Path) -> VisionEncoder:
+def _timm(cfg: EncoderConfig, spec: Spec, cache_root: Path) -> VisionEncoder:
     from ablate.models.encoders.timm_encoder import TimmVisionEncoder
 
-    return TimmVisionEncoder(cfg, ref)
+    return TimmVisionEncoder(cfg, spec.ref)
 
 
-def _zoo(cfg: EncoderConfig, ref: str, cache_root: Path) -> VisionEncoder:
+def _zoo(cfg: EncoderConfig, spec: Spec, cache_root: Path) -> VisionEncoder:
     from ablate.models.encoders.hf import HFVisionEncoder
     from ablate.zoo import ensure_built
 
-    folder = ensure_built(ref, cache_root)
+    folder = ensure_built(spec.name, cache_root)
     return HFVisionEncoder(cfg, str(folder), identity=folder.name)
 
 
-KINDS: dict[str, Callable[[EncoderConfig, str, Path], VisionEncoder]] = {"hf": _hf, "timm": _timm, "zoo": _zoo}
+KINDS: dict[str, Callable[[EncoderConfig, Spec, Path], VisionEncoder]] = {"hf": _hf, "timm": _timm, "zoo": _zoo}
 
 
 def build_encoder(cfg: EncoderConfig, cache_root: Path | None = None) -> VisionEncoder:
     """A `VisionEncoder` for `cfg.name`, in eval mode, position embeddings set for `cfg.resolution`."""
-    kind, sep, ref = cfg.name.partition(":")
-    if not sep or kind not in KINDS or not ref:
-        raise ValueError(f"encoder spec {cfg.name!r} should be one of: zoo:<objective>-<size> (e.g. zoo:clip-s), "
-                         f"hf:<hub id or local folder>, timm:<model name>[@random|@weights file]")
-    return KINDS[kind](cfg, ref, Path(cache_root) if cache_root is not None else default_cache_root())
+    try:
+        spec = Spec.parse(cfg.name, tuple(KINDS))
+    except SpecError:
+        raise ValueError(f"encoder spec {cfg.name!r} should be one of: {', '.join(ENCODER_FORMS)}") from None
+    return KINDS[spec.family](cfg, spec, Path(cache_root) if cache_root is not None else default_cache_root())

@@ -1,0 +1,303 @@
+"""From a grid file to validated, identified cells: `load_grid(path) -> Grid`.
+
+`ablate.config` reads and expands a grid as plain data; this module sits above the registries (world, zoo, models,
+evaluation) and does what needs them, before anything is built or written:
+- checks each cell against the registries: backbone specs (`Spec`) that name a zoo model, a local folder or file, or
+  weights in the Hugging Face cache; connector names, options and token counts against the encoder's patch grid
+  (read from the zoo recipe or the encoder's `config.json`, never by building a model); task names; local data
+  files; a resolution that is not a multiple of the patch is a warning;
+- gives each cell its id: the hash of its canonical config plus what its names stand for (`provenance`: the world's
+  hash, and the recipe hash of each zoo backbone), so a cell whose world or zoo recipe changed is a new cell.
+
+Checks and hashes are computed once per distinct encoder / connector / world within a call, so a grid of tens of
+thousands of cells validates in seconds. Heavy libraries are imported only for what a grid names (timm for `timm:`
+encoders, transformers for an `hf:` encoder that is neither local nor cached while online).
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ablate.config.errors import CellCheckError
+from ablate.config.grid import Cell, Grid, expand_grid
+from ablate.config.schema import CellConfig, EncoderConfig
+from ablate.config.spec import ENCODER_FAMILIES, ENCODER_FORMS, LLM_FAMILIES, LLM_FORMS, Spec, SpecError
+
+MAX_CELLS = 1000   # `ablate run` refuses bigger grids unless told `--max-cells N`
+
+
+def load_grid(path: str | Path, max_cells: int | None = None) -> Grid:
+    """Read, expand, check and identify a grid file. Raises `GridError` (file, line, key, allowed) before anything
+    runs or is written. `max_cells`: refuse grids with more cells (None: `ablate.config.grid.CELL_CEILING`)."""
+    expanded = expand_grid(path, max_cells)
+    resolver = Resolver()
+    cells, warnings = [], {}
+    for config, labels in expanded.points:
+        try:
+            for warning in resolver.check(config):
+                warnings.setdefault(warning, None)
+        except CellCheckError as err:
+            raise expanded.error(err.key, err.message, labels, err.allowed, err.got) from None
+        cells.append(Cell(config, labels, resolver.cell_id(config)))
+    return Grid(name=expanded.name, path=expanded.path, cells=cells, axes=expanded.axes, base=expanded.base,
+                description=expanded.description, fixed=expanded.fixed, warnings=tuple(warnings))
+
+
+def make_cell(config: CellConfig, axes: dict[str, Any]) -> Cell:
+    """A cell for a config made in code (e.g. a tuning trial), with its id."""
+    return Cell(config, axes, cell_id(config))
+
+
+def cell_id(config: CellConfig) -> str:
+    return Resolver().cell_id(config)
+
+
+def provenance(config: CellConfig) -> dict[str, str]:
+    """What the config's names stand for beyond their text: the world's hash (settings, vocabulary, generator
+    version) and the recipe hash of each zoo backbone."""
+    return Resolver().provenance(config)
+
+
+class Resolver:
+    """Checks and ids with per-instance memos (one instance per grid: a later call sees changed recipes)."""
+
+    def __init__(self):
+        self._memo: dict[tuple, Any] = {}
+
+    def _once(self, key: tuple, compute):
+        if key not in self._memo:
+            try:
+                self._memo[key] = (compute(), None)
+            except CellCheckError as err:
+                self._memo[key] = (None, err)
+        value, err = self._memo[key]
+        if err is not None:
+            raise err
+        return value
+
+    # ids -----------------------------------------------------------------------------------------------------
+    def provenance(self, config: CellConfig) -> dict[str, str]:
+        from ablate.world.identity import world_hash
+        from ablate.zoo.recipes import RECIPES, recipe_hash, world_identity
+
+        out = {"world": self._once(("world", config.data.world), lambda: world_hash(config.data.world))}
+        for text in (config.encoder.name, config.llm.name):
+            try:
+                spec = Spec.parse(text)
+            except SpecError:
+                continue
+            recipe = RECIPES.get(spec.name) if spec.family == "zoo" else None
+            if recipe is not None:  # an unknown zoo name is reported by the checks, not here
+                out[text] = self._once(("recipe", spec.name),
+                                       lambda: recipe_hash(recipe, world_identity(recipe.world)))
+        return out
+
+    def cell_id(self, config: CellConfig) -> str:
+        blob = config.canonical_json() + json.dumps(self.provenance(config), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    # checks --------------------------------------------------------------------------------------------------
+    def check(self, config: CellConfig) -> list[str]:
+        """Raise `CellCheckError` for the first problem; return warnings (text) for what will run but may surprise."""
+        self._once(("llm", config.llm.name), lambda: _check_spec("llm.name", config.llm.name, LLM_FAMILIES,
+                                                                  LLM_FORMS, "lm"))
+        grid, warnings = self._once(("encoder", config.encoder), lambda: _check_encoder(config.encoder))
+        connector = config.connector
+        self._once(("connector", connector.name, connector.tokens, grid, _frozen(connector.options)),
+                   lambda: _check_connector(config, grid))
+        self._once(("eval", config.eval.model_dump_json()), lambda: _check_eval(config))
+        self._once(("sources", tuple(config.data.sources)), lambda: _check_sources(config))
+        return warnings
+
+
+def _frozen(options: dict) -> tuple:
+    return tuple(sorted(options.items()))
+
+
+def _zoo_names(kind: str) -> list[str]:
+    from ablate.zoo.recipes import RECIPES
+
+    return [f"zoo:{name}" for name, recipe in RECIPES.items() if recipe.kind == kind]
+
+
+def _check_spec(key: str, text: str, families: tuple[str, ...], forms: list[str], zoo_kind: str) -> Spec:
+    try:
+        spec = Spec.parse(text, families)
+    except SpecError:
+        raise CellCheckError(key, f"{text!r} is not a spec of the form family:name", forms, text) from None
+    if spec.family == "zoo" and text not in _zoo_names(zoo_kind):
+        raise CellCheckError(key, f"unknown zoo model {text!r}", _zoo_names(zoo_kind), text)
+    if spec.family == "hf" and not _local_or_cached(spec.name):
+        raise CellCheckError(key, f"{spec.name!r} is neither a local folder nor in the Hugging Face cache, and the "
+                                  "hub cannot be reached offline (HF_HUB_OFFLINE=1): download it once when online "
+                                  "(huggingface-cli download ...) or give a local folder")
+    if spec.family == "gguf" and not (spec.path.is_file() and spec.path.suffix == ".gguf"):
+        raise CellCheckError(key, f"GGUF file {spec.name!r} does not exist (or is not a .gguf file)")
+    if spec.family == "timm":
+        _check_timm(key, spec)
+    return spec
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _local_or_cached(ref: str) -> bool:
+    if Path(ref).expanduser().is_dir():
+        return True
+    if not _hub_offline():
+        return True     # online: the loader downloads it
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(ref, "config.json"), str)
+
+
+def _check_timm(key: str, spec: Spec) -> None:
+    """`@random` needs no weights; `@file` needs the file; plain names need the weights in the HF cache offline."""
+    if spec.weights == "random":
+        return
+    if spec.weights:
+        if not spec.path.is_file():
+            raise CellCheckError(key, f"timm weights file {spec.weights!r} does not exist")
+        return
+    if not _hub_offline():
+        return           # online: timm downloads them
+    try:
+        import timm
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return           # the build says timm is missing
+    if not timm.is_model(spec.name):
+        raise CellCheckError(key, f"unknown timm model {spec.name!r} (timm.list_models() lists them)")
+    pretrained = timm.models.get_pretrained_cfg(spec.name)
+    repo = getattr(pretrained, "hf_hub_id", None) if pretrained is not None else None
+    files = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
+    if repo is None or not any(isinstance(try_to_load_from_cache(repo, f), str) for f in files):
+        raise CellCheckError(key, f"the weights of timm model {spec.name!r} ({repo or 'no hub id'}) are not in the "
+                                  "local Hugging Face cache and HF_HUB_OFFLINE is set: download them once when "
+                                  f"online, or use timm:{spec.name}@/path/to/weights.safetensors or "
+                                  f"timm:{spec.name}@random (architecture only)")
+
+
+def _check_encoder(encoder: EncoderConfig) -> tuple[tuple[int, int] | None, list[str]]:
+    """The encoder's patch grid at its resolution (None: unknown before it is built) and warnings."""
+    spec = _check_spec("encoder.name", encoder.name, ENCODER_FAMILIES, ENCODER_FORMS, "encoder")
+    patch = _patch_size(spec)
+    if patch is None:
+        return None, []
+    resolution = encoder.resolution
+    if resolution < patch:
+        raise CellCheckError("encoder.resolution", f"resolution {resolution} is smaller than the encoder's patch "
+                             f"size {patch}", got=resolution)
+    warnings = []
+    if resolution % patch:
+        warnings.append(f"encoder.resolution {resolution} is not a multiple of the patch size {patch} of "
+                        f"{encoder.name}: the image is seen as a {resolution // patch}x{resolution // patch} patch "
+                        f"grid and its last {resolution % patch} px are dropped (use {resolution // patch * patch} "
+                        f"or {(resolution // patch + 1) * patch})")
+    return (resolution // patch, resolution // patch), warnings
+
+
+def _patch_size(spec: Spec) -> int | None:
+    """The patch size of an encoder, from its zoo recipe or its `config.json` (None for timm: known once built)."""
+    if spec.family == "zoo":
+        from ablate.zoo.recipes import recipe_for
+
+        return recipe_for(spec.name).patch
+    if spec.family != "hf":
+        return None
+    folder = Path(spec.name).expanduser()
+    file = folder / "config.json" if folder.is_dir() else None
+    if file is None:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(spec.name, "config.json")
+        file = Path(cached) if isinstance(cached, str) else None
+    if file is not None and file.is_file():
+        config = json.loads(file.read_text())
+        patch = (config.get("vision_config") or config).get("patch_size")
+    else:               # online and not cached: transformers fetches the config (a few KB)
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(spec.name)
+        patch = getattr(getattr(config, "vision_config", config), "patch_size", None)
+    if isinstance(patch, (list, tuple)):
+        patch = patch[0]
+    return int(patch) if isinstance(patch, int) and patch > 0 else None
+
+
+def _check_connector(config: CellConfig, grid: tuple[int, int] | None) -> None:
+    from ablate.models.connectors import check_tokens, connector_class, connector_names
+    from ablate.models.connectors.base import resolve_options
+
+    connector = config.connector
+    names = connector_names()
+    if connector.name not in names:
+        raise CellCheckError("connector.name", f"unknown connector {connector.name!r}", names, connector.name)
+    defaults = connector_class(connector.name).OPTIONS
+    try:
+        resolve_options(connector.name, defaults, dict(connector.options))
+    except ValueError as err:
+        unknown = next((k for k in connector.options if k not in defaults), None)
+        raise CellCheckError("connector.options", str(err), list(defaults) if unknown else None, unknown) from None
+    if grid is None:      # a timm encoder: its grid is known once built; the build checks the count
+        return
+    try:
+        check_tokens(connector.name, connector.tokens, grid, dict(connector.options))
+    except ValueError as err:
+        raise CellCheckError(
+            "connector.tokens",
+            f"{connector.name} cannot make {connector.tokens} tokens from the {grid[0]}x{grid[1]} "
+            f"patch grid of {config.encoder.name} at {config.encoder.resolution} px: {err}",
+        ) from None
+
+
+def _check_eval(config: CellConfig) -> None:
+    from ablate.evaluation.tasks import known_task_names
+
+    allowed = known_task_names(config.eval)
+    for task in config.eval.tasks:
+        if task not in allowed:
+            raise CellCheckError("eval.tasks", f"unknown task {task!r}", allowed, task)
+    names = [c.name for c in config.eval.custom_tasks]
+    for name in names:
+        if names.count(name) > 1:
+            raise CellCheckError("eval.custom_tasks", f"two custom tasks are named {name!r}: names must be unique")
+    for custom in config.eval.custom_tasks:
+        for field, kind in (("path", "question file"), ("demo_path", "demonstration file"),
+                            ("image_root", "image folder")):
+            value = getattr(custom, field)
+            if value is None:
+                continue
+            path = Path(value).expanduser()
+            if not (path.is_dir() if field == "image_root" else path.is_file()):
+                raise CellCheckError(f"eval.custom_tasks.{field}",
+                                     f"custom task {custom.name}: no {kind} at {path.resolve()}")
+
+
+def _check_sources(config: CellConfig) -> None:
+    """Local data sources must be there (the loader's rules: a file, a glob that matches, a folder with data)."""
+    for source in config.data.sources:
+        if source.format == "hub":
+            continue
+        local = Path(source.path).expanduser()
+        if source.format == "imagefolder":
+            ok = local.is_dir()
+            what = "image folder"
+        elif local.is_dir():
+            pattern = {"json": "*.jsonl", "parquet": "*.parquet", "webdataset": "*.tar"}[source.format]
+            ok = bool(glob.glob(str(local / pattern)))
+            what = f"folder with {pattern} files"
+        elif any(c in source.path for c in "*?["):
+            ok = bool(glob.glob(str(local)))
+            what = "file matching"
+        else:
+            ok = local.is_file()
+            what = "file"
+        if not ok:
+            raise CellCheckError("data.sources.path", f"{source.kind} source: no {what} {str(local)!r} "
+                                                      f"(relative paths are read from {Path.cwd()})")
