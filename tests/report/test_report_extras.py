@@ -161,7 +161,7 @@ def test_choose_prefers_distinct_questions_over_shot_counts():
                                 ("world_vqa", 0, "1")]  # three distinct questions before a repeat
 
 
-def test_full_tie_is_not_bold():
+def test_a_full_tie_for_the_best_is_bold_in_every_row():
     frame = make_frame()
     frame["score/world_vqa/0shot"] = frame["score/world_vqa/0shot"].where(frame["status"] != "FINISHED", 0.0)
     res = results.load(frame, RICH_AXES[:2])
@@ -169,7 +169,8 @@ def test_full_tie_is_not_bold():
 
     t = axis_table(res, "connector.name", make_meta())
     j = t.header.index("VQA 0-shot")
-    assert not any(r.cells[j].bold for r in t.rows if len(r.cells) > j)
+    scored = [r for r in t.rows if r.kind in ("row", "baseline")]
+    assert len(scored) == 3 and all(r.cells[j].bold for r in scored)  # every row ties for the best: all bold
     low = frame.assign(**{"ci_low/world_vqa/0shot": -0.02})
     t = axis_table(results.load(low, RICH_AXES[:2]), "connector.name", make_meta())
     assert t.rows[0].cells[j].lines[-1].startswith("[0.0, ")  # an interval never leaves 0..100%
@@ -217,7 +218,7 @@ def test_values_that_print_the_same_are_equally_bold():
     j = t.header.index("Text PPL ↓")
     scored = [r for r in t.rows if r.kind in ("row", "baseline")]
     assert [r.cells[j].lines[0] for r in scored] == ["2.85 ± 0.00"] * 3  # replicates: ± seed sd
-    assert not any(r.cells[j].bold for r in scored)  # a full tie as printed: no bold at all...
+    assert all(r.cells[j].bold for r in scored)  # a full tie as printed: every one is the best...
     frame.loc[frame["connector.name"] == "mlp", "text/perplexity"] = 4.0
     t = axis_table(results.load(frame, RICH_AXES), "connector.name", make_meta())
     bold = [r.cells[j].bold for r in t.rows if r.kind in ("row", "baseline")]

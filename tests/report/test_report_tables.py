@@ -115,12 +115,18 @@ def test_no_replicates_no_ci():
 def test_stats_noise_rule():
     s = stats.of_runs([0.50, 0.52])
     assert s.mean == pytest.approx(0.51) and s.sd == pytest.approx(0.01414, abs=1e-4)
-    assert s.se == pytest.approx(0.01) and s.n == 2 and s.ci is None
+    assert s.se == pytest.approx(0.01) and s.n == 2
+    assert s.ci == pytest.approx((0.51 - 1.959964 * 0.01, 0.51 + 1.959964 * 0.01))  # seeds alone: same rule
     assert stats.within_noise(s, stats.Stat(0.53, 2, se=0.01))  # 0.02 < 1.96 * 0.0141
     assert not stats.within_noise(s, stats.Stat(0.56, 2, se=0.01))
     assert not stats.within_noise(s, stats.Stat(0.51, 1))  # unknown noise: never marked
     one = stats.of_runs([0.6], [0.55], [0.65])
-    assert one.ci == (0.55, 0.65) and one.se == pytest.approx(0.05 / 1.959964)
+    assert one.ci == pytest.approx((0.55, 0.65)) and one.se == pytest.approx(0.05 / 1.959964)
+    # an asymmetric bootstrap interval of one run is read as its standard error, like every other interval:
+    # one method for a cell's score in every table and figure, not the percentiles here and mean ± 1.96 se there
+    skew = stats.of_runs([0.6], [0.5], [0.65])
+    assert skew.se == pytest.approx(0.15 / 3.919928) and skew.ci == pytest.approx((0.525, 0.675))
+    assert stats.of_cells([skew]).ci == pytest.approx(skew.ci)
     assert stats.of_runs([math.nan]) is None
 
 
