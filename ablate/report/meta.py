@@ -17,8 +17,10 @@ class ReportMeta:
 
     `swept_axes` are dotted keys (`connector.name`); a seed axis (`seed`, `train.seed`) is treated as replicates,
     not as a table axis. `total_wall_s` is the sum of the cells' wall times, `elapsed_s` the time from the first
-    cell's start to the last one's end (shorter with parallel workers, longer across resumes). `baseline` maps axes to the values of the baseline row (missing axes: first value);
-    None means the first row of every table.
+    cell's start to the last one's end (shorter with parallel workers, longer across resumes); neither includes
+    the zoo backbones' pre-training (the frame's `encoder/build_s`). `baseline` maps axes to the values of the
+    baseline row (missing axes: first value); None means the first row of every table. `fixed` (dotted keys):
+    the grid's fixed settings, printed on the cover and read for the embedded tasks' chance levels.
     """
 
     grid_name: str

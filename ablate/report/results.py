@@ -259,7 +259,8 @@ def load(frame: pd.DataFrame, swept_axes: list[str], fixed: dict | None = None) 
             raw.setdefault(lab, v)
         raw_values[a] = raw
         values[a] = _order(list(raw), raw)
-    runs["_key"] = [tuple(r) for r in runs[[f"_label:{a}" for a in axes]].itertuples(index=False)] if axes else [()] * len(runs)
+    runs["_key"] = ([tuple(r) for r in runs[[f"_label:{a}" for a in axes]].itertuples(index=False)] if axes
+                    else [()] * len(runs))
     notes = _word_chance(runs, fixed, list(dict.fromkeys(m.task for m in metrics)))
     return Results(runs, axes, metrics + extra, values, raw_values, type_metrics, encoder, notes)
 

@@ -252,6 +252,42 @@ def _score_lines(m: Metric, s: st.Stat, base: st.Stat | None, is_base: bool, dag
     return lines
 
 
+def _score_cell(m: Metric, s: st.Stat | None, top: st.Stat | None, base: st.Stat | None, is_base: bool, rep: bool,
+                record: dict[str, Any]) -> tuple[TCell, bool]:
+    """One score cell (bold when it reads the same as the best) and its CSV fields; True when it gets a dagger."""
+    if s is None:
+        return TCell(["—"]), False
+    is_best = top is not None and fmt(m, s.mean) == fmt(m, top.mean)
+    dagger = not is_best and top is not None and st.within_noise(s, top)
+    record[m.label] = scale(m, s.mean)
+    if s.sd is not None or rep:
+        record[f"{m.label} sd"] = scale(m, s.sd) if s.sd is not None else math.nan
+    if s.ci is not None:
+        record[f"{m.label} ci_low"] = scale(m, s.ci[0])
+        record[f"{m.label} ci_high"] = scale(m, s.ci[1])
+    if base is not None:
+        record[f"{m.label} delta"] = scale(m, s.mean - base.mean)
+    record[f"{m.label} best"] = is_best
+    record[f"{m.label} within_noise"] = dagger
+    return TCell(_score_lines(m, s, base, is_base, dagger), bold=is_best), dagger
+
+
+def _reference_rows(results: Results, header: list[str], n_label: int) -> tuple[list[TRow], list[dict]]:
+    """A row per known reference level (chance, a task's own baseline), after the runs' rows; never bold."""
+    rows, records = [], []
+    for kind, label in REFERENCES.items():
+        levels = {m.column: results.reference(kind, m) for m in results.metrics}
+        if all(v is None for v in levels.values()):
+            continue
+        lead = [TCell([label])] + [TCell([""]) for _ in range(n_label - 1)]
+        rows.append(TRow(lead + [TCell([fmt(m, levels[m.column])] if levels[m.column] is not None else ["—"])
+                                 for m in results.metrics], kind="reference"))
+        record = {header[0]: label, "row": kind, "status": "", "reason": ""}
+        records.append(record | {m.label: scale(m, v) for m in results.metrics
+                                 if (v := levels[m.column]) is not None})
+    return rows, records
+
+
 def make_table(results: Results, entries: list[_Entry], axes: list[str], meta: ReportMeta, *, slug: str,
                title: str, caption: str, show_cost: bool, group_labels: bool = False) -> Table:
     rep = results.has_replicates
@@ -292,39 +328,17 @@ def make_table(results: Results, entries: list[_Entry], axes: list[str], meta: R
             continue
         cells = lead + ([TCell([str(n_runs)])] if rep else []) + [TCell([e.cost.get(c, "—")]) for c in cost_cols]
         any_incomplete |= bool(e.incomplete)
+        base_stats = entries[b].stats if b is not None else {}
         for m in results.metrics:
-            s = e.stats.get(m.column)
-            if s is None:
-                cells.append(TCell(["—"]))
-                continue
-            top = best.get(m.column)
-            is_best = top is not None and fmt(m, s.mean) == fmt(m, top.mean)
-            dagger = not is_best and top is not None and st.within_noise(s, top)
+            cell, dagger = _score_cell(m, e.stats.get(m.column), best.get(m.column), base_stats.get(m.column),
+                                       i == b, rep, record)
+            cells.append(cell)
             any_dagger |= dagger
-            base = entries[b].stats.get(m.column) if b is not None else None
-            cells.append(TCell(_score_lines(m, s, base, i == b, dagger), bold=is_best))
-            record[m.label] = scale(m, s.mean)
-            if s.sd is not None or rep:
-                record[f"{m.label} sd"] = scale(m, s.sd) if s.sd is not None else math.nan
-            if s.ci is not None:
-                record[f"{m.label} ci_low"] = scale(m, s.ci[0])
-                record[f"{m.label} ci_high"] = scale(m, s.ci[1])
-            if base is not None:
-                record[f"{m.label} delta"] = scale(m, s.mean - base.mean)
-            record[f"{m.label} best"] = is_best
-            record[f"{m.label} within_noise"] = dagger
         rows.append(TRow(cells, kind="baseline" if i == b else "row"))
         records.append(record)
-    for kind, label in REFERENCES.items():
-        levels = {m.column: results.reference(kind, m) for m in results.metrics}
-        if not any(v is not None for v in levels.values()):
-            continue
-        lead = [TCell([label])] + [TCell([""]) for _ in range(n_label - 1)]
-        rows.append(TRow(lead + [TCell([fmt(m, v)] if v is not None else ["—"]) for m, v in
-                                 ((m, levels[m.column]) for m in results.metrics)], kind="reference"))
-        record = {header[0]: label, "row": kind, "status": "", "reason": ""}
-        record |= {m.label: scale(m, v) for m in results.metrics if (v := levels[m.column]) is not None}
-        records.append(record)
+    ref_rows, ref_records = _reference_rows(results, header, n_label)
+    rows += ref_rows
+    records += ref_records
     notes = []
     if any_dagger:
         notes.append(NOISE_NOTE)
@@ -426,7 +440,8 @@ def runs_table(results: Results) -> Table:
                                   pct(avg) if pd.notna(avg) else "—", reason]
             rows.append(TRow([TCell([c]) for c in cells],
                              kind={"failed": "failed", "missing": "missing"}.get(r["_group"], "row")))
-            records.append(dict(zip(header, cells)) | {"Wall time": wall, "Avg": round(100 * avg, 4) if pd.notna(avg) else math.nan})
+            records.append(dict(zip(header, cells))
+                           | {"Wall time": wall, "Avg": round(100 * avg, 4) if pd.notna(avg) else math.nan})
     caption = ("Every run of the sweep with its cell id (the hash of its settings), seed, status and wall time; "
                "failure reasons are the last line of the error.")
     right = [j for j, h in enumerate(header) if h in ("Seed", "Wall time", "Avg")]

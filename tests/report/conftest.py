@@ -130,7 +130,8 @@ def make_connectors_frame(seeds=(0, 1, 2)) -> pd.DataFrame:
                     cid = f"{conn[:3]}{tokens}r{res}s{seed}"
                     row = {"cell_id": cid, "run_id": f"run-{cid}", "connector.name": conn, "connector.tokens": tokens,
                            "encoder.resolution": res, "seed": seed, "status": "FINISHED", "failure": "",
-                           "encoder.name": "zoo:clip-read-s", "connector_params": 150_000 if conn == "avg-pool" else 420_000,
+                           "encoder.name": "zoo:clip-read-s",
+                           "connector_params": 150_000 if conn == "avg-pool" else 420_000,
                            "connector_flops": (3e5 if conn == "avg-pool" else 9e5) * tokens,
                            "wall_s": 55 + tokens / 10 + res / 20 + seed, "time/train_s": 40.0, "time/eval_s": 12.0,
                            "text/perplexity": 2.0 + rng.uniform(0, 0.2)}
@@ -139,7 +140,8 @@ def make_connectors_frame(seeds=(0, 1, 2)) -> pd.DataFrame:
                         row[f"score/{task}/0shot"] = score
                         row[f"ci_low/{task}/0shot"], row[f"ci_high/{task}/0shot"] = _ci(score, 200)
                         for i, qtype in enumerate(types):
-                            shift = {"text-small": -0.06 if not reads else 0.02, "text-large": 0.06}.get(qtype, 0.04 * (i - 1.5))
+                            shift = {"text-small": 0.02 if reads else -0.06, "text-large": 0.06}.get(qtype,
+                                                                                                   0.04 * (i - 1.5))
                             p = float(np.clip(score + shift + rng.normal(0, 0.02), 0, 1))
                             row[f"score/{task}/0shot/{qtype}"] = p
                             row[f"ci_low/{task}/0shot/{qtype}"], row[f"ci_high/{task}/0shot/{qtype}"] = _ci(p, n)

@@ -188,6 +188,7 @@ def test_loss_curves_are_small_multiples_one_smoothed_line_per_setting():
     assert "smoothed" in p.caption
 
 
+@pytest.mark.slow
 def test_a_failure_mid_report_leaves_the_previous_report_whole(tmp_path, monkeypatch):
     frame, meta = make_frame(), make_meta()
     out = tmp_path / "reports" / "grid"
