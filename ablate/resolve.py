@@ -35,14 +35,14 @@ def load_grid(path: str | Path, max_cells: int | None = None) -> Grid:
     runs or is written. `max_cells`: refuse grids with more cells (None: `ablate.config.grid.CELL_CEILING`)."""
     expanded = expand_grid(path, max_cells)
     resolver = Resolver()
-    cells, warnings = [], {}
-    for config, labels in expanded.points:
-        try:
-            for warning in resolver.check(config):
-                warnings.setdefault(warning, None)
-        except CellCheckError as err:
-            raise expanded.error(err.key, err.message, labels, err.allowed, err.got) from None
-        cells.append(Cell(config, labels, resolver.cell_id(config)))
+    warnings: dict[str, None] = {}
+    for check in (resolver.check, resolver.check_connector):   # the connector check imports torch: last
+        for config, labels in expanded.points:
+            try:
+                warnings.update(dict.fromkeys(check(config)))
+            except CellCheckError as err:
+                raise expanded.error(err.key, err.message, labels, err.allowed, err.got) from None
+    cells = [Cell(config, labels, resolver.cell_id(config)) for config, labels in expanded.points]
     return Grid(name=expanded.name, path=expanded.path, cells=cells, axes=expanded.axes, base=expanded.base,
                 description=expanded.description, fixed=expanded.fixed, warnings=tuple(warnings))
 
@@ -102,16 +102,23 @@ class Resolver:
 
     # checks --------------------------------------------------------------------------------------------------
     def check(self, config: CellConfig) -> list[str]:
-        """Raise `CellCheckError` for the first problem; return warnings (text) for what will run but may surprise."""
+        """Everything but the connector: raise `CellCheckError` for the first problem; return warnings (text) for
+        what will run but may surprise."""
         self._once(("llm", config.llm.name), lambda: _check_spec("llm.name", config.llm.name, LLM_FAMILIES,
                                                                   LLM_FORMS, "lm"))
-        grid, warnings = self._once(("encoder", config.encoder), lambda: _check_encoder(config.encoder))
+        _, warnings = self._once(("encoder", config.encoder), lambda: _check_encoder(config.encoder))
+        self._once(("sources", tuple(config.data.sources)), lambda: _check_sources(config))
+        self._once(("eval", config.eval.model_dump_json()), lambda: _check_eval(config))
+        return warnings
+
+    def check_connector(self, config: CellConfig) -> list[str]:
+        """The connector's name, options and token count against the encoder's patch grid (imports the connectors,
+        hence torch)."""
+        grid, _ = self._once(("encoder", config.encoder), lambda: _check_encoder(config.encoder))
         connector = config.connector
         self._once(("connector", connector.name, connector.tokens, grid, _frozen(connector.options)),
                    lambda: _check_connector(config, grid))
-        self._once(("eval", config.eval.model_dump_json()), lambda: _check_eval(config))
-        self._once(("sources", tuple(config.data.sources)), lambda: _check_sources(config))
-        return warnings
+        return []
 
 
 def _frozen(options: dict) -> tuple:
@@ -156,6 +163,21 @@ def _local_or_cached(ref: str) -> bool:
     return isinstance(try_to_load_from_cache(ref, "config.json"), str)
 
 
+_TIMM_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
+
+
+def _timm_repo_cached(name: str) -> bool:
+    """Weights of `timm/<name>` or `timm/<name>.<tag>` in the Hugging Face cache (where timm keeps nearly all)."""
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    stem = f"models--timm--{name}"
+    for repo in Path(HF_HUB_CACHE).glob(glob.escape(stem) + "*"):
+        if repo.name == stem or repo.name.startswith(stem + "."):
+            if any(next((repo / "snapshots").glob(f"*/{file}"), None) for file in _TIMM_WEIGHTS):
+                return True
+    return False
+
+
 def _check_timm(key: str, spec: Spec) -> None:
     """`@random` needs no weights; `@file` needs the file; plain names need the weights in the HF cache offline."""
     if spec.weights == "random":
@@ -164,10 +186,10 @@ def _check_timm(key: str, spec: Spec) -> None:
         if not spec.path.is_file():
             raise CellCheckError(key, f"timm weights file {spec.weights!r} does not exist")
         return
-    if not _hub_offline():
-        return           # online: timm downloads them
+    if not _hub_offline() or _timm_repo_cached(spec.name):
+        return           # online: timm downloads them; or cached under timm/<name>[.<tag>] (no timm import)
     try:
-        import timm
+        import timm  # the exact check (hub id of the default weights) needs timm's registry, hence torch
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
         return           # the build says timm is missing
@@ -175,8 +197,7 @@ def _check_timm(key: str, spec: Spec) -> None:
         raise CellCheckError(key, f"unknown timm model {spec.name!r} (timm.list_models() lists them)")
     pretrained = timm.models.get_pretrained_cfg(spec.name)
     repo = getattr(pretrained, "hf_hub_id", None) if pretrained is not None else None
-    files = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
-    if repo is None or not any(isinstance(try_to_load_from_cache(repo, f), str) for f in files):
+    if repo is None or not any(isinstance(try_to_load_from_cache(repo, f), str) for f in _TIMM_WEIGHTS):
         raise CellCheckError(key, f"the weights of timm model {spec.name!r} ({repo or 'no hub id'}) are not in the "
                                   "local Hugging Face cache and HF_HUB_OFFLINE is set: download them once when "
                                   f"online, or use timm:{spec.name}@/path/to/weights.safetensors or "

@@ -324,7 +324,7 @@ def _grid_error_from_pydantic(path: Path, err: ValidationError, lines: dict, axe
         allowed = [a.strip().strip("'") for a in expected.replace(" or ", ", ").split(",") if a.strip()]
         message = f"{got!r} is not an allowed value"
     else:
-        message = f"{message} (got {got!r})"
+        message = f"{message.removeprefix('Value error, ')} (got {got!r})"
     return GridError(path, message + _where(axes), key=key, line=_line_for(lines, key, axes), allowed=allowed, got=got)
 
 

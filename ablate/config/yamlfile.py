@@ -26,7 +26,9 @@ _FLOAT = "tag:yaml.org,2002:float"
 
 
 class _TooBig(Exception):
-    pass
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
 
 
 class _Recursive(Exception):
@@ -64,9 +66,10 @@ def read_yaml(path: Path) -> tuple[object, dict[str, int]]:
             return None, {}
         try:
             _expanded_size(node, MAX_NODES)
-        except _TooBig:
-            raise GridError(path, f"the document expands to more than {MAX_NODES:,} nodes through its aliases "
-                                  "(&anchor / *alias): a grid file is a few hundred lines; refusing it") from None
+        except _TooBig as err:
+            raise GridError(path, f"this value expands to more than {MAX_NODES:,} nodes through aliases (&anchor / "
+                                  "*alias): a grid file is a few hundred lines; refusing it", key=err.key or None,
+                            line=_line_of(node, err.key)) from None
         except (_Recursive, RecursionError):
             raise GridError(path, "an alias (*name) refers to the node that contains it, or the document is "
                                   "nested too deeply") from None
@@ -86,30 +89,47 @@ def read_yaml(path: Path) -> tuple[object, dict[str, int]]:
 
 
 def _expanded_size(root: yaml.Node, limit: int) -> int:
-    """Nodes of the document with every alias expanded, computed once per distinct node."""
+    """Nodes of the document with every alias expanded, computed once per distinct node. Past `limit`, raises
+    `_TooBig` with the dotted key of the first (innermost) value found too big."""
     memo: dict[int, int] = {}
     busy: set[int] = set()
 
-    def size(node: yaml.Node) -> int:
-        key = id(node)
-        if key in memo:
-            return memo[key]
-        if key in busy:
+    def size(node: yaml.Node, where: str) -> int:
+        ident = id(node)
+        if ident in memo:
+            return memo[ident]
+        if ident in busy:
             raise _Recursive()
-        busy.add(key)
+        busy.add(ident)
         if isinstance(node, yaml.ScalarNode):
             total = 1 + len(node.value) // 1024
         elif isinstance(node, yaml.SequenceNode):
-            total = 1 + sum(size(child) for child in node.value)
+            total = 1 + sum(size(child, where) for child in node.value)
         else:
-            total = 1 + sum(size(k) + size(v) for k, v in node.value)
-        busy.discard(key)
+            total = 1
+            for key_node, value_node in node.value:
+                name = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
+                total += size(key_node, where) + size(value_node, f"{where}.{name}" if where else name)
+        busy.discard(ident)
         if total > limit:
-            raise _TooBig()
-        memo[key] = total
+            raise _TooBig(where)
+        memo[ident] = total
         return total
 
-    return size(root)
+    return size(root, "")
+
+
+def _line_of(root: yaml.Node, dotted: str) -> int | None:
+    """The line of a dotted key path in a composed document (without walking what aliases expand to)."""
+    node, line = root, None
+    for part in dotted.split(".") if dotted else []:
+        if not isinstance(node, yaml.MappingNode):
+            return line
+        match = next(((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and str(k.value) == part), None)
+        if match is None:
+            return line
+        line, node = match[0].start_mark.line + 1, match[1]
+    return line
 
 
 def _walk(path: Path, loader: yaml.SafeLoader, node: yaml.Node, prefix: str, lines: dict[str, int]) -> None:

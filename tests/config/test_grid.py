@@ -152,3 +152,37 @@ def test_cell_id_changes_when_its_zoo_recipe_or_world_vocabulary_changes(tmp_pat
     monkeypatch.setattr(vocab, "WORDS", vocab.WORDS[:-1] + ("zebra",))
     after_words = load_grid(write(tmp_path, BASE)).cells[0].id
     assert len({before, after_recipe, after_words}) == 3
+
+
+def test_cell_ids_of_the_connectors_grid_are_pinned():
+    """Moving the id computation (issue 15) must not change any id: these are the ids the code gave before it moved.
+    A legitimate change of what a cell means (world generator version, a zoo recipe) changes them: update the list
+    then, knowing that finished cells of the old ids are run again."""
+    grid = load_grid(Path(__file__).parents[2] / "grids" / "connectors.yaml")
+    assert [c.id for c in grid.cells] == ["dac78d771409", "cb8482915cf3", "023579bff34c", "167ba3b1cdf6",
+                                          "35b8d4efb6eb", "cad9e01a4570", "fff0a605bd33", "fd80a348b413"]
+
+
+def test_the_same_point_twice_is_one_cell(tmp_path):
+    grid = load_grid(write(tmp_path, BASE + """
+axes:
+  connector.tokens: [16, 16, 64]
+"""))
+    assert [c.axes["connector.tokens"] for c in grid.cells] == [16, 64]
+
+
+def test_unknown_connector_option_is_reported_under_options(tmp_path):
+    message = error_of(tmp_path, BASE.replace("tokens: 64}", "tokens: 64, options: {foo: 1}}"))
+    assert "key 'connector.options'" in message and "foo" in message and "Allowed: depth, hidden" in message
+
+
+def test_config_does_not_import_the_registries():
+    """config is plain data: reading and expanding a grid imports no world, zoo, models or evaluation module."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from ablate.config.grid import expand_grid; expand_grid(sys.argv[1]); "
+            "print(sorted({m.split('.')[1] for m in sys.modules if m.startswith('ablate.')}))")
+    out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parents[2] / "grids" / "connectors.yaml")],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['config']"
