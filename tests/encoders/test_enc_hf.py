@@ -17,7 +17,8 @@ FAMILIES = {
     "siglip2": (T.Siglip2VisionModel, T.Siglip2VisionConfig, dict(num_patches=16), 0),
     "aimv2": (T.Aimv2VisionModel, T.Aimv2VisionConfig, dict(image_size=32), 0),
     "dinov2": (T.Dinov2Model, T.Dinov2Config, dict(image_size=32), 1),
-    "dinov2reg": (T.Dinov2WithRegistersModel, T.Dinov2WithRegistersConfig, dict(image_size=32, num_register_tokens=2), 1),
+    "dinov2reg": (T.Dinov2WithRegistersModel, T.Dinov2WithRegistersConfig,
+                  dict(image_size=32, num_register_tokens=2), 1),
 }
 
 
@@ -126,7 +127,8 @@ def test_preprocess_uses_model_mean_std_and_slices(saved, tmp_path):
 def test_feature_key_tracks_what_changes_features(saved):
     k = enc(saved["clip"]).feature_key()
     assert k == enc(saved["clip"]).feature_key()
-    others = {enc(saved["clip"], resolution=48).feature_key(), enc(saved["clip"], feature_layer="penultimate").feature_key(),
+    others = {enc(saved["clip"], resolution=48).feature_key(),
+              enc(saved["clip"], feature_layer="penultimate").feature_key(),
               enc(saved["clip"], keep_cls=True).feature_key(), enc(saved["clip"], image_handling="pad").feature_key(),
               enc(saved["siglip"]).feature_key()}
     assert k not in others and len(others) == 5
@@ -140,7 +142,8 @@ def test_offline_missing_hub_id_fails_fast(tmp_path, monkeypatch, no_network):
     with pytest.raises(NotCachedError, match="not in the local Hugging Face cache") as err:
         build_encoder(EncoderConfig(name="hf:google/siglip-base-patch16-224"), tmp_path)
     assert no_network == []   # fails at once: no connection tried, no retries
-    assert "local folder" in str(err.value) and "huggingface-cli download google/siglip-base-patch16-224" in str(err.value)
+    message = str(err.value)
+    assert "local folder" in message and "huggingface-cli download google/siglip-base-patch16-224" in message
 
 
 def test_bad_spec_names_the_forms(tmp_path):
