@@ -93,6 +93,8 @@ class Progress:
             started = self._started.pop(label, None)
             failed = outcome.startswith("FAILED") if failed is None else failed
             parts = [outcome] if outcome else []
+            if self._parallel > 1 and label not in outcome:   # lines of cells running at once interleave
+                parts.insert(0, label)
             if started is not None and ran:
                 wall = self.clock() - started
                 self.walls[label] = wall
@@ -101,12 +103,13 @@ class Progress:
                 parts.append(f"{'failed after' if failed else 'done in'} {duration(wall)}")
             parts.append(f"{self.done}/{self.total} cells")
             left = self.time_left()
-            if left is not None and self.done < self.total:
-                parts.append(f"about {duration(left)} left")
+            left = "" if left is None or self.done >= self.total else \
+                f"about {duration(left)} left" if left >= 1 else "the rest is due any moment"
+            if left:
+                parts.append(left)
             self.message("    " + " · ".join(parts))
             if self.live:
-                self.live.update(self._grid, completed=self.done,
-                                 left=f"~{duration(left)} left" if left is not None and self.done < self.total else "")
+                self.live.update(self._grid, completed=self.done, left=left)
 
     def time_left(self) -> float | None:
         """Seconds the grid still needs, or None before any cell run here has finished. Cells that finished are

@@ -101,8 +101,19 @@ def test_parallel_cells_divide_the_time_left():
     assert lines(stream)[0].endswith("[1/6] a: started on cpu0 (log a.log)")
     clock.t += 60
     p.cell_finished("a", "")
+    assert lines(stream)[-1].endswith("    a · done in 1 min 00 s · 1/6 cells · about 2 min 00 s left")
     # b is due now (0 s left); 4 cells wait at 60 s each, two at a time
     assert p.time_left() == 4 * 60 / 2
+
+
+def test_overdue_cells_are_said_to_be_due_not_zero_seconds_away():
+    p, stream, clock = progress(2)
+    p.cell_started(1, "a")
+    p.cell_started(2, "b")
+    clock.t += 50
+    p.cell_finished("a", "")   # b started with a, so it is expected now
+    assert p.time_left() == 0
+    assert lines(stream)[-1].endswith("a · done in 50 s · 1/2 cells · the rest is due any moment")
 
 
 def test_steps_are_printed_at_most_every_every_s_and_always_at_the_end():
