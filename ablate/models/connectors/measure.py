@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
@@ -17,6 +16,9 @@ def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
 
 def forward_flops(module: nn.Module, d_in: int, grid: tuple[int, int]) -> int:
     """FLOPs of one forward pass on one image's patch features, (1, h*w, d_in)."""
+    # lazy: flop_counter loads torch._decomp and triton (~0.4 s), which a grid's validation never needs
+    from torch.utils.flop_counter import FlopCounterMode
+
     param = next(module.parameters(), None)
     x = torch.zeros(1, grid[0] * grid[1], d_in, device=param.device if param is not None else None,
                     dtype=param.dtype if param is not None else None)
