@@ -139,7 +139,8 @@ def anchors(doc: Document) -> list[tuple[int, str, str, object]]:
 
 
 def _short_caption(caption: str, limit: int = 60) -> str:
-    first = caption.split(". ")[0].rstrip(".")
+    """'Score vs image resolution, one panel per ...' -> 'Score vs image resolution'."""
+    first = re.split(r"[.,:;] ", caption, maxsplit=1)[0].rstrip(".")
     return first if len(first) <= limit else first[: limit - 1] + "…"
 
 

@@ -338,11 +338,10 @@ def loss_curves(results: Results, curves: dict) -> Plot | None:
     for ax, panel in zip(axs, panels):
         ax.set_title(f"{axis_label(panel_axis)} = {panel}" if panel_axis and panel else (panel or "all runs"))
         ax.set_xlabel("Training step")
-        if min(lows) > 0 and max(highs) / min(lows) > 5:
+        if min(lows) > 0 and max(highs) / min(lows) > 20:  # decades apart: a log axis, plainly labelled
             ax.set_yscale("log")
-            plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
-            ax.yaxis.set_major_formatter(plain)
-            ax.yaxis.set_minor_formatter(plain)
+            ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     for ax in axs[::ncols]:
         ax.set_ylabel("Training loss")
     handles = [Line2D([], [], color=OKABE_ITO[j % 8], lw=1.6, linestyle=DASHES[(j // 8) % 4])
@@ -398,6 +397,8 @@ def cost_vs_score(results: Results) -> Plot | None:
         ax.margins(x=0.15)
         ax.set_xlabel("Connector parameters" if col == "connector_params" else "Connector FLOPs per image")
         ax.xaxis.set_major_formatter(matplotlib.ticker.EngFormatter())
+        if not log:
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(4))
         refs = draw_references(ax, results, metrics)
     axs[0].set_ylabel("Average score (%)")
     from_zero(list(axs))
