@@ -4,26 +4,49 @@ Tags on every run: `ablate.grid`, `ablate.cell_id`, `ablate.axis.<key>` (the lab
 Params: the cell config, flattened. Metrics: `train/loss` per step, `score/<task>/<k>shot` and their CIs.
 A finished cell is a run with status FINISHED; resume skips it. A run left RUNNING by a killed process is closed as
 KILLED before its cell runs again, so the store never holds two finished runs of one cell.
+
+A local store (`sqlite:///...`) is opened under a file lock next to it (`<db>.lock`): MLflow's schema set-up is not
+safe when two processes create one store at once. A store whose creation was cut short (it holds no runs) is set
+aside and created again; one that cannot be opened or written raises `StoreError`, one line, no MLflow traceback.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
-import tempfile
+import sqlite3
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import unquote
+
+from filelock import FileLock, Timeout
 
 if TYPE_CHECKING:
     from ablate.config.grid import Cell, Grid
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+log = logging.getLogger(__name__)
+
 CELL_TAG = "ablate.cell_id"
 GRID_TAG = "ablate.grid"
 AXIS_TAG = "ablate.axis."
 REASON_TAG = "ablate.failure"
+REPORT_TAG = "ablate.kind"
+OPEN_TIMEOUT_S = 300        # how long to wait for another process that is creating (or repairing) the store
+
+
+class StoreError(RuntimeError):
+    """The tracking store or the workspace cannot be written (read-only, full disk, server down, damaged).
+
+    The message is one line a user can act on: where, what went wrong, what to do."""
+
+    def __init__(self, where: str | Path, message: str):
+        self.where = str(where)
+        super().__init__(f"{where}: {message.rstrip('.')}.")
 
 
 @dataclass(frozen=True)
@@ -40,11 +63,13 @@ class RunRecord:
 
 class Store:
     def __init__(self, tracking_uri: str, artifact_root: Path):
-        from mlflow.tracking import MlflowClient  # mlflow costs ~2 s to import: only when a store is used
-
         self.tracking_uri = tracking_uri
         self.artifact_root = Path(artifact_root)
-        self.client = MlflowClient(tracking_uri=tracking_uri)
+        db = sqlite_path(tracking_uri)
+        import mlflow.tracking  # noqa: F401 - ~2 s: only when a store is used; first, as it sets up its loggers
+
+        with quiet_mlflow():
+            self.client = _open_client(tracking_uri) if db is None else _open_sqlite(tracking_uri, db)
 
     # ---- experiments and runs ----
     def experiment_id(self, grid: "Grid", create: bool = True) -> str | None:
@@ -56,9 +81,30 @@ class Store:
         served = self.tracking_uri.startswith(("http://", "https://"))   # a team's `mlflow server` keeps artifacts
         if not served:
             self.artifact_root.mkdir(parents=True, exist_ok=True)
-        return self.client.create_experiment(
-            grid.name, artifact_location=None if served else (self.artifact_root / grid.name).as_uri(),
-            tags={"ablate.grid_file": str(grid.path), "mlflow.note.content": grid.description})
+        try:
+            return self.client.create_experiment(
+                grid.name, artifact_location=None if served else self.artifact_folder(grid.name).as_uri(),
+                tags={"ablate.grid_file": str(grid.path), "mlflow.note.content": grid.description})
+        except Exception:   # another process created it between our look and our create
+            found = self.client.get_experiment_by_name(grid.name)
+            if found is None:
+                raise
+            return found.experiment_id
+
+    def artifact_folder(self, name: str) -> Path:
+        """The experiment's artifact folder: always a plain folder inside the artifact root, whatever the name
+        (a grid named `../../etc` or `/tmp/x` writes under `<root>/etc`, `<root>/tmp-x`)."""
+        safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip("-.") or "grid"
+        folder = (self.artifact_root / safe).resolve()
+        if folder.parent != self.artifact_root.resolve():   # cannot happen with the characters kept above
+            raise StoreError(self.tracking_uri, f"grid name {name!r} does not make a folder name")
+        return folder
+
+    def check_writable(self) -> None:
+        """Raise (sqlite3.OperationalError) when a local store cannot be written; a no-op for a server."""
+        db = sqlite_path(self.tracking_uri)
+        if db is not None:
+            _probe_sqlite(db, write=True)
 
     def runs(self, experiment_id: str) -> list[RunRecord]:
         records, token = [], None
@@ -77,11 +123,16 @@ class Store:
 
     def close_stale(self, experiment_id: str, cell_id: str) -> list[str]:
         """Close runs of a cell left RUNNING by a process that died (the caller holds the cell's claim)."""
+        return self.close_running(experiment_id, cell_id, "KILLED",
+                                  "process ended without closing the run (killed)")
+
+    def close_running(self, experiment_id: str, cell_id: str, status: str, reason: str) -> list[str]:
+        """Close the cell's runs that are still RUNNING with `status` and `reason`; their ids."""
         closed = []
         for record in self.runs(experiment_id):
             if record.cell_id == cell_id and record.status == "RUNNING":
-                self.client.set_tag(record.run_id, REASON_TAG, "process ended without closing the run (killed)")
-                self.client.set_terminated(record.run_id, "KILLED")
+                self.client.set_tag(record.run_id, REASON_TAG, reason[:4000])
+                self.client.set_terminated(record.run_id, status)
                 closed.append(record.run_id)
         return closed
 
@@ -97,6 +148,142 @@ class Store:
 
     def loss_curve(self, run_id: str, key: str = "train/loss") -> list[tuple[int, float]]:
         return [(m.step, m.value) for m in self.client.get_metric_history(run_id, key)]
+
+    def log_report(self, experiment_id: str, grid_name: str, files: list[Path], note: str) -> str:
+        """Put a grid's report files on the experiment's report run (one per experiment, made on first use, tag
+        `ablate.kind = report`), so the MLflow UI shows the report next to the cells' runs; the run's id."""
+        runs = self.client.search_runs([experiment_id], filter_string=f"tags.`{REPORT_TAG}` = 'report'",
+                                       max_results=1)
+        run_id = runs[0].info.run_id if runs else self.client.create_run(
+            experiment_id, run_name=f"report: {grid_name}", tags={REPORT_TAG: "report"}).info.run_id
+        self.client.set_tag(run_id, "mlflow.note.content", note)
+        for path in files:
+            self.client.log_artifact(run_id, str(path))
+        if not runs:
+            self.client.set_terminated(run_id, "FINISHED")
+        return run_id
+
+
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a `sqlite:///` store; None for anything else (a server, another database)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    path = unquote(tracking_uri.removeprefix("sqlite:///").split("?")[0])
+    return None if path in ("", ":memory:") else Path(path)
+
+
+@contextmanager
+def quiet_mlflow():
+    """Hold back MLflow's own log lines (retry warnings, tracebacks) while a store opens: a failure is reported
+    once, as a StoreError."""
+    loggers = [logging.getLogger(name) for name in ("mlflow", "alembic", "sqlalchemy")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def _open_client(tracking_uri: str):
+    from mlflow.tracking import MlflowClient  # mlflow costs ~2 s to import: only when a store is used
+
+    return MlflowClient(tracking_uri=tracking_uri)   # builds (and for a database, sets up) the store
+
+
+def _open_sqlite(tracking_uri: str, db: Path):
+    """Open (create, or repair) a local store under its lock; StoreError, one line, when it cannot be."""
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(f"{db}.lock", timeout=OPEN_TIMEOUT_S)
+        lock.acquire()
+    except Timeout:
+        raise StoreError(tracking_uri, f"another process has held {db}.lock for {OPEN_TIMEOUT_S} s while "
+                         "creating the store; if none is running, delete the lock file") from None
+    except OSError as err:
+        raise StoreError(tracking_uri, f"cannot create the store's folder or lock file ({_one_line(err)}); "
+                         "check permissions and free disk space") from err
+    try:
+        try:
+            _probe_sqlite(db, write=False)    # fails in ms where MLflow retries for ~13 s, printing each try
+            state = _inspect_sqlite(db)
+        except sqlite3.Error as err:
+            raise StoreError(tracking_uri, f"cannot open the store's database {db} ({_one_line(err)}); check "
+                             "permissions and free disk space") from err
+        if state["half_created"] and not state["used"]:
+            _set_aside(db, "MLflow's schema set-up did not finish")
+        try:
+            return _open_client(tracking_uri)
+        except Exception as err:  # noqa: BLE001 - MLflow raises many types; a half-created store is set aside below
+            if _inspect_sqlite(db)["used"]:
+                raise StoreError(tracking_uri, f"cannot open the store ({_one_line(err)}); it holds runs, so it was "
+                                 f"left as it is: back it up, then try `mlflow db upgrade {tracking_uri}`") from err
+            _set_aside(db, _one_line(err))
+            _forget_engine(tracking_uri)
+        try:
+            return _open_client(tracking_uri)
+        except Exception as err:  # noqa: BLE001
+            raise StoreError(tracking_uri, f"cannot create the store ({_one_line(err)})") from err
+    finally:
+        lock.release()
+
+
+def _probe_sqlite(db: Path, write: bool) -> None:
+    """Open the database (creating the file if missing) and, with `write`, take its write lock for a moment."""
+    con = sqlite3.connect(str(db), timeout=30)
+    try:
+        con.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
+        if write:
+            con.execute("BEGIN IMMEDIATE")
+            con.execute("ROLLBACK")
+    finally:
+        con.close()
+
+
+def _inspect_sqlite(db: Path) -> dict:
+    """`half_created`: MLflow's schema set-up was cut short (a crash, or two processes racing: `table
+    _alembic_tmp_tags already exists` on every later open); `used`: it holds runs or experiments of its own."""
+    con = sqlite3.connect(str(db), timeout=30)
+    try:
+        tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        version = con.execute("SELECT COUNT(*) FROM alembic_version").fetchone()[0] if "alembic_version" in tables else 0
+        runs = con.execute("SELECT COUNT(*) FROM runs").fetchone()[0] if "runs" in tables else 0
+        experiments = (con.execute("SELECT COUNT(*) FROM experiments WHERE name != 'Default'").fetchone()[0]
+                       if "experiments" in tables else 0)
+    finally:
+        con.close()
+    half = any(t.startswith("_alembic_tmp_") for t in tables) or bool(tables and not version)
+    return {"half_created": half, "used": bool(runs or experiments)}
+
+
+def _set_aside(db: Path, why: str) -> None:
+    """Move an unused, half-created store to `<db>.broken-<time>` so that MLflow makes it again."""
+    aside = db.with_name(f"{db.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        part = Path(f"{db}{suffix}")
+        if part.exists():
+            part.rename(f"{aside}{suffix}")
+    log.warning("the store %s was half-created (%s) and held no runs: moved it to %s and made it again",
+                db, why, aside)
+
+
+def _forget_engine(tracking_uri: str) -> None:
+    """MLflow keeps one engine per URI for the process; after the file was moved it would still point at it."""
+    try:
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        engine = SqlAlchemyStore._engine_map.pop(tracking_uri, None)
+        if engine is not None:
+            engine.dispose()
+    except Exception:  # noqa: BLE001 - a private detail of MLflow: if it changed, there is nothing to forget
+        pass
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:300]}" if text else type(err).__name__
 
 
 class RunLogger:
@@ -145,12 +332,6 @@ class RunLogger:
 
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), folder)
-
-    def log_text(self, text: str, name: str) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            target = Path(tmp) / name
-            target.write_text(text)
-            self.client.log_artifact(self.run_id, str(target))
 
     def finish(self, status: str = "FINISHED", reason: str | None = None) -> None:
         self.flush()
