@@ -174,7 +174,7 @@ def _draw_types(results: Results, ax, x_axis: str, metrics: list[Metric]) -> int
             _errorbar(ax, px, list(ps), label=m.qtype, lw=1.5, ms=5, **style(i))
     draw_references(ax, results, metrics)
     if drawn:
-        ax.legend(loc="upper left", fontsize=7, frameon=False, title="Question type", title_fontsize=7)
+        ax.legend(loc="best", fontsize=7, frameon=False, title="Question type", title_fontsize=7)
     return drawn
 
 
