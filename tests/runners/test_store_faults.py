@@ -61,6 +61,7 @@ def test_several_processes_creating_one_store_at_once_all_succeed(tmp_path, atte
     assert not list(home.glob("mlflow.db.broken-*"))              # nothing had to be repaired
 
 
+@pytest.mark.slow
 def test_a_half_created_store_is_made_again_with_a_warning(tmp_path, caplog):
     db = tmp_path / "home" / "mlflow.db"
     db.parent.mkdir()
@@ -75,6 +76,7 @@ def test_a_half_created_store_is_made_again_with_a_warning(tmp_path, caplog):
     assert len(list(db.parent.glob("mlflow.db.broken-*"))) == 1   # set aside, not deleted
 
 
+@pytest.mark.slow
 def test_a_store_mlflow_cannot_open_is_made_again_only_when_it_holds_no_runs(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     real, calls = store_module._open_client, []
@@ -109,6 +111,7 @@ def test_a_store_that_cannot_be_opened_is_one_line_at_once(tmp_path):
     assert "\n" not in str(err.value) + str(err2.value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, folder", [("../../etc", "etc"), ("/tmp/evil", "tmp-evil"), ("..", "grid"),
                                           ("a/../../b", "a-..-..-b")])
 def test_a_grid_name_never_puts_artifacts_outside_the_artifact_root(tmp_path, name, folder):
