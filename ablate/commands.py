@@ -175,16 +175,9 @@ def make_report(grid: Grid, workspace: Workspace):
 
 def _log_report(store, experiment: str, grid: Grid, paths) -> None:
     """The HTML report goes to MLflow too, on a run of its own, so the UI shows it next to the cells' runs."""
-    runs = store.client.search_runs([experiment], filter_string="tags.`ablate.kind` = 'report'", max_results=1)
     note = (f"The report of grid '{grid.name}', rebuilt from the store by `ablate report`: open "
             f"{paths.html.name} (or {paths.pdf.name}) under Artifacts. This run has no metrics of its own.")
-    run_id = runs[0].info.run_id if runs else store.client.create_run(
-        experiment, run_name=f"report: {grid.name}", tags={"ablate.kind": "report"}).info.run_id
-    store.client.set_tag(run_id, "mlflow.note.content", note)
-    for path in (paths.html, paths.pdf):
-        store.client.log_artifact(run_id, str(path))
-    if not runs:
-        store.client.set_terminated(run_id, "FINISHED")
+    store.log_report(experiment, grid.name, [paths.html, paths.pdf], note)
 
 
 def _elapsed(frame) -> float | None:
@@ -202,8 +195,8 @@ def _git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], check=False, capture_output=True, text=True,
                              cwd=Path(__file__).parent, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], check=False, capture_output=True,
-                               text=True, cwd=Path(__file__).parent, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], check=False,
+                               capture_output=True, text=True, cwd=Path(__file__).parent, timeout=5).stdout.strip()
         return (out.stdout.strip() or "unknown") + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"

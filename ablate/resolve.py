@@ -42,7 +42,8 @@ def load_grid(path: str | Path, max_cells: int | None = None) -> Grid:
                 warnings.update(dict.fromkeys(check(config)))
             except CellCheckError as err:
                 raise expanded.error(err.key, err.message, labels, err.allowed, err.got) from None
-    cells = [Cell(config, labels, resolver.cell_id(config)) for config, labels in expanded.points]
+    cells = [Cell(config, labels, resolver.cell_id(config, text))
+             for (config, labels), text in zip(expanded.points, expanded.canonical)]
     return Grid(name=expanded.name, path=expanded.path, cells=cells, axes=expanded.axes, base=expanded.base,
                 description=expanded.description, fixed=expanded.fixed, warnings=tuple(warnings))
 
@@ -96,8 +97,12 @@ class Resolver:
                                        lambda: recipe_hash(recipe, world_identity(recipe.world)))
         return out
 
-    def cell_id(self, config: CellConfig) -> str:
-        blob = config.canonical_json() + json.dumps(self.provenance(config), sort_keys=True)
+    def cell_id(self, config: CellConfig, canonical: str | None = None) -> str:
+        """`canonical`: the config's `canonical_json()` when already known (it is the costly part)."""
+        canonical = config.canonical_json() if canonical is None else canonical
+        names = (config.data.world, config.encoder.name, config.llm.name)   # all that provenance depends on
+        blob = canonical + self._once(("provenance", *names),
+                                      lambda: json.dumps(self.provenance(config), sort_keys=True))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     # checks --------------------------------------------------------------------------------------------------

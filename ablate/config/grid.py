@@ -77,6 +77,7 @@ class Expanded:
     name: str
     path: Path
     points: list[tuple[CellConfig, dict[str, Any]]]   # (config, axis labels), duplicates dropped
+    canonical: list[str]                               # each point's `CellConfig.canonical_json()`
     axes: list[str]
     base: CellConfig
     description: str
@@ -119,23 +120,24 @@ def expand_grid(path: str | Path, max_cells: int | None = None) -> Expanded:
     axes = _read_axes(path, raw, lines)
     base_tree = base_config.model_dump(mode="json")
     combos = _combos(path, raw, lines, axes, base_tree, CELL_CEILING if max_cells is None else max_cells)
-    points, seen = [], set()
+    points, canonical, seen = [], [], set()
     for combo in combos:
         overrides = copy.deepcopy(base)
         for key, value in combo.items():
             _set_dotted(overrides, key, value.value if isinstance(value, _Label) else value)
         labels = {k: (v.label if isinstance(v, _Label) else v) for k, v in combo.items()}
         config = _validate(path, overrides, lines, axes=labels)
-        canonical = config.canonical_json()   # the same config twice is one cell (its id would be the same)
-        if canonical not in seen:
-            seen.add(canonical)
+        text = config.canonical_json()   # the same config twice is one cell (its id would be the same)
+        if text not in seen:
+            seen.add(text)
             points.append((config, labels))
+            canonical.append(text)
     if not points:
         raise GridError(path, "the grid has no cells left after exclude", key="exclude", line=lines.get("exclude"))
 
     swept = list(dict.fromkeys([*axes, *(k for c in combos for k in c)]))
     fixed = {k: v for k, v in _flatten(base_tree).items() if k not in swept}
-    return Expanded(name=name, path=path, points=points, axes=swept, base=base_config,
+    return Expanded(name=name, path=path, points=points, canonical=canonical, axes=swept, base=base_config,
                     description=description or "", fixed=fixed, lines=lines)
 
 

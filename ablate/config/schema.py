@@ -27,7 +27,8 @@ class Strict(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _no_booleans_for_numbers(cls, value, info: ValidationInfo):
-        if _bool_where_number(cls.model_fields[info.field_name].annotation, value):
+        annotation = cls.model_fields[info.field_name].annotation
+        if isinstance(value, (bool, list, dict)) and _bool_where_number(annotation, value):
             raise ValueError("a boolean (true / false) where a number is expected: write the number")
         return value
 
