@@ -13,7 +13,9 @@ exclude: [{connector.name: attn-pool, connector.tokens: 144}]
 include: [{connector.name: mlp, connector.tokens: 144}]
 seeds: [0, 1]                   # shorthand for the axis train.seed
 ```
-The whole grid is validated before anything trains; `GridError` names the file, line, key and allowed values.
+`expand_grid` reads (strictly: `yamlfile.py`), expands and schema-validates a grid as plain data; checks against
+the registries and cell ids are `ablate.resolve.load_grid`'s. The whole grid is validated before anything trains;
+`GridError` names the file, line, key and allowed values.
 """
 from __future__ import annotations
 

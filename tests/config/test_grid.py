@@ -186,3 +186,18 @@ def test_config_does_not_import_the_registries():
     out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parents[2] / "grids" / "connectors.yaml")],
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "['config']"
+
+
+@pytest.mark.parametrize("config", [{"patch_size": 8}, {"vision_config": {"patch_size": 8}}])
+def test_hf_encoder_patch_grid_is_read_from_its_config_json(tmp_path, config):
+    """The token check needs the encoder's patch grid: read from config.json (top level or vision_config), no model
+    is built."""
+    import json
+
+    folder = tmp_path / "encoder"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(config))
+    grid = BASE.replace('"zoo:clip-s", resolution: 96', f'"hf:{folder}", resolution: 64')
+    assert load_grid(write(tmp_path, grid)).cells
+    message = error_of(tmp_path, grid.replace("tokens: 64", "tokens: 100"))
+    assert "8x8 patch grid" in message and "key 'connector.tokens'" in message
