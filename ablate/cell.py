@@ -24,9 +24,11 @@ log = logging.getLogger(__name__)
 class CellHooks:
     """What the training loop reports to: the run's metrics, the progress display, checkpoints."""
 
-    def __init__(self, cell: Cell, model, logger: RunLogger, progress: Progress | None, workspace: Workspace):
+    def __init__(self, cell: Cell, model, logger: RunLogger, progress: Progress | None, workspace: Workspace,
+                 elapsed=lambda: 0.0):
         self.cell, self.model, self.logger, self.progress, self.workspace = cell, model, logger, progress, workspace
         self.steps = cell.config.train.steps
+        self.elapsed = elapsed   # seconds the cell has run, earlier attempts included (kept in the checkpoint)
 
     def on_step(self, step: int, loss: float, lr: float) -> None:
         self.logger.log_step(step, **{"train/loss": loss, "train/lr": lr})
@@ -36,7 +38,8 @@ class CellHooks:
     def on_checkpoint(self, step: int, state: dict) -> None:
         self.logger.flush()
         save_checkpoint(self.workspace.checkpoints(self.cell.id) / "last", self.model, self.cell.config,
-                        state["state"], state["optimizer"], state["scheduler"])
+                        state["state"], state["optimizer"], state["scheduler"], elapsed_s=self.elapsed(),
+                        keep_previous=True)
 
 
 def seed_everything(seed: int) -> None:
@@ -66,7 +69,9 @@ def run_cell(cell: Cell, workspace: Workspace, logger: RunLogger, feature_cache:
     logger.log_metrics({**cost, **zoo_metrics(cfg.encoder.name, workspace)})
 
     optimizer, scheduler = build_optimizer(model, cfg.train)
-    state = resume_state(workspace.checkpoints(cell.id) / "last", model, optimizer, scheduler) or TrainState()
+    resumed = resume_state(workspace.checkpoints(cell.id) / "last", model, optimizer, scheduler)
+    state = resumed.state if resumed else TrainState()
+    earlier_s = resumed.elapsed_s if resumed else 0.0   # earlier attempts, up to the checkpoint resumed from
     if state.step:
         log.info("cell %s resumes at step %d", cell.id, state.step)
         for step, loss in state.losses:   # the new run carries the whole curve
@@ -76,8 +81,8 @@ def run_cell(cell: Cell, workspace: Workspace, logger: RunLogger, feature_cache:
                             cfg.train.seed, start_step=state.step)
     logger.log_metrics({"data/padding_fraction": padding_fraction(cfg, world, model)})
     train_started = time.monotonic()
-    state = train(model, batches, cfg.train, optimizer, scheduler, CellHooks(cell, model, logger, progress,
-                                                                              workspace), state)
+    state = train(model, batches, cfg.train, optimizer, scheduler, CellHooks(
+        cell, model, logger, progress, workspace, elapsed=lambda: earlier_s + time.monotonic() - started), state)
     train_s = time.monotonic() - train_started
     logger.flush()
     save_checkpoint(workspace.checkpoints(cell.id) / "final", model, cfg)
@@ -93,7 +98,8 @@ def run_cell(cell: Cell, workspace: Workspace, logger: RunLogger, feature_cache:
         result_extra = {}
     eval_s = time.monotonic() - eval_started
     metrics = {**result.metrics, **result_extra, "time/train_s": train_s, "time/eval_s": eval_s,
-               "wall_s": time.monotonic() - started, "train/final_loss": float(np.mean([l for _, l in state.losses[-10:]]))}
+               "wall_s": earlier_s + time.monotonic() - started,
+               "train/final_loss": float(np.mean([loss for _, loss in state.losses[-10:]]))}
     if feature_cache is not None:
         metrics["feature_cache/hits"] = feature_cache.hits
     logger.log_metrics(metrics)

@@ -116,22 +116,23 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from ablate import commands
     from ablate.config.errors import GridError
+    from ablate.runners.protocol import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, sigterm_raises
+    from ablate.tracking.store import StoreError
 
     try:
-        return commands.dispatch(args)
-    except GridError as err:
+        with sigterm_raises():   # SIGTERM ends any command like Ctrl-C does: the current run closes as KILLED
+            return commands.dispatch(args)
+    except (GridError, StoreError) as err:   # bad input, or a store / disk that cannot be written: one line
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished cells are kept in the store; run the same command again to resume.",
               file=sys.stderr)
-        return 130
-    except BaseException as err:
-        if type(err).__name__ != "Terminated":   # SIGTERM, raised by the runner so the current run closes as KILLED
-            raise
+        return EXIT_INTERRUPTED
+    except Terminated as err:
         print(f"terminated ({err}): finished cells are kept in the store; run the same command again to resume.",
               file=sys.stderr)
-        return 143
+        return EXIT_TERMINATED
 
 
 if __name__ == "__main__":

@@ -2,19 +2,29 @@
 
 `load_runner(path)` returns an object with `.run(grid, workspace) -> GridOutcome`. Kinds: local, subprocess,
 workers, multigpu, slurm (`ablate.runners.config`); docs/runners.md says what each does on a fault.
+`ablate.runners.protocol` (exit codes, signals) is light: this package loads its runners, which import torch,
+only when one of them is asked for (the CLI imports the protocol on every command).
 """
 from __future__ import annotations
 
 from pathlib import Path
-
-from ablate.runners.local import GridOutcome, LocalRunner, run_cells
 
 __all__ = ["GridOutcome", "LocalRunner", "load_runner", "run_cells"]
 
 
 def load_runner(path: str | Path | None):
     if path is None:
+        from ablate.runners.local import LocalRunner
+
         return LocalRunner()
     from ablate.runners.config import load_runner_file
 
     return load_runner_file(Path(path))
+
+
+def __getattr__(name: str):
+    if name in ("GridOutcome", "LocalRunner", "run_cells"):   # torch comes with them: loaded on first use
+        from ablate.runners import local
+
+        return getattr(local, name)
+    raise AttributeError(f"module 'ablate.runners' has no attribute {name!r}")

@@ -1,30 +1,24 @@
 """One cell in a process of its own: `python -m ablate.runners.child GRID CELL_ID --home H --tracking-uri U`.
 
-What the subprocess, workers, multigpu and slurm runners start. The child reloads the grid file (so it needs
-nothing but the file and the workspace), takes the cell's claim, runs it and records the outcome in the store.
-Exit codes: 0 finished, 3 failed (reason in the store), 4 held by another process, 5 already finished (by
-another process), 2 the cell is not in the grid or the store cannot be written, 130 interrupted (run KILLED).
+What the subprocess, workers, multigpu and slurm runners start (argv and exit codes: `ablate.runners.protocol`).
+The child reloads the grid file (so it needs nothing but the file and the workspace), takes the cell's claim, runs
+it and records the outcome in the store. Exit codes: 0 finished, 3 failed (reason in the store), 4 held by another
+process, 5 already finished (by another process), 2 the cell is not in the grid, 6 the store or the workspace
+cannot be written (the grid stops), 130 Ctrl-C and 143 SIGTERM (run closed as KILLED).
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import os
+import signal
 import sys
+
+from ablate.runners import protocol
 
 DISTRIBUTED_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK",
                    "ROLE_WORLD_SIZE", "GROUP_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-EXIT_FINISHED, EXIT_ERROR, EXIT_FAILED, EXIT_CLAIMED, EXIT_SKIPPED, EXIT_INTERRUPTED = 0, 2, 3, 4, 5, 130
-
-
-def command(grid_path, cell_id: str, workspace, python: str | None = None) -> list[str]:
-    """The argv that runs one cell in a fresh interpreter."""
-    return [python or sys.executable, "-m", "ablate.runners.child", *args(grid_path, cell_id, workspace)]
-
-
-def args(grid_path, cell_id: str, workspace) -> list[str]:
-    return [str(grid_path), cell_id, "--home", str(workspace.home), "--tracking-uri", workspace.tracking_uri,
-            "--reports", str(workspace.reports)]
 
 
 def run_one(grid_path: str, cell_id: str, home: str, tracking_uri: str, reports: str | None = None) -> int:
@@ -32,7 +26,8 @@ def run_one(grid_path: str, cell_id: str, home: str, tracking_uri: str, reports:
     from ablate.config.errors import GridError
     from ablate.progress import Progress
     from ablate.resolve import load_grid
-    from ablate.runners.local import Terminated, run_cells
+    from ablate.runners.local import run_cells
+    from ablate.tracking.store import StoreError
     from ablate.workspace import Workspace
 
     if "RANK" in os.environ:
@@ -41,7 +36,7 @@ def run_one(grid_path: str, cell_id: str, home: str, tracking_uri: str, reports:
         # cell as a single process (else lmms-eval's Accelerator would wait for the idle ranks). docs/runners.md.
         if int(os.environ["RANK"]) != 0:
             logging.getLogger(__name__).warning("rank %s: idle (only rank 0 runs the cell)", os.environ["RANK"])
-            return EXIT_FINISHED
+            return protocol.EXIT_FINISHED
         for key in DISTRIBUTED_ENV:
             os.environ.pop(key, None)
     try:
@@ -57,26 +52,42 @@ def run_one(grid_path: str, cell_id: str, home: str, tracking_uri: str, reports:
             progress.close()
     except GridError as err:
         print(f"error: {err}", file=sys.stderr)
-        return EXIT_ERROR
-    except (KeyboardInterrupt, Terminated):
-        return EXIT_INTERRUPTED
+        return protocol.EXIT_ERROR
+    except StoreError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return protocol.EXIT_STORE
+    except KeyboardInterrupt:
+        return protocol.EXIT_INTERRUPTED
+    except protocol.Terminated:
+        return protocol.EXIT_TERMINATED
     if outcome.claimed_elsewhere:
-        return EXIT_CLAIMED
+        return protocol.EXIT_CLAIMED
     if outcome.skipped:
-        return EXIT_SKIPPED
-    return EXIT_FAILED if outcome.failed else EXIT_FINISHED
+        return protocol.EXIT_SKIPPED
+    return protocol.EXIT_FAILED if outcome.failed else protocol.EXIT_FINISHED
+
+
+def die_with_parent() -> None:
+    """Ask Linux to send SIGTERM when the parent dies (no-op elsewhere); exit if it already has."""
+    parent = os.environ.get(protocol.PARENT_ENV)
+    if not parent:
+        return
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)   # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(parent) and "RANK" not in os.environ:   # under a launcher the parent is the launcher
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ablate.runners.child", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=f"python -m {protocol.CHILD_MODULE}", description=__doc__.splitlines()[0])
     parser.add_argument("grid")
     parser.add_argument("cell_id")
     parser.add_argument("--home", required=True)
     parser.add_argument("--tracking-uri", required=True)
     parser.add_argument("--reports")
     ns = parser.parse_args(argv)
-    from ablate.runners.process import die_with_parent
-
     die_with_parent()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return run_one(ns.grid, ns.cell_id, ns.home, ns.tracking_uri, ns.reports)

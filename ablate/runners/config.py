@@ -46,7 +46,8 @@ class WorkersConfig(_Processes):
     """N cells at once on one machine, one per GPU (or per CPU slot); cells claimed through file locks."""
 
     kind: Literal["workers"]
-    workers: Annotated[int, Field(ge=1)] | Literal["auto"] = Field("auto", description="'auto': one per GPU, else cores // threads")
+    workers: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto", description="'auto': one per GPU, else cores // threads")
     gpus: list[int] | Literal["auto", "none"] = Field("auto", description="GPU indices to spread workers over")
     threads_per_worker: int = Field(1, ge=1, description="OMP/MKL threads for each worker's process")
 

@@ -2,35 +2,31 @@
 
 A cell runs under its claim (a file lock, `claims.py`): before its run starts, runs of the cell left RUNNING by a
 killed process are closed as KILLED; a finished cell is skipped. SIGTERM and Ctrl-C close the current run as KILLED
-and end the process; SIGKILL leaves the run RUNNING, and the next `ablate run` closes it. Either way the cell
-resumes from its last checkpoint.
+and end the process (the CLI exits 143 and 130); SIGKILL leaves the run RUNNING, and the next `ablate run` closes
+it. Either way the cell resumes from its last checkpoint. A full disk, or a store that stops taking writes, stops
+the grid with one `StoreError` (finished cells are kept); any other error fails its cell only.
 """
 from __future__ import annotations
 
+import errno
 import logging
-import signal
 import traceback
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ablate.config.errors import GridError
 from ablate.config.grid import Cell, Grid
 from ablate.models.features import FeatureCache
 from ablate.progress import Progress
 from ablate.runners.claims import claim
-from ablate.tracking.store import Store
+from ablate.runners.protocol import Terminated, sigterm_raises
+from ablate.tracking.store import Store, StoreError
 from ablate.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM: the run is closed as KILLED (like Ctrl-C), then the process ends (the CLI exits 130)."""
-
-
-class StoreError(GridError):
-    """The tracking store or the workspace cannot be written (read-only, full disk, server down)."""
+DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+DISK_MESSAGES = ("database or disk is full", "no space left on device", "disk quota exceeded",
+                 "readonly database", "read-only file system")
 
 
 @dataclass
@@ -47,73 +43,104 @@ class GridOutcome:
         self.claimed_elsewhere += other.claimed_elsewhere
 
 
-def _raise_terminated(signum, frame):
-    raise Terminated(f"signal {signum}")
-
-
-@contextmanager
-def sigterm_raises():
-    """Turn SIGTERM into an exception for the duration (main thread only; elsewhere a no-op)."""
-    try:
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    except ValueError:   # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def open_store(workspace: Workspace, grid: Grid) -> tuple[Store, str]:
     """The store and the grid's experiment; a clear StoreError when either cannot be written."""
     try:
         store = Store(workspace.tracking_uri, workspace.artifacts)
         experiment = store.experiment_id(grid)
+        store.check_writable()
         for folder in (workspace.home / "claims", workspace.home / "checkpoints"):
             folder.mkdir(parents=True, exist_ok=True)
             probe = folder / ".write-probe"
             probe.write_text("ok")
             probe.unlink()
+    except StoreError:
+        raise
     except Exception as err:  # sqlite "readonly database", OSError ENOSPC/EACCES, connection refused ...
         raise StoreError(workspace.tracking_uri, f"cannot write the tracking store or the workspace "
-                         f"{workspace.home} ({type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}); "
-                         "check free disk space, permissions and that the tracking server is up, then run the same "
-                         "command again (finished cells are kept)") from err
+                         f"{workspace.home} ({one_line(err)}); check free disk space, permissions and that the "
+                         "tracking server is up, then run the same command again (finished cells are kept)") from err
     return store, experiment
+
+
+def disk_fault(err: BaseException) -> bool:
+    """Whether an error (or one it was raised from) says the disk is full or read-only: every later cell would
+    fail the same way, so the grid stops instead of failing cell after cell."""
+    seen = 0
+    while err is not None and seen < 20:
+        if isinstance(err, OSError) and err.errno in DISK_ERRNOS:
+            return True
+        if any(text in str(err).lower() for text in DISK_MESSAGES):
+            return True
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return False
+
+
+def stopped(workspace: Workspace, cell: Cell, err: BaseException) -> StoreError:
+    """The one error that ends a grid when the store or the workspace stops taking writes."""
+    return StoreError(workspace.tracking_uri, f"the grid stopped at cell {cell.id}: cannot write the store or the "
+                      f"workspace {workspace.home} ({one_line(err)}); free disk space (or fix permissions) and run "
+                      "the same command again: finished cells are kept, this one resumes from its last checkpoint")
+
+
+def one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:300]}" if text else type(err).__name__
+
+
+def _close_quietly(logger, status: str, reason: str) -> None:
+    """Close a run on the way out of an interrupt or a fault: a store that fails here must not hide why."""
+    try:
+        logger.finish(status, reason)
+    except Exception as err:  # noqa: BLE001 - the next run closes the stale run (close_stale)
+        log.info("could not close run %s as %s (%s)", logger.run_id, status, one_line(err))
 
 
 def run_claimed(store: Store, experiment: str, grid: Grid, cell: Cell, workspace: Workspace,
                 feature_cache: FeatureCache | None = None, progress: Progress | None = None,
                 outcome: GridOutcome | None = None) -> GridOutcome:
-    """Run one cell whose claim the caller holds: close its stale runs, start a run, train/evaluate, close it."""
+    """Run one cell whose claim the caller holds: close its stale runs, start a run, train/evaluate, close it.
+
+    Raises StoreError (and the grid stops) when the store or the disk fails; any other error fails the cell."""
     from ablate.cell import run_cell
     from ablate.train.loop import Diverged
 
     outcome = outcome if outcome is not None else GridOutcome()
-    if cell.id in store.finished_cells(experiment):   # finished while we waited for the claim
-        outcome.skipped.append(cell.id)
-        return outcome
-    store.close_stale(experiment, cell.id)
-    logger = store.start_run(experiment, grid, cell)
+    try:
+        if cell.id in store.finished_cells(experiment):   # finished while we waited for the claim
+            outcome.skipped.append(cell.id)
+            return outcome
+        store.close_stale(experiment, cell.id)
+        logger = store.start_run(experiment, grid, cell)
+    except Exception as err:
+        raise stopped(workspace, cell, err) from err
     try:
         scores = run_cell(cell, workspace, logger, feature_cache, progress)
-    except KeyboardInterrupt as err:   # Ctrl-C, or SIGTERM (Terminated)
-        logger.finish("KILLED", f"interrupted ({'SIGTERM' if isinstance(err, Terminated) else 'Ctrl-C'})")
+    except (KeyboardInterrupt, Terminated) as err:
+        _close_quietly(logger, "KILLED", f"interrupted ({'SIGTERM' if isinstance(err, Terminated) else 'Ctrl-C'})")
         raise
     except Exception as err:  # one broken cell must not end the grid (Diverged carries its step and reason)
+        if disk_fault(err):
+            _close_quietly(logger, "FAILED", f"stopped: {one_line(err)}")
+            raise stopped(workspace, cell, err) from err
         reason = str(err) if isinstance(err, Diverged) else f"{type(err).__name__}: {err}"
         log.error("cell %s failed:\n%s", cell.id, traceback.format_exc())
-        logger.finish("FAILED", reason)
+        try:
+            logger.finish("FAILED", reason)
+        except Exception as store_err:
+            raise stopped(workspace, cell, store_err) from store_err
         outcome.failed[cell.id] = reason
         scores = {}
     else:
-        logger.finish("FINISHED")
+        try:
+            logger.finish("FINISHED")
+        except Exception as store_err:
+            raise stopped(workspace, cell, store_err) from store_err
         outcome.finished.append(cell.id)
     if progress:
         text = outcome.failed.get(cell.id) or "  ".join(
             f"{k.removeprefix('score/')} {v:.3f}" for k, v in scores.items() if k.startswith("score/"))
-        progress.cell_finished(cell.label() or cell.id, ("FAILED: " if cell.id in outcome.failed else "") + text)
+        progress.cell_finished(cell.label(), ("FAILED: " if cell.id in outcome.failed else "") + text)
     return outcome
 
 

@@ -1,7 +1,8 @@
 """runners/multigpu.yaml: one cell on several GPUs, launched with `accelerate launch` or `torchrun`.
 
 The command per cell is
-  accelerate launch --num_processes N --multi_gpu --mixed_precision bf16 --main_process_port P -m ablate.runners.child ...
+  accelerate launch --num_processes N --multi_gpu --mixed_precision bf16 --main_process_port P \
+      -m ablate.runners.child ...
   torchrun --standalone --nproc-per-node N -m ablate.runners.child ...
 (both through `python -m`, so the venv's copies are used). The launcher sets RANK/WORLD_SIZE; only rank 0 takes
 the claim and writes the store. ablate.train has no data-parallel step yet: until it has, the other ranks exit at

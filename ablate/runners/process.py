@@ -8,7 +8,6 @@ PR_SET_PDEATHSIG), so killing `ablate run` never leaves a cell training unseen.
 """
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import queue
@@ -22,28 +21,14 @@ from pathlib import Path
 
 from ablate.config.grid import Cell, Grid
 from ablate.progress import Progress
-from ablate.runners import child
+from ablate.runners import protocol
 from ablate.runners.claims import claim
-from ablate.runners.local import GridOutcome, Terminated, claims_dir, open_store, sigterm_raises
-from ablate.tracking.store import REASON_TAG, Store
+from ablate.runners.local import GridOutcome, claims_dir, one_line, open_store
+from ablate.runners.protocol import Terminated, sigterm_raises
+from ablate.tracking.store import REASON_TAG, Store, StoreError
 from ablate.workspace import Workspace
 
 log = logging.getLogger(__name__)
-
-PARENT_ENV = "ABLATE_PARENT_PID"
-
-
-def die_with_parent() -> None:
-    """In a child: ask Linux to send SIGTERM when the parent dies (no-op elsewhere); exit if it already has."""
-    parent = os.environ.get(PARENT_ENV)
-    if not parent:
-        return
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)   # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != int(parent) and "RANK" not in os.environ:   # under a launcher the parent is the launcher
-        os.kill(os.getpid(), signal.SIGTERM)
 
 
 @dataclass
@@ -71,6 +56,7 @@ class ProcessRunner:
         self._stop = threading.Event()
 
     def run(self, grid: Grid, workspace: Workspace) -> GridOutcome:
+        self._stop.clear()
         store, experiment = open_store(workspace, grid)
         outcome = GridOutcome()
         finished = store.finished_cells(experiment)
@@ -93,6 +79,7 @@ class ProcessRunner:
                     result = self.run_cell(grid, cell, workspace, store, experiment, slot, progress, index)
                 except BaseException as err:  # noqa: BLE001 - reported by the main thread
                     errors.append(err)
+                    self._stop.set()          # no new cells (a StoreError: the disk is full, the store is gone)
                     return
                 with self._lock:
                     outcome.merge(result)
@@ -126,9 +113,9 @@ class ProcessRunner:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         if progress:
             progress.cell_started(index, cell.label() or cell.id, where=f"on {slot.name} (log {log_path})")
-        argv = [*(self.launcher or [self.python or sys.executable, "-m"]), "ablate.runners.child",
-                *child.args(grid.path, cell.id, workspace)]
-        env = {**os.environ, **self.env, **slot.env, PARENT_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
+        prefix = self.launcher or [self.python or sys.executable, "-m"]
+        argv = protocol.child_argv(grid.path, cell.id, workspace, prefix)
+        env = {**os.environ, **self.env, **slot.env, protocol.PARENT_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
         started = time.monotonic()
         with open(log_path, "ab") as log_file:
             proc = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -142,18 +129,26 @@ class ProcessRunner:
         wall = time.monotonic() - started
         if self._stop.is_set():
             return outcome
-        if rc == child.EXIT_FINISHED and not timed_out:
-            outcome.finished.append(cell.id)
-        elif rc == child.EXIT_CLAIMED:
-            outcome.claimed_elsewhere.append(cell.id)
-        elif rc == child.EXIT_SKIPPED:
-            outcome.skipped.append(cell.id)
-        elif rc == child.EXIT_FAILED:
-            outcome.failed[cell.id] = latest_reason(store, experiment, cell.id) or f"failed (see {log_path})"
-        else:
-            reason = crash_reason(rc, timed_out, self.time_limit_s, wall, log_path)
-            close_crashed(store, experiment, grid, cell, reason, claims_dir(workspace))
-            outcome.failed[cell.id] = reason
+        if rc == protocol.EXIT_STORE:       # the child could not write the store or the disk: the grid stops
+            raise StoreError(workspace.tracking_uri, _error_line(log_path, workspace.tracking_uri) or
+                             f"the grid stopped at cell {cell.id}: its process could not write the store or the "
+                             f"workspace (log {log_path})")
+        try:
+            if rc == protocol.EXIT_FINISHED and not timed_out:
+                outcome.finished.append(cell.id)
+            elif rc == protocol.EXIT_CLAIMED:
+                outcome.claimed_elsewhere.append(cell.id)
+            elif rc == protocol.EXIT_SKIPPED:
+                outcome.skipped.append(cell.id)
+            elif rc == protocol.EXIT_FAILED:
+                outcome.failed[cell.id] = latest_reason(store, experiment, cell.id) or f"failed (see {log_path})"
+            else:
+                reason = crash_reason(rc, timed_out, self.time_limit_s, wall, log_path)
+                close_crashed(store, experiment, grid, cell, reason, claims_dir(workspace))
+                outcome.failed[cell.id] = reason
+        except Exception as err:   # the store stopped taking writes (or reads) here, in the parent
+            raise StoreError(workspace.tracking_uri, f"the grid stopped at cell {cell.id}: cannot read or write the "
+                             f"store ({one_line(err)}); finished cells are kept, run the same command again") from err
         if progress:
             text = outcome.failed.get(cell.id)
             progress.cell_finished(cell.label() or cell.id, f"FAILED: {text}" if text else
@@ -206,10 +201,19 @@ def crash_reason(rc: int, timed_out: bool, limit: float | None, wall: float, log
 
 def _last_line(path: Path) -> str:
     try:
-        lines = [l for l in path.read_text(errors="replace").splitlines() if l.strip()]
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
     except OSError:
         return "no log"
     return lines[-1][:300] if lines else "no output"
+
+
+def _error_line(path: Path, tracking_uri: str) -> str | None:
+    """The message of the child's last `error: <uri>: ...` line (its StoreError), or None."""
+    try:
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.startswith("error: ")]
+    except OSError:
+        return None
+    return lines[-1].removeprefix("error: ").removeprefix(f"{tracking_uri}: ")[:1000] if lines else None
 
 
 def latest_reason(store: Store, experiment: str, cell_id: str) -> str | None:
@@ -223,9 +227,5 @@ def close_crashed(store: Store, experiment: str, grid: Grid, cell: Cell, reason:
     with claim(lock_dir, cell.id) as mine:
         if not mine:
             return
-        stale = [r for r in store.runs(experiment) if r.cell_id == cell.id and r.status == "RUNNING"]
-        for record in stale:
-            store.client.set_tag(record.run_id, REASON_TAG, reason[:4000])
-            store.client.set_terminated(record.run_id, "FAILED")
-        if not stale:
+        if not store.close_running(experiment, cell.id, "FAILED", reason):
             store.start_run(experiment, grid, cell).finish("FAILED", reason)

@@ -15,7 +15,7 @@ from pathlib import Path
 import submitit
 
 from ablate.config.grid import Grid
-from ablate.runners import child
+from ablate.runners import child, protocol
 from ablate.runners.local import GridOutcome, claims_dir, open_store
 from ablate.runners.process import close_crashed, latest_reason
 from ablate.workspace import Workspace
@@ -81,12 +81,15 @@ class SlurmRunner:
                 close_crashed(store, experiment, grid, cell, reason, claims_dir(workspace))
                 outcome.failed[cell.id] = reason
                 continue
-            if rc == child.EXIT_FINISHED:
+            if rc == protocol.EXIT_FINISHED:
                 outcome.finished.append(cell.id)
-            elif rc == child.EXIT_CLAIMED:
+            elif rc == protocol.EXIT_CLAIMED:
                 outcome.claimed_elsewhere.append(cell.id)
-            elif rc == child.EXIT_SKIPPED:
+            elif rc == protocol.EXIT_SKIPPED:
                 outcome.skipped.append(cell.id)
+            elif rc == protocol.EXIT_STORE:
+                outcome.failed[cell.id] = (f"the store or the workspace could not be written (disk full or read-only?);"
+                                           f" job {job.job_id}, log {job.paths.stdout}")
             else:
                 outcome.failed[cell.id] = latest_reason(store, experiment, cell.id) or f"exit code {rc} " \
                                           f"(job {job.job_id}, log {job.paths.stdout})"

@@ -1,12 +1,10 @@
 """Runner tests: tiny grids (few steps, one small eval task), store helpers, a fault hook for child processes."""
 from __future__ import annotations
 
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-
 
 REPO = Path(__file__).resolve().parents[2]
 # the settings tests/conftest.py builds the tiny backbones' tokenizer from (the grid must use the same world)
@@ -53,7 +51,8 @@ def runner_file(tmp_path):
 def fault_env(tmp_path):
     """Environment that makes a child process misbehave at a training step (a sitecustomize on PYTHONPATH).
 
-    fault_env({connector name: (action, step)}): action 'sigkill' (what the OOM killer does), 'hang' or 'exit'."""
+    fault_env({connector name: (action, step)}): action 'sigkill' (what the OOM killer does), 'hang' or 'exit'.
+    A hanging child first writes `hung-<pid>` into the folder (`tmp_path / "faults"`): the event a test waits on."""
 
     def make(faults: dict[str, tuple[str, int]]) -> dict[str, str]:
         folder = tmp_path / "faults"
@@ -69,6 +68,7 @@ def fault_env(tmp_path):
                 if step == at and action == "sigkill":
                     os.kill(os.getpid(), signal.SIGKILL)
                 elif step == at and action == "hang":
+                    open(os.path.join(os.path.dirname(__file__), f"hung-{{os.getpid()}}"), "w").close()
                     time.sleep(3600)
                 elif step == at and action == "exit":
                     os._exit(7)

@@ -1,28 +1,46 @@
 """runners/subprocess.yaml: a crash, an OOM-style SIGKILL or a hang fails that cell only; the grid goes on."""
+import time
+
 import pytest
 from runner_helpers import runs_by_cell
 
 from ablate.resolve import load_grid
 from ablate.runners import load_runner
+from ablate.runners.process import ProcessRunner
 
 
 @pytest.mark.slow
-def test_killed_and_hung_cells_fail_with_reasons_and_the_grid_goes_on(make_grid, runner_file, fault_env, workspace):
+def test_killed_and_hung_cells_fail_with_reasons_and_the_grid_goes_on(make_grid, runner_file, fault_env, workspace,
+                                                                      tmp_path, monkeypatch):
     grid = load_grid(make_grid(axes="connector.name: [avg-pool, mlp]", steps=6))
     env = fault_env({"avg-pool": ("sigkill", 2), "mlp": ("hang", 2)})
     runner = load_runner(runner_file(f"""
         kind: subprocess
-        time_limit_s: 12
+        time_limit_s: 2
         grace_s: 2
         env: {{PYTHONPATH: "{env['PYTHONPATH']}", OMP_NUM_THREADS: "1"}}
         """))
+
+    # The time limit counts from the moment the child hangs (it writes hung-<pid> at step 2), not from its start:
+    # how long a loaded machine takes to import and build the model does not matter.
+    real_wait, faults = ProcessRunner._wait, tmp_path / "faults"
+
+    def wait_from_the_hang(self, proc):
+        safety_net = time.monotonic() + 900          # only a broken child gets here: fail rather than wait forever
+        while proc.poll() is None and not list(faults.glob("hung-*")):
+            assert time.monotonic() < safety_net, "the child neither hung nor ended"
+            time.sleep(0.05)
+        return real_wait(self, proc)
+
+    monkeypatch.setattr(ProcessRunner, "_wait", wait_from_the_hang)
     outcome = runner.run(grid, workspace)
 
     killed, hung = (c.id for c in grid.cells)
     assert outcome.finished == []
     assert set(outcome.failed) == {killed, hung}
     assert "killed by SIGKILL" in outcome.failed[killed] and "out-of-memory" in outcome.failed[killed]
-    assert "time limit exceeded" in outcome.failed[hung] and "12 s" in outcome.failed[hung]
+    assert "time limit exceeded" in outcome.failed[hung] and "after 2 s" in outcome.failed[hung]
+    assert len(list(faults.glob("hung-*"))) == 1
 
     runs = runs_by_cell(workspace, grid)
     assert [r.status for r in runs[killed]] == ["FAILED"]

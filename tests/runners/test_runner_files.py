@@ -63,8 +63,8 @@ def test_multigpu_launch_commands():
     assert acc == ["py", "-m", "accelerate.commands.launch", "--num_processes", "4", "--multi_gpu",
                    "--num_machines", "1", "--mixed_precision", "bf16", "--dynamo_backend", "no",
                    "--main_process_port", "29511", "-m"]
-    torchrun = launcher_argv(MultiGPUConfig(kind="multigpu", launcher="torchrun", gpus=2, extra_args=["--max-restarts=0"]),
-                             python="py")
+    torchrun = launcher_argv(MultiGPUConfig(kind="multigpu", launcher="torchrun", gpus=2,
+                                            extra_args=["--max-restarts=0"]), python="py")
     assert torchrun == ["py", "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
                         "--max-restarts=0", "-m"]
     one = launcher_argv(MultiGPUConfig(kind="multigpu", gpus=1), python="py")

@@ -1,0 +1,57 @@
+"""What a runner and a cell's own process agree on: the child's argv, its environment, its exit codes, and how
+signals end a run. The parent side (process.py, slurm.py), the child (child.py) and the CLI import this; it
+imports nothing of ablate.
+"""
+from __future__ import annotations
+
+import signal
+import sys
+from contextlib import contextmanager
+
+CHILD_MODULE = "ablate.runners.child"
+PARENT_ENV = "ABLATE_PARENT_PID"      # the parent's pid: the child dies with it (child.die_with_parent)
+
+EXIT_FINISHED = 0        # the cell finished
+EXIT_ERROR = 2           # the cell is not in the grid (the file changed), or the grid file is invalid
+EXIT_FAILED = 3          # the cell failed; the reason is in the store
+EXIT_CLAIMED = 4         # another process holds the cell
+EXIT_SKIPPED = 5         # another process finished the cell
+EXIT_STORE = 6           # the store or the workspace cannot be written (full disk, read-only): the grid stops
+EXIT_INTERRUPTED = 130   # Ctrl-C (SIGINT): the run was closed as KILLED (128 + 2)
+EXIT_TERMINATED = 143    # SIGTERM: the run was closed as KILLED (128 + 15)
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so the current run is closed as KILLED; the CLI then exits 143.
+
+    A BaseException (like KeyboardInterrupt, but not one): `except Exception` in a cell does not swallow it, and
+    Ctrl-C (130) and SIGTERM (143) stay apart."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated(f"signal {signum}")
+
+
+@contextmanager
+def sigterm_raises():
+    """Turn SIGTERM into `Terminated` for the duration (main thread only; elsewhere a no-op)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:   # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def child_args(grid_path, cell_id: str, workspace) -> list[str]:
+    """The child's arguments after `-m ablate.runners.child`."""
+    return [str(grid_path), cell_id, "--home", str(workspace.home), "--tracking-uri", workspace.tracking_uri,
+            "--reports", str(workspace.reports)]
+
+
+def child_argv(grid_path, cell_id: str, workspace, prefix: list[str] | None = None) -> list[str]:
+    """The argv that runs one cell in a fresh interpreter; `prefix` replaces `python -m` (a launcher)."""
+    return [*(prefix or [sys.executable, "-m"]), CHILD_MODULE, *child_args(grid_path, cell_id, workspace)]
