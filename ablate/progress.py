@@ -1,9 +1,9 @@
 """Progress for a grid: a live view in a terminal, plain timestamped lines when the output is a file or a pipe.
 
 Per cell it says the wall time when the cell is done; once one cell has finished it also says how long the grid
-has left: the mean wall time of the cells run so far times the cells still to do, divided by how many run at once
-(cells skipped because they were already finished do not count as run). Runners call `cell_started` and
-`cell_finished`, from several threads when cells run in parallel.
+has left: the mean wall time of the cells finished so far times the cells still to do, divided by how many run at
+once (failed cells, and cells skipped because they were already finished, are not in the mean). Runners call
+`cell_started` and `cell_finished`, from several threads when cells run in parallel.
 """
 from __future__ import annotations
 
@@ -112,11 +112,10 @@ class Progress:
                 self.live.update(self._grid, completed=self.done, left=left)
 
     def time_left(self) -> float | None:
-        """Seconds the grid still needs, or None before any cell run here has finished. Cells that finished are
-        the estimate's sample (failed ones only while none finished: a crash in 2 s says little about the rest)."""
+        """Seconds the grid still needs, or None before any cell run here has finished. Only finished cells are
+        the estimate's sample: a cell that failed in 2 s says nothing about how long the others take."""
         with self._lock:
-            ok = [w for label, w in self.walls.items() if label not in self.failed]
-            sample = ok or list(self.walls.values())
+            sample = [w for label, w in self.walls.items() if label not in self.failed]
             if not sample:
                 return None
             mean = sum(sample) / len(sample)
