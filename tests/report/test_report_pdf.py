@@ -77,6 +77,7 @@ def test_nothing_runs_off_the_page(report):
     assert _overflow(report.pdf) == []
 
 
+@pytest.mark.slow
 def test_wide_table_is_fitted_or_split(tmp_path):
     frame = make_frame()
     rng = np.random.default_rng(0)
@@ -94,6 +95,7 @@ def test_wide_table_is_fitted_or_split(tmp_path):
     assert "loss" not in paths.figures  # no curves, no loss figure
 
 
+@pytest.mark.slow
 def test_mixture_and_resolution_figures_when_axes_exist(tmp_path):
     frame = make_frame()
     frame["data.mixture"] = [{"caption": 1.0} if i % 2 else {"caption": 0.5, "text": 0.5} for i in range(len(frame))]
