@@ -10,36 +10,80 @@ import torch
 
 from ablate.checkpoint import resume_state, save_checkpoint
 from ablate.config.grid import Cell
+from ablate.config.schema import CellConfig
 from ablate.config.spec import Spec
+from ablate.config.stages import Stage, plan, stage_at
 from ablate.models.features import FeatureCache
 from ablate.progress import Progress
 from ablate.tracking.store import RunLogger
-from ablate.train.loop import TrainState, train
-from ablate.train.optim import build_optimizer
+from ablate.train.loop import TrainState, train_stages
+from ablate.train.optim import SchedulerSlot, StageOptimizer
 from ablate.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 
 class CellHooks:
-    """What the training loop reports to: the run's metrics, the progress display, checkpoints."""
+    """What the training loop reports to: the run's metrics, the progress display, checkpoints.
+
+    Every cell logs `train/loss` and `train/lr` over its global steps; a cell with `train.stages` also logs
+    `train/<stage>/loss` and `train/<stage>/lr`, and `train/stage` (the stage's index) at each stage's first step."""
 
     def __init__(self, cell: Cell, model, logger: RunLogger, progress: Progress | None, workspace: Workspace,
                  elapsed=lambda: 0.0):
         self.cell, self.model, self.logger, self.progress, self.workspace = cell, model, logger, progress, workspace
         self.steps = cell.config.train.steps
         self.elapsed = elapsed   # seconds the cell has run, earlier attempts included (kept in the checkpoint)
+        self.stages = plan(cell.config.train) if cell.config.train.stages else None
 
     def on_step(self, step: int, loss: float, lr: float) -> None:
-        self.logger.log_step(step, **{"train/loss": loss, "train/lr": lr})
+        self.logger.log_step(step, **step_metrics(self.stages, step, loss, lr))
         if self.progress:
             self.progress.step(step, self.steps, loss)
+
+    def on_stage(self, stage: Stage, step: int) -> None:
+        if self.stages is not None:
+            where = "begins" if step == stage.start else f"resumes at step {step - stage.start} of {stage.steps}"
+            log.info("cell %s: stage %d/%d %r %s (global steps %d-%d)", self.cell.id, stage.index + 1,
+                     len(self.stages), stage.name, where, stage.start + 1, stage.end)
+            self.logger.set_tags({"ablate.stage": stage.name})
 
     def on_checkpoint(self, step: int, state: dict) -> None:
         self.logger.flush()
         save_checkpoint(self.workspace.checkpoints(self.cell.id) / "last", self.model, self.cell.config,
                         state["state"], state["optimizer"], state["scheduler"], elapsed_s=self.elapsed(),
                         keep_previous=True)
+
+
+def step_metrics(stages: list[Stage] | None, step: int, loss: float, lr: float | None = None) -> dict[str, float]:
+    """The metrics of one step: `train/loss` (and `train/lr`); with stages, the stage's own and, at its first step,
+    `train/stage`."""
+    out = {"train/loss": loss} if lr is None else {"train/loss": loss, "train/lr": lr}
+    if stages is not None:
+        stage = stage_at(stages, step - 1)
+        out[f"train/{stage.name}/loss"] = loss
+        if lr is not None:
+            out[f"train/{stage.name}/lr"] = lr
+        if step == stage.start + 1:
+            out["train/stage"] = float(stage.index)
+    return out
+
+
+def stage_batches(cfg: CellConfig, world, model, cache_dir=None):
+    """`(stage, steps done in it) -> its batches from there on`: the stage's data and data-order seed."""
+    from ablate.data import train_batches
+
+    def batches_for(stage: Stage, done: int):
+        return train_batches(stage.data(cfg.data), world, model.tokenizer, model.image_tokens, cfg.train.batch_size,
+                             stage.seed(cfg.train.seed), start_step=done, cache_dir=cache_dir)
+
+    return batches_for
+
+
+def stage_optimizer(cfg: CellConfig, model) -> tuple[StageOptimizer, tuple]:
+    """The stages' optimiser (first stage entered) and what checkpoints store as (optimizer, scheduler)."""
+    optim = StageOptimizer(model, cfg.train)
+    return optim, (optim, SchedulerSlot(optim))
 
 
 def seed_everything(seed: int) -> None:
@@ -51,8 +95,7 @@ def seed_everything(seed: int) -> None:
 def run_cell(cell: Cell, workspace: Workspace, logger: RunLogger, feature_cache: FeatureCache | None = None,
              progress: Progress | None = None) -> dict[str, float]:
     """Train and evaluate one cell; returns the scores it logged. Raises on failure (the runner records why)."""
-    from ablate.data import train_batches
-    from ablate.evaluation import evaluate
+    from ablate.evaluation.cells import evaluate_model
     from ablate.models.build import build_mllm
     from ablate.models.connectors import count_parameters, forward_flops
     from ablate.world import build_world
@@ -66,46 +109,43 @@ def run_cell(cell: Cell, workspace: Workspace, logger: RunLogger, feature_cache:
             "connector_flops": forward_flops(model.connector, model.encoder.dim, model.encoder.grid)}
     sample = [row["image"] for row in world.read("caption")[:64]]
     cost["visual_tokens_per_image"] = sum(len(model.image_tokens.block(p)) for p in sample) / len(sample)
-    logger.log_metrics({**cost, **zoo_metrics(cfg.encoder.name, workspace)})
+    logger.log_metrics({**cost, **zoo_metrics(cfg.encoder.name, workspace),
+                        **zoo_metrics(cfg.llm.name, workspace, "llm")})
 
-    optimizer, scheduler = build_optimizer(model, cfg.train)
-    resumed = resume_state(workspace.checkpoints(cell.id) / "last", model, optimizer, scheduler)
+    optim, slots = stage_optimizer(cfg, model)
+    resumed = resume_state(workspace.checkpoints(cell.id) / "last", model, *slots)   # enters the stage it names
     state = resumed.state if resumed else TrainState()
     earlier_s = resumed.elapsed_s if resumed else 0.0   # earlier attempts, up to the checkpoint resumed from
+    stages = plan(cfg.train) if cfg.train.stages else None
+    if stages is not None:
+        logger.set_tags({"ablate.stages": ", ".join(f"{s.name}: steps {s.start + 1}-{s.end}" for s in stages)})
     if state.step:
-        log.info("cell %s resumes at step %d", cell.id, state.step)
+        log.info("cell %s resumes at step %d (stage %s)", cell.id, state.step, optim.stage.name)
         for step, loss in state.losses:   # the new run carries the whole curve
-            logger.log_step(step, **{"train/loss": loss})
+            logger.log_step(step, **step_metrics(stages, step, loss))
         logger.set_tags({"ablate.resumed_from_step": state.step})
-    batches = train_batches(cfg.data, world, model.tokenizer, model.image_tokens, cfg.train.batch_size,
-                            cfg.train.seed, start_step=state.step)
     logger.log_metrics({"data/padding_fraction": padding_fraction(cfg, world, model)})
     train_started = time.monotonic()
-    state = train(model, batches, cfg.train, optimizer, scheduler, CellHooks(
-        cell, model, logger, progress, workspace, elapsed=lambda: earlier_s + time.monotonic() - started), state)
+    hooks = CellHooks(cell, model, logger, progress, workspace, elapsed=lambda: earlier_s + time.monotonic() - started)
+    state = train_stages(model, cfg.train, optim, stage_batches(cfg, world, model), hooks, state, slots)
     train_s = time.monotonic() - train_started
     logger.flush()
     save_checkpoint(workspace.checkpoints(cell.id) / "final", model, cfg)
 
+    # evaluation: every (task, shots) the cell asks for, each tagged with its key (ablate.evaluation.keys), so that
+    # a later change of tasks, shots or settings evaluates this final checkpoint again without training
     eval_started = time.monotonic()
-    result = evaluate(model, cfg.eval, world, workspace.checkpoints(cell.id) / "eval")
-    if cfg.eval.text_perplexity:
-        from ablate.evaluation.perplexity import text_perplexity
-
-        texts = [row["text"] for row in world.read("text_heldout")][: cfg.eval.text_perplexity]
-        result_extra = {"text/perplexity": text_perplexity(model.llm, model.tokenizer, texts)}
-    else:
-        result_extra = {}
+    result = evaluate_model(model, cfg, world, workspace.checkpoints(cell.id) / "eval")
     eval_s = time.monotonic() - eval_started
-    metrics = {**result.metrics, **result_extra, "time/train_s": train_s, "time/eval_s": eval_s,
+    metrics = {**result.metrics, "time/train_s": train_s, "time/eval_s": eval_s,
                "wall_s": earlier_s + time.monotonic() - started,
                "train/final_loss": float(np.mean([loss for _, loss in state.losses[-10:]]))}
     if feature_cache is not None:
         metrics["feature_cache/hits"] = feature_cache.hits
     logger.log_metrics(metrics)
-    if result.samples:
-        logger.log_table(result.samples, "predictions.json")
-    logger.set_tags({"ablate.checkpoint": str(workspace.checkpoints(cell.id) / "final")})
+    if result.predictions:
+        logger.log_table(result.predictions, "predictions.json")
+    logger.set_tags({**result.tags, "ablate.checkpoint": str(workspace.checkpoints(cell.id) / "final")})
     return metrics
 
 
@@ -124,8 +164,9 @@ def prepare_assets(cells: list[Cell], workspace: Workspace, say=print) -> None:
             ensure_built(spec, workspace.cache, log_fn=lambda text: say(f"    {text}"))
 
 
-def zoo_metrics(spec: str, workspace: Workspace) -> dict[str, float]:
-    """A zoo encoder's pre-training figures (held-out image-caption retrieval), logged as `encoder/<name>`."""
+def zoo_metrics(spec: str, workspace: Workspace, part: str = "encoder") -> dict[str, float]:
+    """A zoo backbone's pre-training figures, logged as `<part>/<name>`: an encoder's held-out image-caption
+    retrieval and build time (`encoder/build_s`), an LM's held-out perplexity and build time (`llm/build_s`)."""
     if Spec.parse(spec).family != "zoo":
         return {}
     import json
@@ -134,15 +175,13 @@ def zoo_metrics(spec: str, workspace: Workspace) -> dict[str, float]:
 
     marker = model_dir(spec, workspace.cache) / "zoo.json"
     metrics = json.loads(marker.read_text()).get("metrics", {}) if marker.is_file() else {}
-    return {f"encoder/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+    return {f"{part}/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
 
 
 def padding_fraction(cfg, world, model, batches: int = 8) -> float:
-    """Share of padding in the cell's first training batches (the cost of not packing)."""
+    """Share of padding in the cell's first training batches (the cost of not packing; the first stage's data)."""
     from itertools import islice
 
-    from ablate.data import train_batches
-
-    stream = train_batches(cfg.data, world, model.tokenizer, model.image_tokens, cfg.train.batch_size, cfg.train.seed)
+    stream = stage_batches(cfg, world, model)(plan(cfg.train)[0], 0)
     values = [batch.padding_fraction for batch in islice(stream, batches)]
     return float(sum(values) / max(len(values), 1))

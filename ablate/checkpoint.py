@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ablate.config.schema import CellConfig
+from ablate.config.stages import MODULES, trains_in_any_stage
 from ablate.models.mllm import MLLM
 from ablate.train.loop import TrainState
 
@@ -47,8 +48,8 @@ class Resumed:
 
 
 def trained_modules(cfg: CellConfig) -> list[str]:
-    return [name for name in ("encoder", "connector", "llm") if cfg.train.lr_multipliers.get(name, 1.0) > 0
-            or name == "connector"]
+    """The modules whose weights a checkpoint stores: the connector, and each module some stage trains."""
+    return [name for name in MODULES if name == "connector" or trains_in_any_stage(cfg.train, name)]
 
 
 def previous_of(folder: Path) -> Path:

@@ -11,7 +11,16 @@ import types
 import typing
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from ablate.config.spec import ENCODER_FAMILIES, LLM_FAMILIES, Spec
 
@@ -97,22 +106,59 @@ class LLMConfig(Strict):
         return Spec.parse(self.name, LLM_FAMILIES)
 
 
-class SourceConfig(Strict):
-    """A real data source on disk or on the hub, read with `datasets`."""
+Kind = Literal["caption", "interleaved", "text", "synthetic", "instruction"]
+KIND_NAMES: tuple[str, ...] = typing.get_args(Kind)
+VQA_PROMPT = "{question}\nAnswer the question using a single word or phrase."   # eval.custom_tasks' default too
+INSTRUCTION_ONLY = ("image_root", "question_column", "answers_column", "prompt", "answer")
 
-    kind: Literal["caption", "interleaved", "text", "synthetic"]
-    path: str = Field(description="jsonl / parquet file, a folder, webdataset shards, or a hub dataset id")
-    format: Literal["json", "parquet", "imagefolder", "webdataset", "hub"] = "json"
+
+class SourceConfig(Strict):
+    """A real data source on disk or on the hub, read with `datasets`; `instruction` sources are question files
+    read like `eval.custom_tasks` (docs/data.md, "Instruction data")."""
+
+    kind: Kind
+    path: str = Field(description="jsonl / parquet file, a folder, webdataset shards, or a hub dataset id; "
+                                  "instruction: a .jsonl / .json / .parquet / .csv question file")
+    format: Literal["json", "parquet", "imagefolder", "webdataset", "hub"] = Field(
+        "json", description="ignored by instruction sources (their file's suffix says)")
     image_column: str = "image"
     text_column: str = "text"
+    # instruction sources only (left out of the dump, hence of cell ids, for the other kinds)
+    image_root: str | None = Field(None, description="folder for relative image paths; None: the question file's")
+    question_column: str = "question"
+    answers_column: str = Field("answers", description="a list of answers, VQAv2-style dicts, or one string")
+    prompt: str = Field(VQA_PROMPT, description="str.format template over the record's columns (as in evaluation)")
+    answer: Literal["most-common", "draw"] = Field(
+        "most-common", description="which of several answers a row trains on: the most common (first on ties), "
+                                   "or one drawn per row with a fixed seed (the same in every cell)")
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict:
+        out = handler(self)
+        if self.kind != "instruction":
+            for key in INSTRUCTION_ONLY:
+                out.pop(key, None)
+        return out
+
+
+def _check_mixture(mixture: dict[str, float]) -> dict[str, float]:
+    if not mixture:
+        raise ValueError(f"mixture is empty: give a weight to at least one of {', '.join(KIND_NAMES)}")
+    negative = {k: v for k, v in mixture.items() if v < 0}
+    if negative:
+        raise ValueError(f"mixture weights must be >= 0, got {negative}")
+    if sum(mixture.values()) <= 0:
+        raise ValueError("mixture weights are all zero: at least one must be > 0")
+    return mixture
 
 
 class DataConfig(Strict):
     """What the model is trained on: a weight per source kind."""
 
-    mixture: dict[Literal["caption", "interleaved", "text", "synthetic"], float] = Field(
+    mixture: dict[Kind, float] = Field(
         default_factory=lambda: {"synthetic": 1.0},
-        description="weight per source kind; 'synthetic' is the visually rich (VeCap-like) caption set",
+        description="weight per source kind; 'synthetic' is the visually rich (VeCap-like) caption set, "
+                    "'instruction' question -> answer pairs (loss on the answer only)",
     )
     sources: list[SourceConfig] = Field(default_factory=list, description="real sources; empty = embedded world")
     world: WorldConfig = Field(default_factory=WorldConfig)
@@ -121,18 +167,46 @@ class DataConfig(Strict):
     @field_validator("mixture")
     @classmethod
     def _weights(cls, mixture: dict[str, float]) -> dict[str, float]:
-        if not mixture:
-            raise ValueError("mixture is empty: give a weight to at least one of caption, interleaved, text, synthetic")
-        negative = {k: v for k, v in mixture.items() if v < 0}
-        if negative:
-            raise ValueError(f"mixture weights must be >= 0, got {negative}")
-        if sum(mixture.values()) <= 0:
-            raise ValueError("mixture weights are all zero: at least one must be > 0")
-        return mixture
+        return _check_mixture(mixture)
+
+
+class StageData(Strict):
+    """A stage's data: what it leaves out is the cell's (`data.mixture`, `data.sources`)."""
+
+    mixture: dict[Kind, float] | None = None
+    sources: list[SourceConfig] | None = Field(None, description="None: the cell's data.sources")
+
+    @field_validator("mixture")
+    @classmethod
+    def _weights(cls, mixture: dict[str, float] | None) -> dict[str, float] | None:
+        return None if mixture is None else _check_mixture(mixture)
+
+
+Module = Literal["encoder", "connector", "llm"]
+
+
+class StageConfig(Strict):
+    """One training stage (docs/training.md). What it leaves out is the cell's: `train.lr`, `train.warmup_ratio`,
+    `train.lr_multipliers` (a partial mapping is laid over the cell's), `data`."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$", description="names its metrics: train/<name>/loss")
+    steps: int = Field(ge=1, description="optimiser steps of this stage")
+    lr: float | None = Field(None, gt=0)
+    warmup_ratio: float | None = Field(None, ge=0, lt=1, description="of this stage's steps")
+    lr_multipliers: dict[Module, float] | None = Field(None, description="0 freezes a module in this stage")
+    data: StageData | None = None
+
+    @field_validator("lr_multipliers")
+    @classmethod
+    def _multipliers(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is not None and any(v < 0 for v in value.values()):
+            raise ValueError(f"learning-rate multipliers must be >= 0 (0 freezes), got {value}")
+        return value
 
 
 class TrainConfig(Strict):
-    """Short-horizon training. A learning-rate multiplier of 0 freezes a module."""
+    """Short-horizon training. A learning-rate multiplier of 0 freezes a module. With `stages`, `steps` is their
+    sum (written or left out) and each stage has its own optimiser and schedule (docs/training.md)."""
 
     steps: int = Field(250, ge=1)
     batch_size: int = Field(16, ge=1)
@@ -140,7 +214,7 @@ class TrainConfig(Strict):
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)
     grad_clip: float = Field(1.0, gt=0)
-    lr_multipliers: dict[Literal["encoder", "connector", "llm"], float] = Field(
+    lr_multipliers: dict[Module, float] = Field(
         default_factory=lambda: {"encoder": 0.0, "connector": 1.0, "llm": 0.5}
     )
     seed: int = Field(0, ge=0, le=SEED_MAX)
@@ -148,6 +222,59 @@ class TrainConfig(Strict):
     checkpoint_every: int = Field(100, ge=1)
     log_every: int = Field(10, ge=1)
     feature_cache: bool = Field(True, description="reuse frozen-encoder features across cells")
+    stages: list[StageConfig] | None = Field(None, description="ordered training stages; None: one stage, "
+                                                               "the settings above")
+
+    @field_validator("stages", mode="before")
+    @classmethod
+    def _stage_keys(cls, stages):
+        """Unknown keys named with the keys a stage takes (pydantic alone cannot say them through the list)."""
+        if not isinstance(stages, list):
+            return stages
+        if not stages:
+            raise ValueError("stages is empty: give at least one stage, or leave stages out (one stage)")
+        blocks = {"": StageConfig, "data.": StageData}
+        for i, stage in enumerate(stages):
+            for prefix, model in blocks.items():
+                block = stage.get(prefix[:-1]) if prefix and isinstance(stage, dict) else stage
+                if not isinstance(block, dict):
+                    continue
+                unknown = [k for k in block if k not in model.model_fields]
+                if unknown:
+                    raise ValueError(f"stage {i + 1}: unknown key {prefix}{unknown[0]!r}; a stage takes "
+                                     + ", ".join(prefix + k for k in model.model_fields))
+        return stages
+
+    @model_validator(mode="before")
+    @classmethod
+    def _steps_are_the_stages(cls, data):
+        stages = data.get("stages") if isinstance(data, dict) else None
+        if not isinstance(stages, list) or not all(isinstance(s, dict) for s in stages):
+            return data
+        counts = [s.get("steps") for s in stages]
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in counts):
+            return data   # the stage's own validation says what is wrong
+        total = sum(counts)
+        if "steps" in data and data["steps"] != total:
+            raise ValueError(f"train.steps is {data['steps']} but the stages add up to {total} steps "
+                             f"({' + '.join(map(str, counts))}): leave train.steps out or make them agree")
+        return {**data, "steps": total}
+
+    @field_validator("stages")
+    @classmethod
+    def _stage_names(cls, stages: list[StageConfig] | None) -> list[StageConfig] | None:
+        names = [s.name for s in stages or []]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"two stages are named {twice[0]!r}: stage names must be unique")
+        return stages
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict:
+        out = handler(self)
+        if self.stages is None:
+            out.pop("stages", None)   # a cell without stages keeps the id it had before stages existed
+        return out
 
 
 class CustomTaskConfig(Strict):
@@ -167,6 +294,22 @@ class CustomTaskConfig(Strict):
         description="str.format template over the record's columns",
     )
     metric: Literal["vqa", "exact", "anls", "cider"] = "vqa"
+    chance: float | dict[str, float] | None = Field(
+        None, description="score of a random guess, 0..1, or one per question type ({type: level}); logged as "
+                          "chance/<task> (and chance/<task>/<type>) and drawn next to the scores")
+    baseline: float | dict[str, float] | None = Field(
+        None, description="the task's own reference score (e.g. a question-only or majority-answer model), 0..1, "
+                          "or one per question type; logged as baseline/<task>")
+
+    @field_validator("chance", "baseline")
+    @classmethod
+    def _level(cls, value: float | dict[str, float] | None) -> float | dict[str, float] | None:
+        levels = value.values() if isinstance(value, dict) else [] if value is None else [value]
+        if any(not 0 <= v <= 1 for v in levels):
+            raise ValueError(f"a level is a score between 0 and 1 (e.g. 0.25 for one answer in four), got {value}")
+        if isinstance(value, dict) and not value:
+            raise ValueError("an empty mapping: give a number, or a level per question type")
+        return value
 
 
 class EvalConfig(Strict):

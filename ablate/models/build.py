@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 
 from ablate.config.schema import CellConfig
+from ablate.config.stages import trains_in_any_stage
 from ablate.models.connectors import build_connector
 from ablate.models.encoders import build_encoder
 from ablate.models.features import FeatureCache, ImageFeatures
@@ -24,7 +25,7 @@ def build_mllm(cfg: CellConfig, cache_root: Path, feature_cache: FeatureCache | 
     image_tokens = ImageTokens(cfg.encoder, cfg.connector.tokens, tokenizer.convert_tokens_to_ids("<image>"),
                                tokenizer)
     model = MLLM(encoder, connector, llm, tokenizer, image_tokens)
-    frozen = cfg.train.lr_multipliers.get("encoder", 0.0) == 0
+    frozen = not trains_in_any_stage(cfg.train, "encoder")   # features can be cached only if it never trains
     model.features = ImageFeatures(encoder, feature_cache if cfg.train.feature_cache else None, frozen)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)

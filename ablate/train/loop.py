@@ -1,8 +1,12 @@
-"""The training loop, top to bottom. Logging, checkpoints and progress are handed in as hooks."""
+"""The training loop, top to bottom. Logging, checkpoints and progress are handed in as hooks.
+
+`train` runs one stage's steps with one optimiser; `train_stages` runs a cell's stages in order (docs/training.md):
+at each stage boundary it enters the next stage (its optimiser, schedule and frozen modules) and its data.
+"""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -10,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 
 from ablate.config.schema import TrainConfig
+from ablate.config.stages import Stage, stage_at
 from ablate.models.mllm import MLLM
 
 if TYPE_CHECKING:   # ablate.data needs `datasets`; the loop itself does not (GPU benchmark machines lack it)
@@ -27,6 +32,7 @@ class Diverged(RuntimeError):
 class Hooks(Protocol):
     def on_step(self, step: int, loss: float, lr: float) -> None: ...
     def on_checkpoint(self, step: int, state: dict) -> None: ...
+    # optional: `on_stage(stage: Stage, step: int)` when a stage begins (or resumes) at global step `step`
 
 
 @dataclass
@@ -44,12 +50,15 @@ def autocast_for(device: torch.device, precision: str):
 
 
 def train(model: MLLM, batches: Iterator[Batch], cfg: TrainConfig, optimizer, scheduler, hooks: Hooks,
-          state: TrainState | None = None) -> TrainState:
+          state: TrainState | None = None, until: int | None = None, saved=None) -> TrainState:
+    """Steps until `until` (default: `cfg.steps`). Checkpoints every `cfg.checkpoint_every` global steps save
+    `saved` (an object with `state_dict`, default: `optimizer` and `scheduler` themselves)."""
     state = state or TrainState()
+    until = cfg.steps if until is None else until
     device = model.device
     model.train()
     best = math.inf
-    while state.step < cfg.steps:
+    while state.step < until:
         batch = next(batches)
         with autocast_for(device, cfg.precision):
             # batches from ablate.train.speed.prefetch_batches carry their image features, made ahead
@@ -70,6 +79,25 @@ def train(model: MLLM, batches: Iterator[Batch], cfg: TrainConfig, optimizer, sc
         state.losses.append((state.step, value))
         hooks.on_step(state.step, value, scheduler.get_last_lr()[0])
         if state.step % cfg.checkpoint_every == 0 and state.step < cfg.steps:
-            hooks.on_checkpoint(state.step, {"optimizer": optimizer, "scheduler": scheduler, "state": state})
+            hooks.on_checkpoint(state.step, {"optimizer": optimizer if saved is None else saved[0],
+                                             "scheduler": scheduler if saved is None else saved[1], "state": state})
     model.eval()
+    return state
+
+
+def train_stages(model: MLLM, cfg: TrainConfig, optim, batches_for: Callable[[Stage, int], Iterator[Batch]],
+                 hooks: Hooks, state: TrainState | None = None, slots=None) -> TrainState:
+    """Every stage of `cfg` in order, from `state.step` on. `optim` (`ablate.train.optim.StageOptimizer`) holds the
+    stage being trained; `batches_for(stage, steps_done_in_stage)` gives the stage's batches from that point;
+    `slots`: what checkpoints store as (optimizer, scheduler) (default: `optim` and nothing)."""
+    state = state or TrainState()
+    slots = slots or (optim, None)
+    on_stage = getattr(hooks, "on_stage", None)
+    while state.step < cfg.steps:
+        stage = stage_at(optim.stages, state.step)
+        optim.enter(stage)   # a no-op when resumed inside this stage (the checkpoint already entered it)
+        if on_stage is not None:
+            on_stage(stage, state.step)
+        state = train(model, batches_for(stage, state.step - stage.start), cfg, optim.optimizer, optim.scheduler,
+                      hooks, state, until=stage.end, saved=slots)
     return state

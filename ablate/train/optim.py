@@ -1,4 +1,9 @@
-"""Optimiser and schedule. One mechanism for freezing and for per-module learning rates: a multiplier of 0 freezes."""
+"""Optimiser and schedule. One mechanism for freezing and for per-module learning rates: a multiplier of 0 freezes.
+
+Each training stage (`ablate.config.stages`) gets its own AdamW and warm-up + cosine schedule over its own steps;
+`StageOptimizer` holds the current one and names its stage in checkpoints, so a resumed cell continues inside the
+stage it was killed in.
+"""
 from __future__ import annotations
 
 import logging
@@ -7,36 +12,91 @@ import torch
 from transformers import get_cosine_schedule_with_warmup
 
 from ablate.config.schema import TrainConfig
+from ablate.config.stages import Stage, plan
 from ablate.models.mllm import MLLM
 
 log = logging.getLogger(__name__)
 
 
-def param_groups(model: MLLM, cfg: TrainConfig) -> list[dict]:
-    """One AdamW group per trained module; modules with multiplier 0 get requires_grad=False."""
+def param_groups(model: MLLM, stage: Stage | TrainConfig) -> list[dict]:
+    """One AdamW group per trained module; modules the stage freezes get requires_grad=False."""
+    stage = plan(stage)[0] if isinstance(stage, TrainConfig) else stage
     groups = []
     for name, module in vars(model.parts()).items():
-        multiplier = cfg.lr_multipliers.get(name, 1.0)
+        multiplier = stage.multiplier(name)
         params = list(module.parameters())
         for p in params:
-            p.requires_grad_(multiplier > 0)
-        if multiplier > 0 and params:
+            p.requires_grad_(stage.trains(name))
+        if stage.trains(name) and params:
             decay = [p for p in params if p.ndim >= 2]
             no_decay = [p for p in params if p.ndim < 2]
-            groups.append({"name": name, "params": decay, "lr": cfg.lr * multiplier, "weight_decay": cfg.weight_decay})
-            groups.append({"name": f"{name}.no_decay", "params": no_decay, "lr": cfg.lr * multiplier,
+            groups.append({"name": name, "params": decay, "lr": stage.lr * multiplier,
+                           "weight_decay": stage.weight_decay})
+            groups.append({"name": f"{name}.no_decay", "params": no_decay, "lr": stage.lr * multiplier,
                            "weight_decay": 0.0})
-        log.info("%s: %s (%d params, lr x %g)", name, "trains" if multiplier > 0 else "frozen",
-                 sum(p.numel() for p in params), multiplier)
+        log.info("stage %s: %s %s (%d params, lr x %g)", stage.name, name,
+                 "trains" if stage.trains(name) else "frozen", sum(p.numel() for p in params), multiplier)
     return [g for g in groups if g["params"]]
 
 
-def build_optimizer(model: MLLM, cfg: TrainConfig):
-    groups = param_groups(model, cfg)
+def build_optimizer(model: MLLM, cfg: TrainConfig | Stage):
+    """AdamW and its warm-up + cosine schedule for one stage (a `TrainConfig`: its first, or only, stage)."""
+    stage = plan(cfg)[0] if isinstance(cfg, TrainConfig) else cfg
+    groups = param_groups(model, stage)
     if not groups:
-        raise ValueError("train.lr_multipliers freezes every module: nothing would train")
+        raise ValueError(f"stage {stage.name}: train.lr_multipliers freezes every module: nothing would train")
     fused = torch.cuda.is_available() and next(model.parameters()).is_cuda
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), fused=fused or None)
-    warmup = int(round(cfg.warmup_ratio * cfg.steps))
-    scheduler = get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=warmup, num_training_steps=cfg.steps)
+    optimizer = torch.optim.AdamW(groups, lr=stage.lr, betas=(0.9, 0.95), fused=fused or None)
+    warmup = int(round(stage.warmup_ratio * stage.steps))
+    scheduler = get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=warmup, num_training_steps=stage.steps)
     return optimizer, scheduler
+
+
+class StageOptimizer:
+    """The optimiser and schedule of the stage being trained, rebuilt when a stage begins.
+
+    Checkpoints store `state_dict()`, which names the stage; `load_state_dict` enters that stage first, so the
+    optimiser state always lands in an optimiser of the same stage. (A bare AdamW state dict, from a checkpoint
+    written before stages existed, is the first stage's.)"""
+
+    def __init__(self, model: MLLM, cfg: TrainConfig):
+        self.model, self.stages = model, plan(cfg)
+        self.stage: Stage | None = None
+        self.optimizer = self.scheduler = None
+        self.enter(self.stages[0])
+
+    def enter(self, stage: Stage) -> None:
+        if stage is not self.stage:
+            self.stage = stage
+            self.optimizer, self.scheduler = build_optimizer(self.model, stage)
+
+    def state_dict(self) -> dict:
+        return {"stage": self.stage.name, "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "stage" not in state:            # a plain optimiser state: the first stage's
+            state = {"stage": self.stages[0].name, "optimizer": state, "scheduler": None}
+        named = {s.name: s for s in self.stages}
+        if state["stage"] not in named:
+            raise ValueError(f"the checkpoint was taken in stage {state['stage']!r}, which this cell does not have "
+                             f"(stages: {', '.join(named)})")
+        self.enter(named[state["stage"]])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+
+
+class SchedulerSlot:
+    """What a checkpoint stores as the scheduler of a `StageOptimizer`: the legacy slot, filled by the optimizer's
+    state (which holds its stage's schedule). Loads a legacy checkpoint's schedule into the first stage."""
+
+    def __init__(self, stages: StageOptimizer):
+        self.stages = stages
+
+    def state_dict(self) -> None:
+        return None
+
+    def load_state_dict(self, state) -> None:
+        if state is not None:
+            self.stages.scheduler.load_state_dict(state)
