@@ -116,6 +116,7 @@ def run_trial(trial, grid: Grid, cell: Cell, workspace: Workspace, objective: st
 
     from ablate.cell import run_cell
     from ablate.runners.local import open_store
+    from ablate.runners.protocol import Terminated
     from ablate.train.loop import Diverged
 
     train = {"lr": trial.suggest_float("lr", *LR_RANGE, log=True)}
@@ -136,7 +137,7 @@ def run_trial(trial, grid: Grid, cell: Cell, workspace: Workspace, objective: st
     except Diverged as err:
         logger.finish("FAILED", str(err))
         raise optuna.TrialPruned(str(err)) from None
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated):   # Ctrl-C, or SIGTERM (the CLI turns it into Terminated)
         logger.finish("KILLED", "interrupted")
         raise
     except Exception as err:
