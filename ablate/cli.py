@@ -1,4 +1,4 @@
-"""`ablate` command line: run / report / ls / zoo / ui / tune. Heavy imports happen inside the commands."""
+"""`ablate` command line: run / eval / report / ls / zoo / ui / tune. Heavy imports happen inside the commands."""
 from __future__ import annotations
 
 import argparse
@@ -79,6 +79,17 @@ def _parser() -> argparse.ArgumentParser:
                      help="do not write the report at the end (default: off, the report is written)")
     run.add_argument("--max-cells", type=int, metavar="N",
                      help="run a grid of up to N cells (default: 1000; a bigger grid is refused as a likely mistake)")
+
+    evaluate = command(sub, "eval", "evaluate the finished cells on what they have not been evaluated on (new "
+                                    "tasks, shot counts, limits, prompts) from their final checkpoints; train "
+                                    "nothing, then write the report")
+    grid_argument(evaluate)
+    evaluate.add_argument("--dry-run", action="store_true",
+                          help="validate the grid (custom task files included) and list its cells (default: off)")
+    evaluate.add_argument("--no-report", action="store_true",
+                          help="do not write the report at the end (default: off, the report is written)")
+    evaluate.add_argument("--max-cells", type=int, metavar="N",
+                          help="accept a grid of up to N cells (default: 1000)")
 
     for name, text in (("report", "re-render tables, plots and the PDF from the tracking store"),
                        ("ls", "list the cells and their state in the store")):

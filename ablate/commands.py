@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -38,6 +39,9 @@ def dispatch(args) -> int:
     if args.command == "run":
         grid = load_grid(args.grid, MAX_CELLS if args.max_cells is None else args.max_cells)
         return cmd_run(grid, workspace, args.runner, args.dry_run, not args.no_report)
+    if args.command == "eval":
+        grid = load_grid(args.grid, MAX_CELLS if args.max_cells is None else args.max_cells)
+        return cmd_eval(grid, workspace, args.dry_run, not args.no_report)
     if args.command == "report":
         grid = load_grid(args.grid)
         paths = make_report(grid, workspace())
@@ -91,17 +95,151 @@ def cmd_run(grid: Grid, workspace: Callable[[], Workspace], runner_file: str | N
     from ablate.cell import prepare_assets
 
     prepare_assets(grid.cells, workspace)
+    evaluated = evaluate_pending(grid, workspace)   # finished cells first: new tasks / settings, no training
     outcome = runner.run(grid, workspace)
     print(f"{len(outcome.finished)} cells finished, {len(outcome.skipped)} already done, "
           f"{len(outcome.failed)} failed, {len(outcome.claimed_elsewhere)} held by another worker "
           f"({time.monotonic() - started:.0f} s).")
     for cell_id, reason in outcome.failed.items():
         print(f"  failed {cell_id}: {reason}")
+    evaluated.say_failures()
+    if report:
+        paths = make_report(grid, workspace)
+        print(f"report: {paths.pdf}")
+    print(runs_hint(grid, workspace))
+    return 1 if outcome.failed or evaluated.failed else 0
+
+
+def cmd_eval(grid: Grid, workspace: Callable[[], Workspace], dry_run: bool, report: bool) -> int:
+    """`ablate eval GRID`: evaluate the finished cells on what they have not been evaluated on with these settings
+    (new tasks, shot counts, limits, prompts), from their final checkpoints; train nothing."""
+    if not needs_hub(grid):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    print_cells(grid)
+    if dry_run:
+        print("dry run: nothing evaluated, nothing written to the store.")
+        return 0
+    workspace = workspace()
+    outcome = evaluate_pending(grid, workspace)
+    outcome.say_failures()
+    if outcome.untrained:
+        print(f"{len(outcome.untrained)} cells have not finished training: `ablate run {grid.path}` trains and "
+              "evaluates them.")
     if report:
         paths = make_report(grid, workspace)
         print(f"report: {paths.pdf}")
     print(runs_hint(grid, workspace))
     return 1 if outcome.failed else 0
+
+
+@dataclass
+class EvalOutcome:
+    evaluated: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    untrained: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)
+
+    def say_failures(self) -> None:
+        for cell_id, reason in self.failed.items():
+            print(f"  evaluation failed {cell_id}: {reason}")
+
+
+def evaluate_pending(grid: Grid, workspace: Workspace, say=print) -> EvalOutcome:
+    """Evaluate every finished cell of the grid on its pending evaluations (`ablate.evaluation.keys.pending`), from
+    its final checkpoint, logging to its run; each under the cell's claim, so two processes never do one twice.
+    Runs made before cell ids left the eval block out are recognised first (`adopt_legacy_runs`)."""
+    from ablate.evaluation import keys
+    from ablate.evaluation.cells import evaluate_trained
+    from ablate.runners.claims import claim
+    from ablate.runners.local import claims_dir, disk_fault, one_line, open_store, stopped
+    from ablate.tracking.results import latest_per_cell
+
+    store, experiment = open_store(workspace, grid)
+    adopted = adopt_legacy_runs(store, experiment, grid)
+    if adopted:
+        say(f"{adopted} runs made before evaluations were keyed apart from training recognised as their cells' "
+            "(tagged ablate.legacy_cell_id)")
+    records = {cell_id: r for cell_id, r in latest_per_cell(store.runs(experiment)).items() if r.status == "FINISHED"}
+    outcome = EvalOutcome()
+    todo_cells = []
+    for cell in grid.cells:
+        record = records.get(cell.id)
+        if record is None:
+            outcome.untrained.append(cell.id)
+        elif keys.pending(cell.config.eval, record.tags):
+            todo_cells.append((cell, record))
+    if todo_cells:
+        say(f"{len(todo_cells)} finished cells have evaluations to do (new tasks, shot counts or settings): "
+            "evaluating their final checkpoints, no training")
+    for index, (cell, record) in enumerate(todo_cells, 1):
+        with claim(claims_dir(workspace), cell.id) as mine:
+            if not mine:
+                outcome.held.append(cell.id)
+                continue
+            run = store.client.get_run(record.run_id)   # another process may have evaluated it meanwhile
+            record = replace(record, tags=dict(run.data.tags), metrics=dict(run.data.metrics))
+            todo = keys.pending(cell.config.eval, record.tags)
+            if not todo:
+                continue
+            label = cell.label() or cell.id
+            say(f"[{index}/{len(todo_cells)}] {label}: evaluating "
+                f"{', '.join(sorted(n.removeprefix(keys.EVAL_TAG) for n in todo))}")
+            try:
+                result = evaluate_trained(cell, workspace, store, record, todo)
+            except Exception as err:  # noqa: BLE001 - one cell's failure must not stop the others
+                if disk_fault(err):
+                    raise stopped(workspace, cell, err) from err
+                outcome.failed[cell.id] = one_line(err) if type(err).__name__ != "NoCheckpoint" else str(err)
+                say(f"    FAILED: {outcome.failed[cell.id]}")
+                continue
+            scores = "  ".join(f"{k.removeprefix('score/')} {v:.3f}" for k, v in result.metrics.items()
+                               if k.startswith("score/") and k.count("/") == 2)
+            say(f"    {scores or 'done'} ({result.seconds:.0f} s)")
+            outcome.evaluated.append(cell.id)
+    return outcome
+
+
+def adopt_legacy_runs(store, experiment: str, grid: Grid) -> int:
+    """Recognise runs tagged with a cell's legacy id (`ablate.resolve.legacy_cell_id`: made before a cell's id left
+    its eval block out) and tag them with the cell's id, keeping the old one as `ablate.legacy_cell_id`, and with
+    the evaluations they did (`ablate.evaluation.keys.done_by_metrics`). A run whose eval block differs from the
+    grid's now is recognised by its logged `cell_config.json`: its legacy id must match its tag (so its world
+    and zoo recipes are today's), and its training identity a cell of the grid. Returns how many were re-tagged."""
+    from ablate.config.schema import CellConfig
+    from ablate.evaluation import keys
+    from ablate.evaluation.cells import LEGACY_TAG
+    from ablate.resolve import Resolver
+    from ablate.tracking.results import read_json_artifact
+    from ablate.tracking.store import CELL_TAG
+
+    current = {cell.id: cell for cell in grid.cells}
+    candidates = [r for r in store.runs(experiment) if r.cell_id and r.cell_id not in current
+                  and LEGACY_TAG not in r.tags and not any(t.startswith(keys.EVAL_TAG) for t in r.tags)]
+    if not candidates:
+        return 0
+    resolver = Resolver()
+    legacy = {resolver.legacy_cell_id(cell.config): cell for cell in grid.cells}
+    adopted = 0
+    for record in candidates:
+        cell = legacy.get(record.cell_id)
+        config = cell.config if cell is not None else None
+        if cell is None:
+            logged = read_json_artifact(store, record.run_id, "cell_config.json")
+            try:
+                config = CellConfig.model_validate(logged) if isinstance(logged, dict) else None
+            except ValueError:
+                config = None
+            if config is None or resolver.legacy_cell_id(config) != record.cell_id:
+                continue
+            cell = current.get(resolver.cell_id(config))
+            if cell is None:
+                continue
+        tags = {CELL_TAG: cell.id, LEGACY_TAG: record.cell_id, **keys.done_by_metrics(config.eval, record.metrics)}
+        for key, value in tags.items():
+            store.client.set_tag(record.run_id, key, value)
+        adopted += 1
+    return adopted
 
 
 def runs_hint(grid: Grid, workspace: Workspace) -> str:
@@ -121,7 +259,9 @@ def cmd_ls(grid: Grid, workspace: Workspace) -> int:
     from ablate.tracking.results import results_frame
     from ablate.tracking.store import Store
 
-    frame, _ = results_frame(Store(workspace.tracking_uri, workspace.artifacts), grid, with_curves=False)
+    store = Store(workspace.tracking_uri, workspace.artifacts)
+    pending = _recognise(store, grid)
+    frame, _ = results_frame(store, grid, with_curves=False)
     scores = [c for c in frame.columns if c.startswith("score/")]
     shown = frame[["cell_id", *grid.axes, "status", *scores]].copy()
     for col in scores:
@@ -129,7 +269,38 @@ def cmd_ls(grid: Grid, workspace: Workspace) -> int:
     print(shown.rename(columns=lambda c: c.removeprefix("score/")).to_string(index=False))
     counts = frame["status"].value_counts().to_dict()
     print("  ".join(f"{k.lower()}: {v}" for k, v in sorted(counts.items())))
+    if pending:
+        todo = ", ".join(sorted(set().union(*pending.values())))
+        print(f"{len(pending)} finished cells have evaluations to do ({todo}): `ablate eval {grid.path}` (or "
+              "`ablate run`) evaluates them without training")
     return 0
+
+
+def _recognise(store, grid: Grid) -> dict[str, set[str]]:
+    """Recognise the grid's legacy runs (`adopt_legacy_runs`, a warning where the store is read-only) and say which
+    finished cells have evaluations pending: cell id -> {"<task>/<k>shot", ...}."""
+    import logging
+
+    from ablate.evaluation import keys
+    from ablate.tracking.results import latest_per_cell
+
+    experiment = store.experiment_id(grid, create=False)
+    if experiment is None:
+        return {}
+    try:
+        adopt_legacy_runs(store, experiment, grid)
+    except Exception as err:  # noqa: BLE001 - a read-only store still lists (its old runs as missing)
+        logging.getLogger(__name__).warning("could not tag the grid's runs made before evaluations were keyed "
+                                            "apart (%s): they show as missing", err)
+    records = latest_per_cell(store.runs(experiment))
+    out = {}
+    for cell in grid.cells:
+        record = records.get(cell.id)
+        if record is not None and record.status == "FINISHED":
+            todo = keys.pending(cell.config.eval, record.tags)
+            if todo:
+                out[cell.id] = {n.removeprefix(keys.EVAL_TAG) for n in todo}
+    return out
 
 
 def cmd_zoo(args, workspace: Workspace) -> int:
@@ -158,6 +329,10 @@ def make_report(grid: Grid, workspace: Workspace):
     from ablate.tracking.store import Store
 
     store = Store(workspace.tracking_uri, workspace.artifacts)
+    pending = _recognise(store, grid)
+    if pending:
+        print(f"note: {len(pending)} finished cells have evaluations to do: `ablate eval {grid.path}` evaluates them "
+              "(the report shows what is in the store)")
     frame, curves = results_frame(store, grid)
     meta = ReportMeta(
         grid_name=grid.name, grid_file=str(grid.path), date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

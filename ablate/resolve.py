@@ -6,8 +6,13 @@ evaluation) and does what needs them, before anything is built or written:
   weights in the Hugging Face cache; connector names, options and token counts against the encoder's patch grid
   (read from the zoo recipe or the encoder's `config.json`, never by building a model); task names; local data
   files; a resolution that is not a multiple of the patch is a warning;
-- gives each cell its id: the hash of its canonical config plus what its names stand for (`provenance`: the world's
-  hash, and the recipe hash of each zoo backbone), so a cell whose world or zoo recipe changed is a new cell.
+- gives each cell its id, its *training identity*: the hash of its canonical config without the `eval` block, plus
+  what its names stand for (`provenance`: the world's hash, and the recipe hash of each zoo backbone), so a cell
+  whose world or zoo recipe changed is a new cell, and a cell whose evaluation settings changed is the same trained
+  model (its evaluations are keyed apart: `ablate.evaluation.keys`). `legacy_cell_id` is the id cells had before
+  (the eval block included), by which runs made then are recognised;
+- checks each custom task's files before anything trains (`ablate.evaluation.checks`): the file parses, every named
+  column is there, the answers have a usable shape, the first images open.
 
 Checks and hashes are computed once per distinct encoder / connector / world within a call, so a grid of tens of
 thousands of cells validates in seconds. Heavy libraries are imported only for what a grid names (timm for `timm:`
@@ -22,12 +27,33 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from ablate.config.errors import CellCheckError
 from ablate.config.grid import Cell, Grid, expand_grid
 from ablate.config.schema import CellConfig, EncoderConfig
 from ablate.config.spec import ENCODER_FAMILIES, ENCODER_FORMS, LLM_FAMILIES, LLM_FORMS, Spec, SpecError
 
 MAX_CELLS = 1000   # `ablate run` refuses bigger grids unless told `--max-cells N`
+
+# The dotted keys of `CellConfig` when ids took their present form (list items as `key[].field`). A key added to the
+# schema later enters an id only when a cell sets it to something other than its default, so adding a setting (with
+# a default that does what the code did before) changes no id and no finished cell is run again.
+ID_KEYS = frozenset("""
+encoder encoder.name encoder.resolution encoder.feature_layer encoder.keep_cls encoder.image_handling
+encoder.max_slices connector connector.name connector.tokens connector.options llm llm.name data data.mixture
+data.sources data.sources[].kind data.sources[].path data.sources[].format data.sources[].image_column
+data.sources[].text_column data.world data.world.seed data.world.image_size data.world.n_train data.world.n_pretrain
+data.world.n_test data.world.n_demo data.world.n_text_docs data.world.n_interleaved_docs data.world.words_per_image
+data.world.n_words data.max_length train train.steps train.batch_size train.lr train.warmup_ratio
+train.weight_decay train.grad_clip train.lr_multipliers train.seed train.precision train.checkpoint_every
+train.log_every train.feature_cache eval eval.tasks eval.shots eval.limit eval.batch_size eval.max_new_tokens
+eval.bootstrap eval.text_perplexity eval.fewshot_seed eval.fewshot_template eval.custom_tasks
+eval.custom_tasks[].name eval.custom_tasks[].path eval.custom_tasks[].demo_path eval.custom_tasks[].image_root
+eval.custom_tasks[].image_column eval.custom_tasks[].question_column eval.custom_tasks[].answers_column
+eval.custom_tasks[].id_column eval.custom_tasks[].type_column eval.custom_tasks[].prompt eval.custom_tasks[].metric
+eval.n_predictions
+""".split())
 
 
 def load_grid(path: str | Path, max_cells: int | None = None) -> Grid:
@@ -44,6 +70,7 @@ def load_grid(path: str | Path, max_cells: int | None = None) -> Grid:
                 raise expanded.error(err.key, err.message, labels, err.allowed, err.got) from None
     cells = [Cell(config, labels, resolver.cell_id(config, text))
              for (config, labels), text in zip(expanded.points, expanded.canonical)]
+    _one_trained_model_per_cell(expanded, cells)
     return Grid(name=expanded.name, path=expanded.path, cells=cells, axes=expanded.axes, base=expanded.base,
                 description=expanded.description, fixed=expanded.fixed, warnings=tuple(warnings))
 
@@ -54,7 +81,84 @@ def make_cell(config: CellConfig, axes: dict[str, Any]) -> Cell:
 
 
 def cell_id(config: CellConfig) -> str:
+    """The cell's training identity: everything that changes the trained weights (not the `eval` block)."""
     return Resolver().cell_id(config)
+
+
+def legacy_cell_id(config: CellConfig) -> str:
+    """The id this config had before evaluation was keyed apart from training (the eval block included): runs
+    tagged with it were made then, and are recognised as this cell's (`ablate.commands.adopt_legacy_runs`)."""
+    return Resolver().legacy_cell_id(config)
+
+
+def _one_trained_model_per_cell(expanded, cells: list[Cell]) -> None:
+    """Two points that differ only in their `eval` block are one trained model: refuse the grid, naming the axis."""
+    seen: dict[str, dict] = {}
+    for cell in cells:
+        if cell.id in seen:
+            other = seen[cell.id]
+            keys = [k for k in cell.axes if cell.axes[k] != other.get(k)] or ["eval"]
+            raise expanded.error(keys[0], "cells that differ only in their evaluation settings are one trained model "
+                                 "(a cell's id leaves the eval block out): list the tasks and shot counts in one "
+                                 "eval block instead of sweeping them", cell.axes)
+        seen[cell.id] = cell.axes
+
+
+def identity_json(config: CellConfig, canonical: str | None = None, with_eval: bool = False) -> str:
+    """The canonical JSON an id hashes: without the `eval` block unless `with_eval` (the legacy id), and without
+    keys added to the schema after `ID_KEYS` while they hold their default."""
+    data = json.loads(config.canonical_json() if canonical is None else canonical)
+    if not with_eval:
+        data.pop("eval", None)
+    if _SCHEMA_HAS_NEW_KEYS:
+        _drop_new_defaults(data, type(config), "")
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def _model_of(annotation) -> tuple[type[BaseModel] | None, str]:
+    """The config block a field holds (`(Block, "")`), or holds a list of (`(Block, "[]")`)."""
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, ""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is list and args and isinstance(args[0], type) and issubclass(args[0],
+                                                                                                     BaseModel):
+        return args[0], "[]"
+    return None, ""
+
+
+def _schema_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
+    keys = set()
+    for name, info in model.model_fields.items():
+        keys.add(prefix + name)
+        block, suffix = _model_of(info.annotation)
+        if block is not None:
+            keys |= _schema_keys(block, f"{prefix}{name}{suffix}.")
+    return keys
+
+
+def _drop_new_defaults(data: dict, model: type[BaseModel], prefix: str) -> None:
+    for name, info in model.model_fields.items():
+        key = prefix + name
+        if name not in data:
+            continue
+        if key not in ID_KEYS:
+            default = info.get_default(call_default_factory=True)
+            default = default.model_dump(mode="json") if isinstance(default, BaseModel) else default
+            if data[name] == default:
+                del data[name]
+            continue
+        block, suffix = _model_of(info.annotation)
+        if block is not None and suffix and isinstance(data[name], list):
+            for item in data[name]:
+                if isinstance(item, dict):
+                    _drop_new_defaults(item, block, f"{key}[].")
+        elif block is not None and isinstance(data[name], dict):
+            _drop_new_defaults(data[name], block, f"{key}.")
+
+
+_SCHEMA_HAS_NEW_KEYS = bool(_schema_keys(CellConfig) - ID_KEYS)
 
 
 def provenance(config: CellConfig) -> dict[str, str]:
@@ -98,11 +202,17 @@ class Resolver:
         return out
 
     def cell_id(self, config: CellConfig, canonical: str | None = None) -> str:
-        """`canonical`: the config's `canonical_json()` when already known (it is the costly part)."""
-        canonical = config.canonical_json() if canonical is None else canonical
+        """The training identity. `canonical`: the config's `canonical_json()` when already known (it is the
+        costly part)."""
+        return self._hash(config, identity_json(config, canonical))
+
+    def legacy_cell_id(self, config: CellConfig, canonical: str | None = None) -> str:
+        return self._hash(config, identity_json(config, canonical, with_eval=True))
+
+    def _hash(self, config: CellConfig, text: str) -> str:
         names = (config.data.world, config.encoder.name, config.llm.name)   # all that provenance depends on
-        blob = canonical + self._once(("provenance", *names),
-                                      lambda: json.dumps(self.provenance(config), sort_keys=True))
+        blob = text + self._once(("provenance", *names),
+                                 lambda: json.dumps(self.provenance(config), sort_keys=True))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     # checks --------------------------------------------------------------------------------------------------
@@ -114,6 +224,8 @@ class Resolver:
         _, warnings = self._once(("encoder", config.encoder), lambda: _check_encoder(config.encoder))
         self._once(("sources", tuple(config.data.sources)), lambda: _check_sources(config))
         self._once(("eval", config.eval.model_dump_json()), lambda: _check_eval(config))
+        for custom in config.eval.custom_tasks:   # the files, read once per task whatever the grid sweeps
+            self._once(("custom task", custom.model_dump_json()), lambda: _check_custom_data(custom))
         return warnings
 
     def check_connector(self, config: CellConfig) -> list[str]:
@@ -303,6 +415,23 @@ def _check_eval(config: CellConfig) -> None:
             if not (path.is_dir() if field == "image_root" else path.is_file()):
                 raise CellCheckError(f"eval.custom_tasks.{field}",
                                      f"custom task {custom.name}: no {kind} at {path.resolve()}")
+    if any(shots for shots in config.eval.shots):
+        from ablate.evaluation.checks import TaskDataError, check_fewshot_template
+
+        try:
+            check_fewshot_template(config.eval.fewshot_template)
+        except TaskDataError as err:
+            raise CellCheckError("eval.fewshot_template", str(err)) from None
+
+
+def _check_custom_data(custom) -> None:
+    """A custom task's files hold what its settings name (`ablate.evaluation.checks`), before anything trains."""
+    from ablate.evaluation.checks import TaskDataError, check_custom_task
+
+    try:
+        check_custom_task(custom)
+    except TaskDataError as err:
+        raise CellCheckError(f"eval.custom_tasks.{err.field}", str(err)) from None
 
 
 def _check_sources(config: CellConfig) -> None:

@@ -137,7 +137,8 @@ class AblateLMM(lmms):
         losses: list[tuple[float, bool]] = []
         for start in range(0, len(contexts), self.batch_size):
             t0 = time.perf_counter()
-            logps = self.generator.loglikelihood(contexts[start : start + self.batch_size], continuations[start : start + self.batch_size])
+            end = start + self.batch_size
+            logps = self.generator.loglikelihood(contexts[start:end], continuations[start:end])
             self.model_seconds += time.perf_counter() - t0
             losses.extend((-float(lp), False) for lp in logps)
         return losses

@@ -17,7 +17,7 @@ import numpy as np
 
 from ablate.evaluation import metrics
 from ablate.evaluation.benchmarks import BenchmarkUnavailable, check_available, is_builtin
-from ablate.evaluation.taskfns import TaskFns, as_answers
+from ablate.evaluation.taskfns import TaskError, TaskFns, as_answers
 from ablate.evaluation.taskgen import write_task
 from ablate.evaluation.tasks import PlannedTask, plan
 
@@ -169,10 +169,26 @@ def _types(task: PlannedTask, samples: list[dict]) -> list[str | None]:
     return [None if s.get("doc", {}).get(column) is None else str(s["doc"][column]) for s in samples]
 
 
-def write_tasks(cfg, world, task_root) -> list[PlannedTask]:
-    """Plan every (task, shots) of `cfg` and write the task folders of the local ones under `task_root`
-    (for `lmms-eval eval --include_path <task_root>`); check that the hub benchmarks can be had."""
-    planned = plan(cfg, world)
+class EvaluationError(RuntimeError):
+    """An evaluation failed; the message names the task(s) and the real cause (never a bare `RetryError`)."""
+
+
+def real_cause(err: BaseException) -> BaseException:
+    """The error behind lmms-eval's retries: tenacity's `RetryError` holds the last attempt's exception."""
+    seen = 0
+    while type(err).__name__ == "RetryError" and hasattr(err, "last_attempt") and seen < 10:
+        inner = err.last_attempt.exception() if err.last_attempt.failed else None
+        if inner is None:
+            break
+        err, seen = inner, seen + 1
+    return err
+
+
+def write_tasks(cfg, world, task_root, only=None) -> list[PlannedTask]:
+    """Plan every (task, shots) of `cfg` (or those in `only`, a set of (task, shots)) and write the task folders of
+    the local ones under `task_root` (for `lmms-eval eval --include_path <task_root>`); check that the hub
+    benchmarks can be had."""
+    planned = [t for t in plan(cfg, world) if only is None or (t.base, t.shots) in only]
     if not planned:
         raise ValueError("nothing to evaluate: EvalConfig.tasks is empty")
     task_root = Path(task_root)
@@ -187,16 +203,18 @@ def write_tasks(cfg, world, task_root) -> list[PlannedTask]:
     return planned
 
 
-def evaluate(model, cfg, world, out_dir) -> EvalResult:
-    """Evaluate `model` (a `Generator`) on every task x shot count of `cfg` (an `EvalConfig`).
+def evaluate(model, cfg, world, out_dir, only=None) -> EvalResult:
+    """Evaluate `model` (a `Generator`) on every task x shot count of `cfg` (an `EvalConfig`), or on those in
+    `only` (a set of (task, shots)).
 
-    Task folders are written to `out_dir/lmms_tasks/` (kept: they say exactly what ran).
+    Task folders are written to `out_dir/lmms_tasks/` (kept: they say exactly what ran). A failure inside
+    lmms-eval is raised as `EvaluationError` naming the task and the real cause.
     """
     from ablate.evaluation.adapter import AblateLMM  # lazy, as lmms_eval below: a GPU machine may lack lmms-eval
 
     t0 = time.perf_counter()
     task_root = Path(out_dir) / "lmms_tasks"
-    planned = write_tasks(cfg, world, task_root)
+    planned = write_tasks(cfg, world, task_root, only)
 
     from lmms_eval import evaluator
     from lmms_eval.tasks import TaskManager
@@ -223,9 +241,14 @@ def evaluate(model, cfg, world, out_dir) -> EvalResult:
                 torch_random_seed=None,
             )
     except Exception as err:
-        if any(t.benchmark is not None for t in planned) and "connect" in repr(err).lower():
-            raise BenchmarkUnavailable(f"a hub benchmark could not be downloaded: {err}") from err
-        raise
+        cause = real_cause(err)
+        if any(t.benchmark is not None for t in planned) and "connect" in repr(cause).lower():
+            raise BenchmarkUnavailable(f"a hub benchmark could not be downloaded: {cause}") from cause
+        if isinstance(cause, TaskError):
+            raise EvaluationError(str(cause)) from cause
+        names = ", ".join(t.lmms_name for t in planned)
+        raise EvaluationError(f"evaluating {names} failed: {type(cause).__name__}: "
+                              f"{str(cause).strip()[:500]}") from cause
     if raw is None or "samples" not in raw:
         raise RuntimeError("lmms-eval returned no samples (see its log above)")
 

@@ -6,6 +6,7 @@ One `TaskFns` per `TaskSpec`. The context text carries one `<image>` marker per 
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
@@ -19,10 +20,16 @@ from ablate.evaluation.fewshot import DemoPool, majority_answer
 from ablate.evaluation.spec import IMAGE_MARKER, TaskSpec
 
 
+class TaskError(RuntimeError):
+    """A task's document function failed: the message names the task, the question and the cause."""
+
+
 def as_answers(value) -> list[str]:
     """Reference answers from a column value: a list of strings, VQAv2-style dicts, a JSON list or one string."""
-    if value is None:
+    if value is None or (isinstance(value, float) and value != value):   # a missing value (NaN in a csv)
         return []
+    if isinstance(value, (bool, int, float)):
+        return [str(value)]
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("["):
@@ -88,15 +95,19 @@ class TaskFns:
         return str(self.image_key(doc[self.spec.image_column]))
 
     def render_prompt(self, doc: dict) -> str:
+        """The prompt template filled from the record's columns; `{question}` is always the `question_column`."""
         fields = {k: v for k, v in doc.items() if isinstance(v, (str, int, float))}
-        fields.setdefault("question", doc.get(self.spec.question_column, ""))
+        fields.pop("question", None)   # a record's own `question` column never stands in for another one
+        if self.spec.question_column in doc:
+            fields["question"] = doc[self.spec.question_column]
         for name, column in self.spec.extra_columns.items():
             fields[name] = doc.get(column, "")
         try:
             return self.spec.prompt.format_map(fields)
         except KeyError as err:
+            what = (f" (the question_column {self.spec.question_column!r})" if err.args == ("question",) else "")
             raise KeyError(
-                f"task {self.spec.name}: prompt template {self.spec.prompt!r} names {err}, "
+                f"task {self.spec.name}: prompt template {self.spec.prompt!r} names {err}{what}, "
                 f"columns are {sorted(doc)}"
             ) from None
 
@@ -123,11 +134,38 @@ class TaskFns:
         return text if prompt else text.lstrip()  # captions have no prompt: no leading space
 
     # -- lmms-eval hooks ------------------------------------------------------------------------------
+    # Each names its task and question when it fails: lmms-eval retries `process_results` and then raises a
+    # tenacity `RetryError` that hides the cause (`ablate.evaluation.runner` unwraps it down to this `TaskError`).
     def doc_to_visual(self, doc: dict) -> list:
-        demos = self.demos(doc)
-        return [self.load_image(d[self.spec.image_column]) for d in demos] + [self.load_image(doc[self.spec.image_column])]
+        with self._named(doc):
+            return self._doc_to_visual(doc)
 
     def doc_to_text(self, doc: dict, lmms_eval_specific_kwargs=None) -> str:
+        with self._named(doc):
+            return self._doc_to_text(doc)
+
+    def process_results(self, doc: dict, results: list) -> dict:
+        with self._named(doc):
+            return self._process_results(doc, results)
+
+    @contextlib.contextmanager
+    def _named(self, doc: dict):
+        try:
+            yield
+        except TaskError:
+            raise
+        except Exception as err:
+            qid = doc.get(self.spec.id_column) if self.spec.id_column and isinstance(doc, dict) else None
+            which = f", question {qid}" if qid is not None else ""
+            raise TaskError(f"task {self.spec.name}{which} ({self.spec.data_file}): {type(err).__name__}: "
+                            f"{str(err).strip()[:500]}") from err
+
+    def _doc_to_visual(self, doc: dict) -> list:
+        demos = self.demos(doc)
+        column = self.spec.image_column
+        return [self.load_image(d[column]) for d in demos] + [self.load_image(doc[column])]
+
+    def _doc_to_text(self, doc: dict) -> str:
         parts = [IMAGE_MARKER + self.demo_text(d) for d in self.demos(doc)]
         parts.append(IMAGE_MARKER + self.render_prompt(doc))
         return "".join(parts)
@@ -136,7 +174,7 @@ class TaskFns:
         answers = self.answers(doc)
         return answers[0] if answers else ""
 
-    def process_results(self, doc: dict, results: list) -> dict:
+    def _process_results(self, doc: dict, results: list) -> dict:
         prediction = results[0] if results else ""
         if isinstance(prediction, list):  # multi-round answers: score the last round
             prediction = prediction[-1] if prediction else ""

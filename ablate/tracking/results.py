@@ -53,14 +53,20 @@ def results_frame(store: Store, grid: Grid, with_curves: bool = True):
 def read_predictions(store: Store, run_id: str, name: str = "predictions.json") -> pd.DataFrame | None:
     """A run's logged sample of predictions (an MLflow table: task, shots, id, image, question, prediction,
     references, correct, type), or None when the run has none."""
+    table = read_json_artifact(store, run_id, name)
+    if table is None:
+        return None
+    return pd.DataFrame(table["data"], columns=table["columns"])
+
+
+def read_json_artifact(store: Store, run_id: str, name: str):
+    """A JSON artifact of a run at the top of its artifacts (e.g. `cell_config.json`), or None when it has none."""
     if not any(a.path == name for a in store.client.list_artifacts(run_id)):
         return None
     root = store.client.get_run(run_id).info.artifact_uri
     if root.startswith("file:"):  # a local store: read in place (no download, no progress bar)
         from urllib.parse import unquote, urlparse
 
-        table = json.loads((Path(unquote(urlparse(root).path)) / name).read_text())
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            table = json.loads(Path(store.client.download_artifacts(run_id, name, tmp)).read_text())
-    return pd.DataFrame(table["data"], columns=table["columns"])
+        return json.loads((Path(unquote(urlparse(root).path)) / name).read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        return json.loads(Path(store.client.download_artifacts(run_id, name, tmp)).read_text())

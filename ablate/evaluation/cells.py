@@ -1,0 +1,124 @@
+"""A cell's evaluation, apart from its training: what is evaluated, and evaluating a cell that trained already.
+
+`evaluate_model` runs every evaluation a cell asks for (or those pending: `ablate.evaluation.keys`) on a model in
+memory and says which evaluation tags they earn; `ablate.cell.run_cell` calls it right after training.
+`evaluate_trained` does it for a finished cell from its final checkpoint: it builds the model, evaluates what is
+pending, and logs the new scores to the cell's existing MLflow run (the run stays FINISHED; see docs/evaluation.md,
+"Evaluating again"), with the run's sample of predictions updated and its `wall_s` / `time/eval_s` counting the
+extra time. Nothing is trained.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ablate.evaluation import keys
+from ablate.evaluation.baselines import reference_metrics
+from ablate.evaluation.runner import evaluate
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_TAG = "ablate.checkpoint"
+LEGACY_TAG = "ablate.legacy_cell_id"
+PREDICTIONS = "predictions.json"
+
+
+@dataclass
+class CellEvaluation:
+    metrics: dict[str, float]
+    predictions: list[dict]
+    tags: dict[str, str]                     # the evaluation tags earned (`ablate.eval/<task>/<k>shot` -> key)
+    seconds: float = 0.0
+    done: list[str] = field(default_factory=list)   # "<task>/<k>shot" and "text/perplexity", for messages
+
+
+def evaluate_model(model, cfg, world, out_dir: Path, todo: dict[str, str] | None = None) -> CellEvaluation:
+    """Evaluate `model` on what `cfg` (a `CellConfig`) asks for, or on `todo` (tag name -> key, from
+    `keys.pending`); also the tasks' reference levels (`chance/...`, `baseline/...`)."""
+    started = time.monotonic()
+    todo = keys.wanted(cfg.eval) if todo is None else todo
+    only = keys.pairs(todo)
+    metrics: dict[str, float] = {}
+    predictions: list[dict] = []
+    if only:
+        result = evaluate(model, cfg.eval, world, out_dir, only=only)
+        metrics.update(result.metrics)
+        predictions = result.samples
+    if keys.EVAL_TAG + keys.PERPLEXITY in todo:
+        from ablate.evaluation.perplexity import text_perplexity
+
+        texts = [row["text"] for row in world.read("text_heldout")][: cfg.eval.text_perplexity]
+        metrics[keys.PERPLEXITY] = text_perplexity(model.llm, model.tokenizer, texts)
+    metrics.update(reference_metrics(cfg.eval, world))
+    done = sorted(name.removeprefix(keys.EVAL_TAG) for name in todo)
+    return CellEvaluation(metrics, predictions, dict(todo), time.monotonic() - started, done)
+
+
+def final_checkpoint(cell_id: str, tags: dict[str, str], checkpoints) -> Path | None:
+    """The cell's final checkpoint: where its run says, else under its id, else under the legacy id it was
+    trained with (`checkpoints`: cell id -> folder, `Workspace.checkpoints`)."""
+    candidates = [tags.get(CHECKPOINT_TAG), checkpoints(cell_id) / "final"]
+    if tags.get(LEGACY_TAG):
+        candidates.append(checkpoints(tags[LEGACY_TAG]) / "final")
+    for candidate in filter(None, candidates):
+        if (Path(candidate) / "config.json").is_file() and (Path(candidate) / "model.safetensors").is_file():
+            return Path(candidate)
+    return None
+
+
+class NoCheckpoint(RuntimeError):
+    """A finished cell has evaluations pending but its final checkpoint is gone."""
+
+
+def evaluate_trained(cell, workspace, store, record, todo: dict[str, str]) -> CellEvaluation:
+    """Evaluate the finished cell `cell` (its run `record`) on `todo` from its final checkpoint and log it all to
+    that run. Raises `NoCheckpoint` when the checkpoint is gone (the caller says how to train the cell again)."""
+    from ablate.checkpoint import load_weights
+    from ablate.models.build import build_mllm
+    from ablate.tracking.store import RunLogger
+    from ablate.world import build_world
+
+    folder = final_checkpoint(cell.id, record.tags, workspace.checkpoints)
+    if folder is None:
+        raise NoCheckpoint(f"cell {cell.id} ({cell.label() or 'the only cell'}) has no final checkpoint (looked in "
+                           f"{record.tags.get(CHECKPOINT_TAG) or workspace.checkpoints(cell.id) / 'final'}), so "
+                           f"{', '.join(sorted(n.removeprefix(keys.EVAL_TAG) for n in todo))} cannot be evaluated: "
+                           "delete the cell's run in MLflow (`ablate ui`) and `ablate run` trains it again")
+    started = time.monotonic()
+    world = build_world(cell.config.data.world, workspace.cache)
+    model = build_mllm(cell.config, workspace.cache)
+    load_weights(folder, model)
+    model.eval()
+    result = evaluate_model(model, cell.config, world, workspace.checkpoints(cell.id) / "eval", todo)
+    seconds = time.monotonic() - started
+    logger = RunLogger(store.client, record.run_id)
+    metrics = dict(result.metrics)
+    metrics["time/eval_s"] = float(record.metrics.get("time/eval_s", 0.0)) + seconds
+    metrics["wall_s"] = float(record.metrics.get("wall_s", 0.0)) + seconds
+    logger.log_metrics(metrics)
+    if result.predictions:
+        _replace_predictions(store, logger, record.run_id, result.predictions, keys.pairs(todo))
+    logger.set_tags({**result.tags, "ablate.evaluated_again": time.strftime("%Y-%m-%d %H:%M:%S")})
+    result.seconds = seconds
+    return result
+
+
+def _replace_predictions(store, logger, run_id: str, rows: list[dict], redone: set[tuple[str, int]]) -> None:
+    """The run's sample of predictions with the rows of the (task, shots) evaluated again replaced."""
+    import pandas as pd
+
+    from ablate.tracking.results import read_predictions
+
+    old = read_predictions(store, run_id, PREDICTIONS)
+    new = pd.DataFrame(rows)
+    if old is not None and len(old):
+        kept = old[[(str(t), int(k)) not in redone for t, k in zip(old["task"], old["shots"])]]
+        new = pd.concat([kept, new], ignore_index=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / PREDICTIONS
+        path.write_text(json.dumps(json.loads(new.to_json(orient="split", index=False))))
+        logger.log_artifact(path)   # replaces the file (MLflow's log_table would append to it)
