@@ -18,7 +18,8 @@ def test_entry_point_group_lists_ablate():
 
 
 def test_importing_the_plugin_does_not_import_lmms_eval():
-    code = "import sys, ablate.evaluation, ablate.evaluation.lmms_plugin; print(any(m.startswith('lmms_eval') for m in sys.modules))"
+    code = ("import sys, ablate.evaluation, ablate.evaluation.lmms_plugin; "
+            "print(any(m.startswith('lmms_eval') for m in sys.modules))")
     import subprocess
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

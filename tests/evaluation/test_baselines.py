@@ -1,0 +1,41 @@
+"""Reference levels logged next to the scores: a custom task's stated chance / baseline, world_vqa's chance."""
+import json
+
+import pytest
+
+from ablate.config.schema import CustomTaskConfig, EvalConfig
+from ablate.evaluation.baselines import reference_metrics, world_vqa_chance
+
+
+def test_a_custom_tasks_levels_per_type_and_over_its_questions(tmp_path):
+    rows = [{"image": "a.png", "question": "?", "answers": ["yes"], "kind": k} for k in ["yn", "yn", "yn", "col"]]
+    (tmp_path / "q.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = EvalConfig(tasks=["mine"], custom_tasks=[{"name": "mine", "path": str(tmp_path / "q.jsonl"),
+                                                    "type_column": "kind", "chance": {"yn": 0.5, "col": 0.1},
+                                                    "baseline": 0.62}])
+    out = reference_metrics(cfg)
+    assert out["chance/mine/yn"] == 0.5 and out["chance/mine/col"] == 0.1
+    assert out["chance/mine"] == pytest.approx((3 * 0.5 + 0.1) / 4)     # the mean over its questions
+    assert out["baseline/mine"] == 0.62
+    limited = reference_metrics(cfg.model_copy(update={"limit": 2}))   # the questions evaluated: the first 2
+    assert limited["chance/mine"] == pytest.approx(0.5)
+
+
+def test_a_task_not_evaluated_logs_no_level_and_levels_are_0_to_1(tmp_path):
+    cfg = EvalConfig(tasks=["world_vqa"], custom_tasks=[{"name": "mine", "path": "/x.jsonl", "chance": 0.3}])
+    assert not any(k.startswith("chance/mine") for k in reference_metrics(cfg))
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        CustomTaskConfig(name="mine", path="/x.jsonl", baseline={"yn": 1.5})
+
+
+def test_world_vqa_chance_per_type_and_over_the_test_set(tmp_path):
+    from ablate.world import vocab
+
+    chance = world_vqa_chance()
+    assert chance == {"colour": 1 / len(vocab.COLOURS), "shape": 1 / 5, "position": 1 / 9, "count": 1 / 4}
+    (tmp_path / "questions").mkdir()
+    types = ["colour", "shape", "count", "position", "colour"]
+    (tmp_path / "questions" / "vqa_test.jsonl").write_text("".join(json.dumps({"type": t}) + "\n" for t in types))
+    out = reference_metrics(EvalConfig(tasks=["world_vqa"]), tmp_path)
+    assert out["chance/world_vqa/count"] == 0.25
+    assert out["chance/world_vqa"] == pytest.approx(sum(chance[t] for t in types) / 5)
