@@ -223,9 +223,40 @@ class Resolver:
                                                                   LLM_FORMS, "lm"))
         _, warnings = self._once(("encoder", config.encoder), lambda: _check_encoder(config.encoder))
         self._once(("sources", tuple(config.data.sources)), lambda: _check_sources(config))
+        warnings = [*warnings, *self._check_stages(config)]
         self._once(("eval", config.eval.model_dump_json()), lambda: _check_eval(config))
         for custom in config.eval.custom_tasks:   # the files, read once per task whatever the grid sweeps
             self._once(("custom task", custom.model_dump_json()), lambda: _check_custom_data(custom))
+        return warnings
+
+    def _check_stages(self, config: CellConfig) -> list[str]:
+        """Each stage's data (the cell's, for a cell without stages): every kind its mixture weighs has data, and
+        its sources' files are there (instruction question files read on their first rows)."""
+        from ablate.config.stages import plan
+
+        warnings = []
+        for stage in plan(config.train):
+            prefix = "data" if config.train.stages is None else f"train.stages.{stage.index}.data"
+            data = stage.data(config.data)
+            if stage.sources is not None:
+                self._once(("sources", tuple(stage.sources)), lambda: _check_sources(config, stage.sources, prefix))
+            for source in data.sources:
+                if source.kind == "instruction":
+                    self._once(("instruction", source), lambda: _check_question_file(source, prefix))
+            weighed = [kind for kind, weight in data.mixture.items() if weight > 0]
+            given = list(dict.fromkeys(s.kind for s in data.sources))
+            if data.sources and any(kind not in given for kind in weighed):
+                kind = next(kind for kind in weighed if kind not in given)
+                where = "" if config.train.stages is None else f"stage {stage.name!r}: "
+                key = f"{prefix}.mixture" if stage.mixture is not None or config.train.stages is None else \
+                    f"{prefix}.sources"
+                raise CellCheckError(key, f"{where}the mixture weighs {kind!r} but the sources hold no {kind} data "
+                                          "(with data.sources, each kind of the mixture needs a source of that kind;"
+                                          " leave sources empty for the embedded world's data)", given, kind)
+            unused = [s.path for s in data.sources if s.kind not in weighed]
+            if unused:
+                warnings.append(f"{prefix}.sources: {', '.join(unused)} not trained on (the mixture gives "
+                                f"{'its kind' if len(unused) == 1 else 'their kinds'} no weight)")
         return warnings
 
     def check_connector(self, config: CellConfig) -> list[str]:
@@ -434,10 +465,10 @@ def _check_custom_data(custom) -> None:
         raise CellCheckError(f"eval.custom_tasks.{err.field}", str(err)) from None
 
 
-def _check_sources(config: CellConfig) -> None:
+def _check_sources(config: CellConfig, sources=None, prefix: str = "data") -> None:
     """Local data sources must be there (the loader's rules: a file, a glob that matches, a folder with data)."""
-    for source in config.data.sources:
-        if source.format == "hub":
+    for source in config.data.sources if sources is None else sources:
+        if source.format == "hub" or source.kind == "instruction":   # instruction: `_check_question_file`
             continue
         local = Path(source.path).expanduser()
         if source.format == "imagefolder":
@@ -454,5 +485,14 @@ def _check_sources(config: CellConfig) -> None:
             ok = local.is_file()
             what = "file"
         if not ok:
-            raise CellCheckError("data.sources.path", f"{source.kind} source: no {what} {str(local)!r} "
+            raise CellCheckError(f"{prefix}.sources.path", f"{source.kind} source: no {what} {str(local)!r} "
                                                       f"(relative paths are read from {Path.cwd()})")
+
+def _check_question_file(source, prefix: str) -> None:
+    """An instruction source's question file, image folder, columns and answers (`ablate.data.vqa`)."""
+    from ablate.data.vqa import QuestionFileError, check_question_file
+
+    try:
+        check_question_file(source)
+    except QuestionFileError as err:
+        raise CellCheckError(f"{prefix}.sources.{err.field}", str(err), err.allowed) from None

@@ -3,6 +3,10 @@
 Each `<image>` marker becomes a block of `visual_tokens_per_image` image-token ids (the MLLM splices the
 connector's output there). Rows are `<bos> ... <eos>`, padded on the right. Truncation to `max_length` never
 cuts an image's block in half: a block that does not fit is dropped whole, with its image.
+
+Labels: every text token and `<eos>` of a row, except for an instruction row (one with an `answer`): there the
+prompt carries no loss, only the answer's tokens (` ` + answer, tokenised apart from the prompt, as generation
+continues a prompt) and `<eos>` do.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ class _Row:
     ids: list[int]
     is_image: list[bool]
     images: list[str]
+    labelled: list[bool]   # positions whose token carries loss
 
 
 class Collator:
@@ -41,8 +46,9 @@ class Collator:
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else (self.eos_id if self.eos_id is not None else 0)
 
-    def encode(self, text: str, images: list[str]) -> _Row:
-        """One row: ids, which positions are visual tokens, and the images kept (truncation-aware)."""
+    def encode(self, text: str, images: list[str], answer: str | None = None) -> _Row:
+        """One row: ids, which positions are visual tokens, the images kept (truncation-aware) and which positions
+        carry loss (with an `answer`: only the answer after the prompt `text`, and `<eos>`)."""
         pieces = text.split(IMAGE_MARKER)
         if len(pieces) - 1 != len(images):
             raise ValueError(f"{len(pieces) - 1} {IMAGE_MARKER} markers but {len(images)} images in {text[:80]!r}")
@@ -60,13 +66,25 @@ class Collator:
                 ids += block
                 is_image += [True] * len(block)   # separators inside the block carry no loss either
                 kept.append(images[k])
+        if answer is None:   # bos, visual tokens and separators carry no loss, every other token does
+            labelled = [not image for image in is_image]
+            if self.bos_id is not None:
+                labelled[0] = False
+        else:
+            labelled = [False] * len(ids)
+            answer_ids = self.tokenizer(" " + answer.strip(), add_special_tokens=False)["input_ids"]
+            ids += answer_ids
+            is_image += [False] * len(answer_ids)
+            labelled += [True] * len(answer_ids)
         if self.eos_id is not None:
             ids.append(self.eos_id)
             is_image.append(False)
-        return _Row(ids[: self.max_length], is_image[: self.max_length], kept)
+            labelled.append(True)
+        n = self.max_length
+        return _Row(ids[:n], is_image[:n], kept, labelled[:n])
 
     def __call__(self, rows: list[dict]) -> Batch:
-        encoded = [self.encode(r["text"], list(r.get("images") or [])) for r in rows]
+        encoded = [self.encode(r["text"], list(r.get("images") or []), r.get("answer")) for r in rows]
         width = max(len(e.ids) for e in encoded)
         input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         attention = torch.zeros((len(rows), width), dtype=torch.long)
@@ -77,9 +95,7 @@ class Collator:
             input_ids[i, :n] = ids
             attention[i, :n] = 1
             lab = ids.clone()
-            lab[torch.tensor(e.is_image, dtype=torch.bool)] = IGNORE
-            if self.bos_id is not None:
-                lab[0] = IGNORE
+            lab[~torch.tensor(e.labelled, dtype=torch.bool)] = IGNORE
             labels[i, :n] = lab
         return Batch(
             input_ids=input_ids,

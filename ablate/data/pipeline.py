@@ -9,22 +9,28 @@ from datasets import concatenate_datasets
 from ablate.config.schema import DataConfig
 from ablate.data.batch import Batch
 from ablate.data.collate import Collator
+from ablate.data.instruction import with_answer_column
 from ablate.data.mixture import mix, normalised
 from ablate.data.sources import load_source
 
 
 def mixture_sources(data_cfg: DataConfig, world=None, cache_dir=None) -> dict:
-    """One `Dataset` per kind with weight > 0: the configured real sources of that kind, else the world's."""
+    """One `Dataset` per kind with weight > 0: the configured real sources of that kind, or, with no real sources
+    at all, the world's."""
     out = {}
     for kind in normalised(data_cfg.mixture):
         real = [s for s in data_cfg.sources if s.kind == kind]
         if real:
             parts = [load_source(kind, source=s, cache_dir=cache_dir) for s in real]
             out[kind] = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
-        elif world is None:
-            raise ValueError(f"mixture kind {kind!r} has no source in data.sources and no world was given")
+        elif world is None or data_cfg.sources:
+            raise ValueError(f"mixture kind {kind!r} has no source in data.sources"
+                             + (" (with sources, the embedded world's data is not used)" if world else
+                                " and no world was given"))
         else:
             out[kind] = load_source(kind, world=world)
+    if "instruction" in out:   # one schema for the mixture: the other kinds get an empty `answer`
+        out = {kind: with_answer_column(table) for kind, table in out.items()}
     return out
 
 

@@ -2,7 +2,8 @@
 
 `text` holds one `<image>` marker per entry of `images` (absolute file paths), in order. Kinds (MM1, Sec. 3.3):
 `caption` (image + alt-text), `synthetic` (image + rich VeCap-like caption), `interleaved` (text with several
-images), `text` (text only). The embedded world gives all four; real data comes from a `SourceConfig`
+images), `text` (text only), and `instruction` (question -> answer rows with an `answer` column: the loss is on the
+answer only; `ablate.data.instruction`). The embedded world gives all five; real data comes from a `SourceConfig`
 (jsonl, parquet, an image folder, webdataset shards, or a hub id) read with `datasets`. Real sources are
 checked before training (`ablate.data.validate`).
 """
@@ -16,9 +17,9 @@ import datasets
 from datasets import Dataset, Features, List, Value
 
 from ablate.config.schema import SourceConfig
-from ablate.data import validate
+from ablate.data import instruction, validate
 
-KINDS: tuple[str, ...] = ("caption", "interleaved", "text", "synthetic")
+KINDS: tuple[str, ...] = ("caption", "interleaved", "text", "synthetic", "instruction")
 FEATURES = Features({"text": Value("string"), "images": List(Value("string"))})
 IMAGE_MARKER = "<image>"
 WEBDATASET_IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")
@@ -35,6 +36,10 @@ def load_source(kind: str, world=None, source: SourceConfig | None = None, cache
     if source is not None:
         if source.kind != kind:
             raise ValueError(f"source {source.path!r} is of kind {source.kind!r}, asked for {kind!r}")
+        if kind == "instruction":
+            images_dir = _images_dir(Path(cache_dir) if cache_dir else None)
+            base = instruction.image_root(source)
+            return instruction.from_source(source, lambda value: _image_path(value, base, images_dir))
         return _real(source, Path(cache_dir) if cache_dir else None)
     if world is None:
         raise ValueError(f"load_source({kind!r}) needs a world or a SourceConfig")
@@ -44,6 +49,8 @@ def load_source(kind: str, world=None, source: SourceConfig | None = None, cache
 # ---------------------------------------------------------------- embedded world
 
 def _from_world(kind: str, world) -> Dataset:
+    if kind == "instruction":
+        return instruction.from_world(world)
     if kind in ("caption", "synthetic"):
         field = "alt" if kind == "caption" else "rich"
         rows = [{"text": f"{IMAGE_MARKER} {r[field]}", "images": [r["image"]]} for r in world.read("caption")]
@@ -116,7 +123,7 @@ def _real(source: SourceConfig, cache_dir: Path | None) -> Dataset:
     needed = [text_col] if source.kind == "text" else [image_col, text_col]
     validate.require_columns(table, needed, name, source.kind)
     base = Path(name).parent if Path(name).suffix else Path(name)
-    images_dir = (cache_dir or Path(datasets.config.HF_DATASETS_CACHE)) / "ablate-images"
+    images_dir = _images_dir(cache_dir)
 
     def as_path(value) -> str:
         return _image_path(value, base, images_dir)
@@ -134,6 +141,11 @@ def _real(source: SourceConfig, cache_dir: Path | None) -> Dataset:
         else:
             rows.append({"text": f"{IMAGE_MARKER} {text}", "images": [as_path(value)]})
     return validate.drop_bad_rows(Dataset.from_list(rows, features=FEATURES), name)
+
+
+def _images_dir(cache_dir: Path | None) -> Path:
+    """Where image bytes from parquet / webdataset sources are written out as files."""
+    return (cache_dir or Path(datasets.config.HF_DATASETS_CACHE)) / "ablate-images"
 
 
 def _is_image_feature(feature) -> bool:
