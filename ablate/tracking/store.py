@@ -69,22 +69,29 @@ class Store:
         import mlflow.tracking  # noqa: F401 - ~2 s: only when a store is used; first, as it sets up its loggers
 
         with quiet_mlflow():
-            self.client = _open_client(tracking_uri) if db is None else _open_sqlite(tracking_uri, db)
+            self.client = (_open_client(tracking_uri) if db is None else
+                           _open_sqlite(tracking_uri, db, self.artifact_root))
 
     # ---- experiments and runs ----
     def experiment_id(self, grid: "Grid", create: bool = True) -> str | None:
         found = self.client.get_experiment_by_name(grid.name)
         if found is not None:
+            if create:   # the runs table's first view (tracking/dashboard.py), kept in step with the grid file
+                from ablate.tracking.dashboard import write_view  # local: dashboard reads this module's names
+
+                write_view(self.client, found.experiment_id, grid, found.tags)
             return found.experiment_id
         if not create:
             return None
+        from ablate.tracking.dashboard import VIEW_TAG, view_tag_value
         served = self.tracking_uri.startswith(("http://", "https://"))   # a team's `mlflow server` keeps artifacts
         if not served:
             self.artifact_root.mkdir(parents=True, exist_ok=True)
         try:
             return self.client.create_experiment(
                 grid.name, artifact_location=None if served else self.artifact_folder(grid.name).as_uri(),
-                tags={"ablate.grid_file": str(grid.path), "mlflow.note.content": grid.description})
+                tags={"ablate.grid_file": str(grid.path), "mlflow.note.content": grid.description,
+                      VIEW_TAG: view_tag_value(grid)})
         except Exception:   # another process created it between our look and our create
             found = self.client.get_experiment_by_name(grid.name)
             if found is None:
@@ -193,8 +200,8 @@ def _open_client(tracking_uri: str):
     return MlflowClient(tracking_uri=tracking_uri)   # builds (and for a database, sets up) the store
 
 
-def _open_sqlite(tracking_uri: str, db: Path):
-    """Open (create, or repair) a local store under its lock; StoreError, one line, when it cannot be."""
+def _open_sqlite(tracking_uri: str, db: Path, artifact_root: Path):
+    """Open (create, repair or relocate) a local store under its lock; StoreError, one line, when it cannot be."""
     try:
         db.parent.mkdir(parents=True, exist_ok=True)
         lock = FileLock(f"{db}.lock", timeout=OPEN_TIMEOUT_S)
@@ -203,17 +210,24 @@ def _open_sqlite(tracking_uri: str, db: Path):
         raise StoreError(tracking_uri, f"another process has held {db}.lock for {OPEN_TIMEOUT_S} s while "
                          "creating the store; if none is running, delete the lock file") from None
     except OSError as err:
-        raise StoreError(tracking_uri, f"cannot create the store's folder or lock file ({_one_line(err)}); "
-                         "check permissions and free disk space") from err
+        raise StoreError(tracking_uri, f"cannot write the tracking store: cannot create {db.parent} or "
+                         f"{db.name}.lock ({_one_line(err)}); check free disk space and permissions") from err
     try:
         try:
             _probe_sqlite(db, write=False)    # fails in ms where MLflow retries for ~13 s, printing each try
             state = _inspect_sqlite(db)
         except sqlite3.Error as err:
-            raise StoreError(tracking_uri, f"cannot open the store's database {db} ({_one_line(err)}); check "
-                             "permissions and free disk space") from err
+            raise StoreError(tracking_uri, f"cannot write the tracking store: cannot open {db} ({_one_line(err)}); "
+                             "check free disk space and permissions") from err
         if state["half_created"] and not state["used"]:
             _set_aside(db, "MLflow's schema set-up did not finish")
+        elif state["used"]:
+            try:
+                _relocate(db, artifact_root)
+            except sqlite3.Error as err:
+                raise StoreError(tracking_uri, f"cannot write the tracking store: cannot update the artifact "
+                                 f"folders of a moved store ({_one_line(err)}); check free disk space and "
+                                 "permissions") from err
         try:
             return _open_client(tracking_uri)
         except Exception as err:  # noqa: BLE001 - MLflow raises many types; a half-created store is set aside below
@@ -248,7 +262,8 @@ def _inspect_sqlite(db: Path) -> dict:
     con = sqlite3.connect(str(db), timeout=30)
     try:
         tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        version = con.execute("SELECT COUNT(*) FROM alembic_version").fetchone()[0] if "alembic_version" in tables else 0
+        version = (con.execute("SELECT COUNT(*) FROM alembic_version").fetchone()[0]
+                   if "alembic_version" in tables else 0)
         runs = con.execute("SELECT COUNT(*) FROM runs").fetchone()[0] if "runs" in tables else 0
         experiments = (con.execute("SELECT COUNT(*) FROM experiments WHERE name != 'Default'").fetchone()[0]
                        if "experiments" in tables else 0)
@@ -267,6 +282,37 @@ def _set_aside(db: Path, why: str) -> None:
             part.rename(f"{aside}{suffix}")
     log.warning("the store %s was half-created (%s) and held no runs: moved it to %s and made it again",
                 db, why, aside)
+
+
+def _relocate(db: Path, artifact_root: Path) -> None:
+    """A workspace that was moved or copied (its home holds the database and `mlartifacts/`): point the artifact
+    folders recorded in the database (absolute, as MLflow writes them) at the artifact root where the store is now.
+    Only folders that ablate made (`<old home>/<artifact root's name>/<grid>`) are touched, and only when the
+    database lives next to the artifact root, so two machines sharing a database never pull it to and fro."""
+    root = artifact_root.resolve()
+    if db.resolve().parent != root.parent:
+        return
+    con = sqlite3.connect(str(db), timeout=30)
+    try:
+        moved = []
+        for experiment_id, location in con.execute("SELECT experiment_id, artifact_location FROM experiments"):
+            if not (location or "").startswith("file://"):
+                continue
+            old = Path(unquote(location.removeprefix("file://")))
+            if old.parent.name == root.name and old.parent != root:
+                moved.append((experiment_id, location.rstrip("/"), (root / old.name).as_uri()))
+        if not moved:
+            return
+        with con:
+            for experiment_id, old_uri, new_uri in moved:
+                con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
+                            (new_uri, experiment_id))
+                con.execute("UPDATE runs SET artifact_uri = ? || substr(artifact_uri, ?) WHERE experiment_id = ? "
+                            "AND substr(artifact_uri, 1, ?) = ?",
+                            (new_uri, len(old_uri) + 1, experiment_id, len(old_uri), old_uri))
+    finally:
+        con.close()
+    log.info("the store %s was moved: artifact folders of %d experiments now under %s", db, len(moved), root)
 
 
 def _forget_engine(tracking_uri: str) -> None:

@@ -8,8 +8,9 @@ import sys
 
 import pytest
 import torch
-from runner_helpers import runs_by_cell, store_for
+from runner_helpers import cli, runs_by_cell, store_for
 
+from ablate.cli import main
 from ablate.resolve import load_grid
 from ablate.runners import load_runner, run_cells
 from ablate.tracking.store import StoreError
@@ -123,3 +124,64 @@ def test_unwritable_workspace_is_a_clear_error(make_grid, tmp_path):
     workspace = Workspace.create(home)
     with pytest.raises(StoreError, match="cannot write the tracking store or the workspace"):
         run_cells(load_grid(grid_path), load_grid(grid_path).cells, workspace)
+
+
+# A sitecustomize for the CLI's processes: from step 2 of the `mlp` cell on, every write to the store (MLflow's
+# client) and every checkpoint raises ENOSPC, as a disk that filled up does.
+DISK_FILLS = '''
+import errno
+import ablate.cell as _cell
+import ablate.checkpoint as _checkpoint
+from mlflow.tracking import MlflowClient
+FULL = []
+def _full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+def _guard(owner, name):
+    real = getattr(owner, name)
+    def write(*args, **kwargs):
+        return _full() if FULL else real(*args, **kwargs)
+    setattr(owner, name, write)
+for _name in ("log_batch", "set_tag", "set_terminated", "log_artifact", "log_dict", "log_table", "create_run"):
+    _guard(MlflowClient, _name)
+_guard(_checkpoint, "save_file")
+_on_step = _cell.CellHooks.on_step
+def on_step(self, step, loss, lr):
+    _on_step(self, step, loss, lr)
+    if self.cell.config.connector.name == "mlp" and step == 2:
+        FULL.append(True)
+_cell.CellHooks.on_step = on_step
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runner", ["local", "subprocess"])
+def test_full_disk_under_the_store_ends_the_grid_with_one_line_and_keeps_finished_cells(
+        make_grid, runner_file, workspace, tmp_path, runner):
+    grid_path = make_grid(axes="connector.name: [avg-pool, mlp, linear]", steps=4, checkpoint_every=3)
+    grid = load_grid(grid_path)
+    first, full, never = (c.id for c in grid.cells)
+    site = tmp_path / "disk-fills"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(DISK_FILLS)
+    runner_path = runner_file(f"kind: {runner}\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{site}:{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.run(cli(workspace, "run", str(grid_path), "--no-report", "--runner", str(runner_path)),
+                          capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and proc.stderr.strip().endswith(errors[0]), proc.stderr   # the progress lines, then it
+    assert "Traceback" not in proc.stderr and "WARNING" not in proc.stderr               # no MLflow noise
+    assert errors[0].startswith(f"error: {workspace.tracking_uri}: the grid stopped at cell {full}")
+    assert "No space left on device" in errors[0] and "finished cells are kept" in errors[0]
+
+    runs = runs_by_cell(workspace, grid)                              # read with a working disk
+    assert [r.status for r in runs[first]] == ["FINISHED"]          # intact
+    assert [r.status for r in runs[full]] == ["RUNNING"]            # the store could not even be told
+    assert never not in runs                                        # the grid stopped there
+
+    assert main(["--home", str(workspace.home), "--reports", str(workspace.reports), "run", str(grid_path),
+                 "--no-report"]) == 0                                # space again: the same command resumes
+    after = runs_by_cell(workspace, grid)
+    assert [r.run_id for r in after[first]] == [runs[first][0].run_id]
+    assert [r.status for r in after[full]] == ["KILLED", "FINISHED"]
+    assert [r.status for r in after[never]] == ["FINISHED"]

@@ -39,7 +39,7 @@ def test_interrupted_grid_resumes_with_one_finished_run_per_cell(sig, runner, ma
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cli(workspace, "run", str(grid_path), "--no-report", "--runner", str(runner_path)),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    checkpoint = workspace.checkpoints(second.id) / "last" / "training_state.pt"
+    checkpoint = workspace.checkpoints(second.id) / "last" / "training_state.json"   # written last
     try:
         wait_for(checkpoint.is_file, 120, "the second cell's first checkpoint", proc)
         proc.send_signal(sig)

@@ -1,11 +1,14 @@
 """The store under faults: created by several processes at once, half-created, unwritable, a hostile grid name."""
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import unquote, urlparse
 
 import pytest
 
@@ -17,7 +20,9 @@ from ablate.tracking.store import Store, StoreError, sqlite_path
 OPENER = """
 import sys, time
 from pathlib import Path
+from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import unquote, urlparse
 from ablate.tracking.store import Store
 uri, ready, go, artifacts = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])
 ready.write_text("ready")
@@ -128,5 +133,29 @@ def test_a_grid_name_never_puts_artifacts_outside_the_artifact_root(tmp_path, na
 
 def test_sqlite_path_reads_absolute_and_relative_uris(tmp_path):
     assert sqlite_path(f"sqlite:///{tmp_path}/a.db") == tmp_path / "a.db"
-    assert sqlite_path("sqlite:///rel/a.db") == __import__("pathlib").Path("rel/a.db")
+    assert sqlite_path("sqlite:///rel/a.db") == Path("rel/a.db")
     assert sqlite_path("http://127.0.0.1:5000") is None and sqlite_path("sqlite:///:memory:") is None
+
+
+@pytest.mark.slow
+def test_a_moved_workspace_keeps_its_artifacts_and_writes_new_ones_inside_it(tmp_path):
+    import shutil
+
+    before = tmp_path / "before" / ".ablate"
+    store = Store(f"sqlite:///{before / 'mlflow.db'}", before / "mlartifacts")
+    experiment = store.experiment_id(grid())
+    run = store.client.create_run(experiment).info.run_id
+    store.client.log_dict(run, {"x": 1}, "x.json")
+
+    after = tmp_path / "after" / ".ablate"
+    after.parent.mkdir()
+    shutil.move(before, after)
+    moved = Store(f"sqlite:///{after / 'mlflow.db'}", after / "mlartifacts")
+    assert moved.client.get_experiment(experiment).artifact_location == (after / "mlartifacts" / "tiny").as_uri()
+    uri = moved.client.get_run(run).info.artifact_uri
+    assert uri.startswith((after / "mlartifacts" / "tiny").as_uri())
+    assert json.loads((Path(unquote(urlparse(uri).path)) / "x.json").read_text()) == {"x": 1}
+    assert {a.path for a in moved.client.list_artifacts(run)} == {"x.json"}
+    second = moved.client.create_run(experiment).info.run_id
+    moved.client.log_dict(second, {"y": 2}, "y.json")
+    assert [p.relative_to(tmp_path).parts[0] for p in tmp_path.rglob("*.json")] == ["after", "after"]
