@@ -43,6 +43,10 @@ def test_a_changed_evaluation_evaluates_the_final_checkpoint_and_trains_nothing(
                                              "tasks: [world_vqa, world_textvqa, world_caption]"))
     grid = load_grid(path)
     assert grid.cells[0].id == first.cell_id                       # the same trained model
+    capsys.readouterr()
+    assert main(["--home", str(workspace.home), "ls", str(path)]) == 0
+    listed = capsys.readouterr().out
+    assert "finished: 1" in listed and "evaluations to do (world_caption/0shot)" in listed
     with monkeypatch.context() as patch:
         patch.setattr(ablate.cell, "run_cell", lambda *a, **k: pytest.fail("a cell was trained"))
         calls = []
