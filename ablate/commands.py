@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -51,11 +50,7 @@ def dispatch(args) -> int:
         grid = load_grid(args.grid)
         return cmd_ls(grid, workspace())
     if args.command == "ui":
-        uri = workspace().tracking_uri
-        print(f"MLflow UI on http://127.0.0.1:{args.port} (store {uri}); a grid's runs are under Experiments -> "
-              "<grid name> -> 'Model training' (…/#/experiments/<id>/runs?workflowType=machine_learning)")
-        return subprocess.call([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-                                "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"])
+        return cmd_ui(workspace(), args.port)
     if args.command == "zoo":
         return cmd_zoo(args, workspace())
     if args.command == "tune":
@@ -242,17 +237,41 @@ def adopt_legacy_runs(store, experiment: str, grid: Grid) -> int:
     return adopted
 
 
-def runs_hint(grid: Grid, workspace: Workspace) -> str:
-    """Where the grid's runs are in the MLflow UI (MLflow 3 opens experiments on its GenAI page otherwise)."""
+def runs_hint(grid: Grid, workspace: Workspace, port: int = 5000) -> str:
+    """The address of the grid's runs table in the MLflow UI, opened on the grid's view (its axes and scores as
+    columns: tracking/dashboard.py); the view is written here too when a store made before views lacks it."""
+    from ablate.tracking.dashboard import runs_url, write_view
     from ablate.tracking.store import Store
 
-    experiment = Store(workspace.tracking_uri, workspace.artifacts).experiment_id(grid, create=False)
+    store = Store(workspace.tracking_uri, workspace.artifacts)
+    experiment = store.experiment_id(grid, create=False)
     if experiment is None:
         return f"runs: none yet (no MLflow experiment '{grid.name}' in {workspace.tracking_uri})"
-    page = f"#/experiments/{experiment}/runs?workflowType=machine_learning"
+    write_view(store.client, experiment, grid, store.client.get_experiment(experiment).tags)
     if workspace.tracking_uri.startswith(("http://", "https://")):   # a team's `mlflow server` serves its own UI
-        return f"runs: {workspace.tracking_uri.rstrip('/')}/{page}"
-    return f"runs: `ablate ui`, then http://127.0.0.1:5000/{page}"
+        return f"runs: {runs_url(workspace.tracking_uri, experiment)}"
+    return f"runs: `ablate ui`, then {runs_url(f'http://127.0.0.1:{port}', experiment)}"
+
+
+def cmd_ui(workspace: Workspace, port: int) -> int:
+    """Serve the MLflow UI on the local store until Ctrl-C or SIGTERM, which stop the server and its workers;
+    print each grid's runs table first."""
+    from ablate.tracking.dashboard import VIEW_TAG, runs_url, serve
+    from ablate.tracking.store import Store
+
+    uri = workspace.tracking_uri
+    if uri.startswith(("http://", "https://")):
+        print(f"the store is an MLflow server with its own UI: {uri}")
+        return 0
+    base = f"http://127.0.0.1:{port}"
+    experiments = [e for e in Store(uri, workspace.artifacts).client.search_experiments()
+                   if "ablate.grid_file" in e.tags]
+    print(f"MLflow UI on {base} (store {uri}); Ctrl-C stops it. Each grid's runs, its axes and scores as columns:")
+    for experiment in experiments:
+        print(f"  {experiment.name}: {runs_url(base, experiment.experiment_id, view=VIEW_TAG in experiment.tags)}")
+    if not experiments:
+        print("  (no grid has run on this store yet)")
+    return serve(uri, port)
 
 
 def cmd_ls(grid: Grid, workspace: Workspace) -> int:
