@@ -143,39 +143,49 @@ class EvalOutcome:
 def evaluate_pending(grid: Grid, workspace: Workspace, say=print) -> EvalOutcome:
     """Evaluate every finished cell of the grid on its pending evaluations (`ablate.evaluation.keys.pending`), from
     its final checkpoint, logging to its run; each under the cell's claim, so two processes never do one twice.
-    Runs made before cell ids left the eval block out are recognised first (`adopt_legacy_runs`)."""
+    A cell whose last run failed or was killed after its final checkpoint was written (in its evaluation) is
+    evaluated the same way and its run closed FINISHED: it is not trained again. Runs made before cell ids left the
+    eval block out are recognised first (`adopt_legacy_runs`)."""
     from ablate.evaluation import keys
-    from ablate.evaluation.cells import evaluate_trained
+    from ablate.evaluation.cells import ENDED_IN_EVALUATION, evaluate_trained, final_checkpoint
     from ablate.runners.claims import claim
     from ablate.runners.local import claims_dir, disk_fault, one_line, open_store, stopped
     from ablate.tracking.results import latest_per_cell
+    from ablate.tracking.store import REASON_TAG
 
     store, experiment = open_store(workspace, grid)
     adopted = adopt_legacy_runs(store, experiment, grid)
     if adopted:
         say(f"{adopted} runs made before evaluations were keyed apart from training recognised as their cells' "
             "(tagged ablate.legacy_cell_id)")
-    records = {cell_id: r for cell_id, r in latest_per_cell(store.runs(experiment)).items() if r.status == "FINISHED"}
+    records = latest_per_cell(store.runs(experiment))
     outcome = EvalOutcome()
     todo_cells = []
     for cell in grid.cells:
         record = records.get(cell.id)
-        if record is None:
+        if record is not None and record.status == "FINISHED":
+            if keys.pending(cell.config.eval, record.tags):
+                todo_cells.append((cell, record))
+        elif record is not None and record.status in (*ENDED_IN_EVALUATION, "RUNNING") and final_checkpoint(
+                cell.id, record.tags, workspace.checkpoints):
+            todo_cells.append((cell, record))   # trained to the end, its evaluation failed or was cut: no retraining
+        else:
             outcome.untrained.append(cell.id)
-        elif keys.pending(cell.config.eval, record.tags):
-            todo_cells.append((cell, record))
     if todo_cells:
-        say(f"{len(todo_cells)} finished cells have evaluations to do (new tasks, shot counts or settings): "
-            "evaluating their final checkpoints, no training")
+        say(f"{len(todo_cells)} trained cells have evaluations to do (new tasks, shot counts or settings, or an "
+            "evaluation that did not finish): evaluating their final checkpoints, no training")
     for index, (cell, record) in enumerate(todo_cells, 1):
         with claim(claims_dir(workspace), cell.id) as mine:
             if not mine:
                 outcome.held.append(cell.id)
                 continue
             run = store.client.get_run(record.run_id)   # another process may have evaluated it meanwhile
-            record = replace(record, tags=dict(run.data.tags), metrics=dict(run.data.metrics))
+            record = replace(record, tags=dict(run.data.tags), metrics=dict(run.data.metrics), status=run.info.status)
+            if record.status == "RUNNING":   # we hold the claim: the process that ran it has died (close_stale)
+                store.close_stale(experiment, cell.id)
+                record = replace(record, status="KILLED", tags={**record.tags, REASON_TAG: "killed"})
             todo = keys.pending(cell.config.eval, record.tags)
-            if not todo:
+            if not todo or record.status not in ("FINISHED", *ENDED_IN_EVALUATION):
                 continue
             label = cell.label() or cell.id
             say(f"[{index}/{len(todo_cells)}] {label}: evaluating "

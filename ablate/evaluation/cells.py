@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_TAG = "ablate.checkpoint"
 LEGACY_TAG = "ablate.legacy_cell_id"
 PREDICTIONS = "predictions.json"
+ENDED_IN_EVALUATION = ("FAILED", "KILLED")   # run states a cell with a final checkpoint is evaluated from
 
 
 @dataclass
@@ -99,12 +100,38 @@ def evaluate_trained(cell, workspace, store, record, todo: dict[str, str]) -> Ce
     metrics = dict(result.metrics)
     metrics["time/eval_s"] = float(record.metrics.get("time/eval_s", 0.0)) + seconds
     metrics["wall_s"] = float(record.metrics.get("wall_s", 0.0)) + seconds
+    if record.status != "FINISHED":
+        metrics.update(_training_figures(store, record, folder, metrics["wall_s"]))
     logger.log_metrics(metrics)
     if result.predictions:
         _replace_predictions(store, logger, record.run_id, result.predictions, keys.pairs(todo))
-    logger.set_tags({**result.tags, "ablate.evaluated_again": time.strftime("%Y-%m-%d %H:%M:%S")})
+    logger.set_tags({**result.tags, "ablate.evaluated_again": time.strftime("%Y-%m-%d %H:%M:%S"),
+                     CHECKPOINT_TAG: str(folder)})
+    if record.status != "FINISHED":   # trained to the end, its evaluation had failed or was cut: now complete
+        from ablate.tracking.store import REASON_TAG
+
+        reason = record.tags.get(REASON_TAG)
+        logger.set_tags({"ablate.completed": f"run ended {record.status} after training "
+                                             f"({reason or 'no reason recorded'}); evaluated from {folder}"})
+        if reason:
+            store.client.delete_tag(record.run_id, REASON_TAG)
+        logger.finish("FINISHED")
     result.seconds = seconds
     return result
+
+
+def _training_figures(store, record, folder: Path, eval_wall_s: float) -> dict[str, float]:
+    """What a run that ended before its metrics were logged lacks: its training time (run start to the final
+    checkpoint) and final loss (the mean of its last 10 logged losses)."""
+    out = {}
+    train_s = (folder / "model.safetensors").stat().st_mtime - record.start_time / 1000
+    if "time/train_s" not in record.metrics and train_s > 0:
+        out["time/train_s"] = train_s
+        out["wall_s"] = eval_wall_s + train_s
+    losses = [loss for _, loss in store.loss_curve(record.run_id)][-10:]
+    if "train/final_loss" not in record.metrics and losses:
+        out["train/final_loss"] = sum(losses) / len(losses)
+    return out
 
 
 def _replace_predictions(store, logger, run_id: str, rows: list[dict], redone: set[tuple[str, int]]) -> None:

@@ -99,3 +99,28 @@ def test_a_changed_evaluation_evaluates_the_final_checkpoint_and_trains_nothing(
     assert keys.pending(grid.cells[0].config.eval, adopted.tags) == {}
     assert read_predictions(store, adopted.run_id)["task"].value_counts().to_dict() == per_task   # replaced, not added
     assert "recognised" in capsys.readouterr().out
+
+
+def test_a_cell_whose_evaluation_failed_is_evaluated_not_trained_again(tiny_grid, workspace, monkeypatch, capsys):
+    """Training ended (final checkpoint written), then the evaluation failed: the next `ablate run` evaluates the
+    final checkpoint into the same run, closes it FINISHED, and trains nothing."""
+    import ablate.cell
+    import ablate.evaluation.cells as cells
+
+    path = tiny_grid(axes="connector.name: [avg-pool]", steps=4)
+    with monkeypatch.context() as patch:
+        patch.setattr(cells, "evaluate", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("lmms-eval broke")))
+        assert cli(workspace, "run", str(path)) == 1
+    store = Store(workspace.tracking_uri, workspace.artifacts)
+    grid = load_grid(path)
+    failed = the_run(store, grid)
+    assert failed.status == "FAILED" and "lmms-eval broke" in failed.tags["ablate.failure"]
+    assert (workspace.checkpoints(grid.cells[0].id) / "final" / "model.safetensors").is_file()
+    with monkeypatch.context() as patch:
+        patch.setattr(ablate.cell, "run_cell", lambda *a, **k: pytest.fail("a trained cell was trained again"))
+        assert cli(workspace, "run", str(path)) == 0
+    done = the_run(store, grid)
+    assert done.run_id == failed.run_id and done.status == "FINISHED" and "ablate.failure" not in done.tags
+    assert keys.pending(grid.cells[0].config.eval, done.tags) == {}
+    assert 0 <= done.metrics["score/world_vqa/0shot"] <= 1 and done.metrics["time/train_s"] > 0
+    assert len(store.loss_curve(done.run_id)) == 4
