@@ -111,7 +111,7 @@ def identity_json(config: CellConfig, canonical: str | None = None, with_eval: b
     if not with_eval:
         data.pop("eval", None)
     if _SCHEMA_HAS_NEW_KEYS:
-        _drop_new_defaults(data, type(config), "")
+        _drop_new_defaults(data, _NEW_KEYS if type(config) is CellConfig else _new_key_plan(type(config)))
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
@@ -138,27 +138,41 @@ def _schema_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
     return keys
 
 
-def _drop_new_defaults(data: dict, model: type[BaseModel], prefix: str) -> None:
+def _new_key_plan(model: type[BaseModel], prefix: str = "") -> dict:
+    """Where keys added after `ID_KEYS` are, once per schema: field -> ("new", default as JSON) or ("block",
+    plan of the block, whether it is a list of blocks), for the fields that are new or lead to one."""
+    plan = {}
     for name, info in model.model_fields.items():
         key = prefix + name
-        if name not in data:
-            continue
         if key not in ID_KEYS:
             default = info.get_default(call_default_factory=True)
-            default = default.model_dump(mode="json") if isinstance(default, BaseModel) else default
-            if data[name] == default:
-                del data[name]
+            plan[name] = ("new", default.model_dump(mode="json") if isinstance(default, BaseModel) else default)
             continue
         block, suffix = _model_of(info.annotation)
-        if block is not None and suffix and isinstance(data[name], list):
+        if block is not None:
+            inner = _new_key_plan(block, f"{key}{suffix}.")
+            if inner:
+                plan[name] = ("block", inner, bool(suffix))
+    return plan
+
+
+def _drop_new_defaults(data: dict, plan: dict) -> None:
+    for name, step in plan.items():
+        if name not in data:
+            continue
+        if step[0] == "new":
+            if data[name] == step[1]:
+                del data[name]
+        elif step[2] and isinstance(data[name], list):
             for item in data[name]:
                 if isinstance(item, dict):
-                    _drop_new_defaults(item, block, f"{key}[].")
-        elif block is not None and isinstance(data[name], dict):
-            _drop_new_defaults(data[name], block, f"{key}.")
+                    _drop_new_defaults(item, step[1])
+        elif isinstance(data[name], dict):
+            _drop_new_defaults(data[name], step[1])
 
 
 _SCHEMA_HAS_NEW_KEYS = bool(_schema_keys(CellConfig) - ID_KEYS)
+_NEW_KEYS = _new_key_plan(CellConfig)
 
 
 def provenance(config: CellConfig) -> dict[str, str]:

@@ -45,6 +45,7 @@ def test_a_setting_added_later_enters_the_id_only_away_from_its_default(monkeypa
 
     monkeypatch.setattr(resolve, "ID_KEYS", resolve.ID_KEYS - {"train.log_every"})   # as if log_every were new
     monkeypatch.setattr(resolve, "_SCHEMA_HAS_NEW_KEYS", True)
+    monkeypatch.setattr(resolve, "_NEW_KEYS", resolve._new_key_plan(CellConfig))
     assert "log_every" not in identity_json(CellConfig())
     assert '"log_every":3' in identity_json(CellConfig(train={"log_every": 3}))
 
