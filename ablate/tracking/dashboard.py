@@ -64,11 +64,13 @@ def view_state(grid: "Grid") -> dict:
     scores = score_metrics(grid)
     metrics = [f"metrics.`{key}`" for key in [*scores, "wall_s"]]
     axes = axis_columns(grid)
-    longest = max((len(cell.label() or cell.id) for cell in grid.cells), default=20)
-    widths = {RUN_NAME_COLUMN: min(max(6 * longest + 56, 160), 420), CREATED_COLUMN: 120}
-    for column in [*metrics, *axes]:
-        name = column.split("`")[1].removeprefix(AXIS_TAG)
-        widths[column] = min(max(round(6.5 * len(name)) + 30, 80), 240)
+    name_chars = max((len(cell.label() or cell.id) for cell in grid.cells), default=20)
+    widths = {RUN_NAME_COLUMN: min(max(6 * name_chars + 56, 160), 420), CREATED_COLUMN: 120}
+    for column in metrics:
+        widths[column] = min(max(round(6.5 * len(column.split("`")[1])) + 30, 100), 240)
+    for column, axis in zip(axes, grid.axes):
+        longest = max([len(axis), *(len(str(cell.axes.get(axis, ""))) for cell in grid.cells)])
+        widths[column] = min(max(round(6.5 * longest) + 30, 80), 240)
     return {
         "searchFilter": f"tags.`{CELL_TAG}` != ''",     # the cells' runs: the report run has no cell id
         "orderByKey": metrics[0] if scores else "attributes.start_time",
