@@ -39,3 +39,15 @@ def test_world_vqa_chance_per_type_and_over_the_test_set(tmp_path):
     out = reference_metrics(EvalConfig(tasks=["world_vqa"]), tmp_path)
     assert out["chance/world_vqa/count"] == 0.25
     assert out["chance/world_vqa"] == pytest.approx(sum(chance[t] for t in types) / 5)
+
+
+def test_a_zoo_lms_build_time_is_logged_as_llm_build_s(workspace):
+    """The report's cover reads `llm/build_s` next to `encoder/build_s` (a zoo backbone's pre-training time)."""
+    from ablate.cell import zoo_metrics
+    from ablate.zoo import model_dir
+
+    folder = model_dir("zoo:lm-s", workspace.cache)
+    folder.mkdir(parents=True)
+    (folder / "zoo.json").write_text(json.dumps({"metrics": {"build_s": 43.5, "heldout_ppl": 2.1, "note": "x"}}))
+    assert zoo_metrics("zoo:lm-s", workspace, "llm") == {"llm/build_s": 43.5, "llm/heldout_ppl": 2.1}
+    assert zoo_metrics("hf:/some/folder", workspace, "llm") == {}
