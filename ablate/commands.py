@@ -90,8 +90,9 @@ def cmd_run(grid: Grid, workspace: Callable[[], Workspace], runner_file: str | N
     from ablate.cell import prepare_assets
 
     prepare_assets(grid.cells, workspace)
-    evaluated = evaluate_pending(grid, workspace)   # finished cells first: new tasks / settings, no training
-    outcome = runner.run(grid, workspace)
+    evaluated = evaluate_pending(grid, workspace)   # trained cells first: new tasks / settings, no training
+    # a trained cell whose evaluation failed again is reported, not handed to the runner to be trained again
+    outcome = runner.run(replace(grid, cells=[c for c in grid.cells if c.id not in evaluated.failed]), workspace)
     print(f"{len(outcome.finished)} cells finished, {len(outcome.skipped)} already done, "
           f"{len(outcome.failed)} failed, {len(outcome.claimed_elsewhere)} held by another worker "
           f"({time.monotonic() - started:.0f} s).")
