@@ -148,11 +148,11 @@ def evaluate_pending(grid: Grid, workspace: Workspace, say=print) -> EvalOutcome
     evaluated the same way and its run closed FINISHED: it is not trained again. Runs made before cell ids left the
     eval block out are recognised first (`adopt_legacy_runs`)."""
     from ablate.evaluation import keys
-    from ablate.evaluation.cells import ENDED_IN_EVALUATION, evaluate_trained, final_checkpoint
+    from ablate.evaluation.cells import ENDED_IN_EVALUATION, evaluate_trained, final_checkpoint, reference_updates
     from ablate.runners.claims import claim
     from ablate.runners.local import claims_dir, disk_fault, one_line, open_store, stopped
     from ablate.tracking.results import latest_per_cell
-    from ablate.tracking.store import REASON_TAG
+    from ablate.tracking.store import REASON_TAG, RunLogger
 
     store, experiment = open_store(workspace, grid)
     adopted = adopt_legacy_runs(store, experiment, grid)
@@ -167,6 +167,8 @@ def evaluate_pending(grid: Grid, workspace: Workspace, say=print) -> EvalOutcome
         if record is not None and record.status == "FINISHED":
             if keys.pending(cell.config.eval, record.tags):
                 todo_cells.append((cell, record))
+            elif updates := reference_updates(cell, workspace, record):   # chance / baseline stated since
+                RunLogger(store.client, record.run_id).log_metrics(updates)
         elif record is not None and record.status in (*ENDED_IN_EVALUATION, "RUNNING") and final_checkpoint(
                 cell.id, record.tags, workspace.checkpoints):
             todo_cells.append((cell, record))   # trained to the end, its evaluation failed or was cut: no retraining

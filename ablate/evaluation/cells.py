@@ -120,6 +120,19 @@ def evaluate_trained(cell, workspace, store, record, todo: dict[str, str]) -> Ce
     return result
 
 
+def reference_updates(cell, workspace, record) -> dict[str, float]:
+    """The reference levels (`chance/...`, `baseline/...`) the cell's evaluation states now and its run lacks or
+    holds with another value: a `chance` or `baseline` added or changed in the grid evaluates nothing again, these
+    are logged as they are. The world (for world_vqa's chance) is read only when its chance is not logged yet."""
+    cfg = cell.config.eval
+    wanted = reference_metrics(cfg.model_copy(update={"tasks": [t for t in cfg.tasks if t != "world_vqa"]}))
+    if "world_vqa" in cfg.tasks and "chance/world_vqa" not in record.metrics:
+        from ablate.world import build_world
+
+        wanted.update(reference_metrics(cfg, build_world(cell.config.data.world, workspace.cache)))
+    return {k: v for k, v in wanted.items() if record.metrics.get(k) is None or abs(record.metrics[k] - v) > 1e-12}
+
+
 def _training_figures(store, record, folder: Path, eval_wall_s: float) -> dict[str, float]:
     """What a run that ended before its metrics were logged lacks: its training time (run start to the final
     checkpoint) and final loss (the mean of its last 10 logged losses)."""

@@ -51,3 +51,18 @@ def test_a_zoo_lms_build_time_is_logged_as_llm_build_s(workspace):
     (folder / "zoo.json").write_text(json.dumps({"metrics": {"build_s": 43.5, "heldout_ppl": 2.1, "note": "x"}}))
     assert zoo_metrics("zoo:lm-s", workspace, "llm") == {"llm/build_s": 43.5, "llm/heldout_ppl": 2.1}
     assert zoo_metrics("hf:/some/folder", workspace, "llm") == {}
+
+
+def test_levels_stated_after_a_cell_finished_are_logged_without_evaluating(tmp_path, workspace):
+    from ablate.config.schema import CellConfig
+    from ablate.evaluation.cells import reference_updates
+    from ablate.resolve import make_cell
+    from ablate.tracking.store import RunRecord
+
+    (tmp_path / "q.jsonl").write_text(json.dumps({"image": "a.png", "question": "?", "answers": ["yes"]}) + "\n")
+    task = {"name": "mine", "path": str(tmp_path / "q.jsonl"), "chance": 0.5, "baseline": 0.7}
+    cell = make_cell(CellConfig(eval={"tasks": ["mine"], "custom_tasks": [task]}), {})
+    record = RunRecord("r", cell.id, "FINISHED", 0, 1, {"chance/mine": 0.5, "score/mine/0shot": 0.6}, {}, {})
+    assert reference_updates(cell, workspace, record) == {"baseline/mine": 0.7}    # what the run lacks, only
+    record.metrics["baseline/mine"] = 0.7
+    assert reference_updates(cell, workspace, record) == {}
