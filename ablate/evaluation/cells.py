@@ -125,11 +125,15 @@ def reference_updates(cell, workspace, record) -> dict[str, float]:
     holds with another value: a `chance` or `baseline` added or changed in the grid evaluates nothing again, these
     are logged as they are. The world (for world_vqa's chance) is read only when its chance is not logged yet."""
     cfg = cell.config.eval
-    wanted = reference_metrics(cfg.model_copy(update={"tasks": [t for t in cfg.tasks if t != "world_vqa"]}))
-    if "world_vqa" in cfg.tasks and "chance/world_vqa" not in record.metrics:
-        from ablate.world import build_world
+    try:
+        wanted = reference_metrics(cfg.model_copy(update={"tasks": [t for t in cfg.tasks if t != "world_vqa"]}))
+        if "world_vqa" in cfg.tasks and "chance/world_vqa" not in record.metrics:
+            from ablate.world import build_world
 
-        wanted.update(reference_metrics(cfg, build_world(cell.config.data.world, workspace.cache)))
+            wanted.update(reference_metrics(cfg, build_world(cell.config.data.world, workspace.cache)))
+    except Exception as err:  # noqa: BLE001 - a reference level is never worth stopping a grid for
+        log.warning("cell %s: reference levels not logged (%s: %s)", cell.id, type(err).__name__, err)
+        return {}
     return {k: v for k, v in wanted.items() if record.metrics.get(k) is None or abs(record.metrics[k] - v) > 1e-12}
 
 
