@@ -180,7 +180,7 @@ def test_stopping_ablate_ui_stops_the_mlflow_server_and_its_workers(tmp_path, ho
         os.kill(ui.pid, how)                            # to `ablate` alone, as `kill PID` or a lone Ctrl-C does
         out, _ = ui.communicate(timeout=dashboard.STOP_GRACE_S + 60)
         assert ui.returncode == 0, out.decode()[-3000:]
-        assert "stopping the MLflow UI" in out.decode()
+        assert f"stopping the MLflow UI ({'SIGTERM' if how == signal.SIGTERM else 'Ctrl-C'})" in out.decode()
         time.sleep(0.5)                                 # orphans are reaped by init
         assert ours() == []
         with pytest.raises(OSError):

@@ -65,7 +65,7 @@ def view_state(grid: "Grid") -> dict:
     metrics = [f"metrics.`{key}`" for key in [*scores, "wall_s"]]
     axes = axis_columns(grid)
     name_chars = max((len(cell.label() or cell.id) for cell in grid.cells), default=20)
-    widths = {RUN_NAME_COLUMN: min(max(6 * name_chars + 56, 160), 420), CREATED_COLUMN: 120}
+    widths = {RUN_NAME_COLUMN: min(max(6 * name_chars + 56, 160), 420), CREATED_COLUMN: 140}
     for column in metrics:
         widths[column] = min(max(round(6.5 * len(column.split("`")[1])) + 30, 100), 240)
     for column, axis in zip(axes, grid.axes):
@@ -144,7 +144,7 @@ def serve(tracking_uri: str, port: int, host: str = "127.0.0.1", say=print) -> i
         try:
             return server.wait()
         except (KeyboardInterrupt, Stopped) as why:
-            say(f"stopping the MLflow UI ({why or 'Ctrl-C'}) ...")
+            say(f"stopping the MLflow UI ({str(why) or 'Ctrl-C'}) ...")
             return 0
         finally:
             stop_group(server)
