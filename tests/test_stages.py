@@ -345,6 +345,8 @@ BAD = {   # what the grid says -> the key and words the refusal must name
     "answers-shape": ("", ", mixture: {instruction: 1}, sources: [{kind: instruction, path: QBAD}]",
                       "data.sources.answers_column", "a list of lists"),
     "unknown-kind": ("", ", mixture: {captions: 1}", "data.mixture", "instruction"),
+    "same-name-twice": (", stages: [{name: a, steps: 2}, {name: a, steps: 2}]", "", "train.stages", "unique"),
+    "no-stages": (", stages: []", "", "train.stages", "stages is empty"),
 }
 
 
@@ -361,3 +363,56 @@ def test_bad_stages_and_instruction_sources_are_refused_before_anything_trains(c
         load_grid(path)
     text = str(err.value)
     assert str(path) in text and f"key '{key}" in text and words in text, text
+
+
+@pytest.mark.slow
+def test_a_staged_cell_killed_in_stage_2_by_the_runner_resumes_there_and_logs_each_stage(
+        tmp_path, tiny_backbones, monkeypatch):
+    """End to end through `run_cells` and the MLflow store: per-stage metrics and tags, a kill inside stage 2, the
+    resumed run's whole curve equal to an uninterrupted run's."""
+    import ablate.cell as cell_module
+    from ablate.runners import run_cells
+    from ablate.tracking.store import Store
+    from ablate.workspace import Workspace
+
+    torch.set_num_threads(1)
+    stages = ('[{name: align, steps: 3, lr_multipliers: {llm: 0}}, '
+              '{name: tune, steps: 4, data: {mixture: {instruction: 1.0}}}]')
+    path = grid(tmp_path, tiny_backbones, train=f", checkpoint_every: 5, stages: {stages}")
+    path.write_text(path.read_text().replace(
+        "eval: {tasks: [world_vqa]}",
+        "eval: {tasks: [world_vqa], limit: 4, bootstrap: 0, batch_size: 4, n_predictions: 0, text_perplexity: 0}"))
+    loaded = load_grid(path)
+    cell = loaded.cells[0].id
+
+    def curve(workspace, key="train/loss"):
+        store = Store(workspace.tracking_uri, workspace.artifacts)
+        runs = sorted(store.runs(store.experiment_id(loaded, create=False)), key=lambda r: r.start_time)
+        return runs[-1], [(s, v) for s, v in store.loss_curve(runs[-1].run_id, key)]
+
+    reference = Workspace.create(tmp_path / "reference", reports=tmp_path / "r1")
+    assert run_cells(loaded, loaded.cells, reference).finished == [cell]
+    run, whole = curve(reference)
+    assert [s for s, _ in whole] == list(range(1, 8))
+    assert [s for s, _ in curve(reference, "train/align/loss")[1]] == [1, 2, 3]
+    assert [s for s, _ in curve(reference, "train/tune/loss")[1]] == [4, 5, 6, 7]
+    assert curve(reference, "train/stage")[1] == [(1, 0.0), (4, 1.0)]
+    assert run.tags["ablate.stages"] == "align: steps 1-3, tune: steps 4-7" and run.tags["ablate.stage"] == "tune"
+
+    real = cell_module.CellHooks.on_step
+
+    def on_step(self, at, loss, lr):
+        real(self, at, loss, lr)
+        if at == 6:
+            raise RuntimeError("stopped at step 6 by the test")
+
+    workspace = Workspace.create(tmp_path / "killed", reports=tmp_path / "r2")
+    monkeypatch.setattr(cell_module.CellHooks, "on_step", on_step)
+    assert cell in run_cells(loaded, loaded.cells, workspace).failed       # checkpoint at step 5, inside "tune"
+    monkeypatch.setattr(cell_module.CellHooks, "on_step", real)
+    saved = json.loads((workspace.checkpoints(cell) / "last" / "training_state.json").read_text())
+    assert saved["step"] == 5 and saved["state"]["optimizer"]["stage"] == "tune"
+    assert run_cells(loaded, loaded.cells, workspace).finished == [cell]
+    run, resumed = curve(workspace)
+    assert run.tags["ablate.resumed_from_step"] == "5"
+    assert resumed == whole                                                 # bit for bit

@@ -249,8 +249,8 @@ class TrainConfig(Strict):
     @classmethod
     def _steps_are_the_stages(cls, data):
         stages = data.get("stages") if isinstance(data, dict) else None
-        if not isinstance(stages, list) or not all(isinstance(s, dict) for s in stages):
-            return data
+        if not isinstance(stages, list) or not stages or not all(isinstance(s, dict) for s in stages):
+            return data   # None, [] or a malformed list: the field's own validation says what is wrong
         counts = [s.get("steps") for s in stages]
         if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in counts):
             return data   # the stage's own validation says what is wrong
