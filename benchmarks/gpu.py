@@ -34,7 +34,6 @@ import argparse
 import contextlib
 import gc
 import json
-import math
 import os
 import platform
 import random
@@ -84,8 +83,13 @@ LATE = {"loader", "eval", "nocache"}
 def write_backbones(root: Path, shape: dict, device: torch.device) -> dict[str, str]:
     """A random SigLIP vision tower and a random Qwen2 LM (+ a word-level tokenizer), saved with save_pretrained."""
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import (PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig,
-                              SiglipVisionModel)
+    from transformers import (
+        PreTrainedTokenizerFast,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+        SiglipVisionConfig,
+        SiglipVisionModel,
+    )
 
     torch.manual_seed(0)
     init = torch.device("cuda") if device.type == "cuda" else contextlib.nullcontext()
@@ -272,7 +276,7 @@ def chunked_loss():
 
 def liger_check(device: torch.device) -> str:
     """'ok' when Liger's fused loss runs here and agrees with the chunked loss (value and gradients), else why not."""
-    from ablate.models.loss import linear_cross_entropy, liger_available
+    from ablate.models.loss import liger_available, linear_cross_entropy
 
     if device.type != "cuda" or not liger_available():
         return "not used (no CUDA or not importable)"

@@ -26,6 +26,8 @@ from PIL import Image
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from transformers import CLIPVisionModel, LlamaConfig, LlamaModel  # noqa: E402
+
 from ablate.config.schema import WorldConfig  # noqa: E402
 from ablate.world import build_world, vocab  # noqa: E402
 from ablate.world.captions import rich_caption  # noqa: E402
@@ -35,7 +37,6 @@ from ablate.world.scene import sample_scene  # noqa: E402
 from ablate.zoo.data import encode_texts  # noqa: E402
 from ablate.zoo.recipes import EncoderRecipe  # noqa: E402
 from ablate.zoo.vision import TwoTower, vision_config  # noqa: E402
-from transformers import CLIPVisionModel, LlamaConfig, LlamaModel  # noqa: E402
 
 RESOLUTIONS = (96, 160)
 
@@ -73,8 +74,9 @@ class Captioner(nn.Module):
         super().__init__()
         self.vision = CLIPVisionModel(vision_config(r))
         self.proj = nn.Linear(r.width, width)
-        cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=width, intermediate_size=width * 3, num_hidden_layers=layers,
-                          num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024)
+        cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=width, intermediate_size=width * 3,
+                          num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=4,
+                          max_position_embeddings=1024)
         self.dec = LlamaModel(cfg)
         self.head = nn.Linear(width, vocab_size, bias=False)
 
@@ -110,7 +112,8 @@ def train(variant: dict, data: dict, tok, device: str, log) -> tuple[CLIPVisionM
     opt = torch.optim.AdamW(model.parameters(), lr=variant.get("lr", 3e-3), weight_decay=0.05)
     steps, warm = variant["steps"], max(1, variant["steps"] // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, steps - warm))))
+        opt, lambda s: (s + 1) / warm if s < warm
+        else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, steps - warm))))
     gen = torch.Generator().manual_seed(0)
     t0 = time.perf_counter()
     bs = variant.get("batch", 64)
@@ -134,7 +137,8 @@ def train(variant: dict, data: dict, tok, device: str, log) -> tuple[CLIPVisionM
         elif variant.get("ocr"):
             loss = model.loss(x, bi, bm, targets[res][idx].to(device))
         else:
-            img = model.v_proj(model.vision(pixel_values=x, interpolate_pos_encoding=res != 96).last_hidden_state[:, 1:].mean(1))
+            patches = model.vision(pixel_values=x, interpolate_pos_encoding=res != 96).last_hidden_state[:, 1:]
+            img = model.v_proj(patches.mean(1))
             from ablate.zoo import objectives
             loss = objectives.clip_loss(img, model.embed_texts(bi, bm), model.scale)
         opt.zero_grad(set_to_none=True)
@@ -153,7 +157,8 @@ def train(variant: dict, data: dict, tok, device: str, log) -> tuple[CLIPVisionM
 def features(vision, pix: torch.Tensor, res: int, tokens: int, device: str) -> torch.Tensor:
     out = []
     for i in range(0, len(pix), 256):
-        h = vision(pixel_values=norm(pix[i:i + 256]).to(device), interpolate_pos_encoding=res != 96).last_hidden_state[:, 1:]
+        h = vision(pixel_values=norm(pix[i:i + 256]).to(device),
+                   interpolate_pos_encoding=res != 96).last_hidden_state[:, 1:]
         g = int(math.isqrt(h.shape[1]))
         side = int(math.isqrt(tokens))
         h = h.transpose(1, 2).reshape(len(h), -1, g, g)
@@ -239,8 +244,12 @@ def main():
     tok = world.tokenizer()
     rows = world.read("caption")
     scenes = world.scenes()
-    wpix = {r: torch.stack([torch.from_numpy(np.asarray(Image.open(c["image"]).convert("RGB").resize((r, r), Image.BICUBIC))).permute(2, 0, 1)
-                            for c in rows]) for r in RESOLUTIONS}
+
+    def pixels(path: str, r: int) -> torch.Tensor:
+        image = Image.open(path).convert("RGB").resize((r, r), Image.BICUBIC)
+        return torch.from_numpy(np.asarray(image)).permute(2, 0, 1)
+
+    wpix = {r: torch.stack([pixels(c["image"], r) for c in rows]) for r in RESOLUTIONS}
     wdata = {"pix": wpix, "rich": [c["rich"] for c in rows],
              "word": torch.tensor([vocab.WORDS.index(scenes[c["image"]].words[0].text) for c in rows]),
              "box": [[x / scenes[c["image"]].image_size for x in scenes[c["image"]].words[0].box] for c in rows]}

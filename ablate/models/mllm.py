@@ -14,8 +14,8 @@ from torch import nn
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from ablate.models.features import ImageFeatures
-from ablate.models.visual_tokens import ImageTokens
 from ablate.models.loss import causal_lm_loss, fused_loss_applies
+from ablate.models.visual_tokens import ImageTokens
 
 
 @dataclass

@@ -70,5 +70,6 @@ def scene_facts(scene: Scene) -> list[Fact]:
     per_colour = Counter(s.colour for s in shapes)
     for s in shapes:
         if per_colour[s.colour] == 1:
-            facts.append(Fact("shape", f"What shape is the {s.colour} object?", f"the {s.colour} shape is a", (s.shape,)))
+            facts.append(Fact("shape", f"What shape is the {s.colour} object?", f"the {s.colour} shape is a",
+                              (s.shape,)))
     return facts

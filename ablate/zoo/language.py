@@ -76,7 +76,8 @@ def train_lm(r: LMRecipe, data: ZooData, out: Path, log=print) -> dict:
     tok.save_pretrained(out)
     k = max(1, len(losses) // 10)
     return {
-        "steps": r.steps, "train_s": round(time.perf_counter() - start, 1), "tokens_seen": r.steps * r.batch * r.seq_len,
+        "steps": r.steps, "train_s": round(time.perf_counter() - start, 1),
+        "tokens_seen": r.steps * r.batch * r.seq_len,
         "corpus_tokens": int(blocks.numel()), "loss_first": sum(losses[:k]) / k if losses else None,
         "loss_last": sum(losses[-k:]) / k if losses else None, "heldout_ppl_init": ppl_before,
         "heldout_ppl": perplexity(model, held[:64]), "vocab": len(tok),

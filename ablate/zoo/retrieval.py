@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from ablate.zoo.data import ZooData, encode_texts, load_pixels, normalise
 from ablate.zoo.recipes import EncoderRecipe
 
-
 POOL = 32  # candidates per query for the pooled figures
 
 

@@ -5,8 +5,14 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from ablate.models.loss import (ChunkedLinearCrossEntropy, causal_lm_loss, fused_loss_applies, labelled_rows,
-                               linear_cross_entropy, reference_loss)
+from ablate.models.loss import (
+    ChunkedLinearCrossEntropy,
+    causal_lm_loss,
+    fused_loss_applies,
+    labelled_rows,
+    linear_cross_entropy,
+    reference_loss,
+)
 
 torch.set_num_threads(1)
 

@@ -10,8 +10,8 @@ from ablate.world.questions import SPLITS, TASKS
 
 TINY = {"n_train": 24, "n_test": 16, "n_demo": 8, "n_text_docs": 16, "n_interleaved_docs": 8}  # as in conftest
 
-CONTRACT_FILES = {"caption.jsonl", "pretrain.jsonl", "interleaved.jsonl", "text.jsonl", "text_heldout.jsonl", "images", "questions",
-                  "tokenizer", "scenes.jsonl", "world.json"}
+CONTRACT_FILES = {"caption.jsonl", "pretrain.jsonl", "interleaved.jsonl", "text.jsonl", "text_heldout.jsonl", "images",
+                  "questions", "tokenizer", "scenes.jsonl", "world.json"}
 
 
 def _files(root: Path) -> dict[str, bytes]:

@@ -83,7 +83,8 @@ def test_lm_learns_and_loads_with_image_token(tmp_path, data):
 
 def test_zoo_specs_build_from_a_tiny_world(tmp_path, monkeypatch):
     """`zoo:clip-s` / `zoo:lm-s` through build_encoder / build_llm, with a tiny embedded world as data."""
-    world = WorldConfig(n_pretrain=40, n_train=48, n_test=4, n_demo=4, n_text_docs=8, n_interleaved_docs=4, image_size=32)
+    world = WorldConfig(n_pretrain=40, n_train=48, n_test=4, n_demo=4, n_text_docs=8, n_interleaved_docs=4,
+                        image_size=32)
     small = world.model_dump(mode="json")
     monkeypatch.setitem(RECIPES, "clip-s", EncoderRecipe("clip", **{**TINY_ENC, "steps": 5, "heldout": 8,
                                                                      "text_len": 48}, world=small))

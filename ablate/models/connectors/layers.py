@@ -42,7 +42,9 @@ class Attention(nn.Module):
         self.out = nn.Linear(dim, dim)
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor) -> Tensor:
-        split = lambda t: t.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, heads, n, d / heads)
+        def split(t: Tensor) -> Tensor:   # (B, n, d) -> (B, heads, n, d / heads)
+            return t.unflatten(-1, (self.heads, -1)).transpose(1, 2)
+
         o = F.scaled_dot_product_attention(split(self.q(query)), split(self.k(key)), split(self.v(value)))
         return self.out(o.transpose(1, 2).flatten(2))
 
