@@ -16,6 +16,7 @@ from ablate.config.stages import Stage, plan, stage_at
 from ablate.models.features import FeatureCache
 from ablate.progress import Progress
 from ablate.tracking.store import RunLogger
+from ablate.train import parallel
 from ablate.train.loop import TrainState, train_stages
 from ablate.train.optim import SchedulerSlot, StageOptimizer
 from ablate.workspace import Workspace
@@ -49,10 +50,21 @@ class CellHooks:
             self.logger.set_tags({"ablate.stage": stage.name})
 
     def on_checkpoint(self, step: int, state: dict) -> None:
+        if not parallel.is_main():   # rank 0 alone writes checkpoints (the ranks hold the same state)
+            return
         self.logger.flush()
         save_checkpoint(self.workspace.checkpoints(self.cell.id) / "last", self.model, self.cell.config,
                         state["state"], state["optimizer"], state["scheduler"], elapsed_s=self.elapsed(),
                         keep_previous=True)
+
+
+class SilentLogger:
+    """What a rank other than 0 logs to: nothing (rank 0 alone writes the cell's run)."""
+
+    run_id = None
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: None
 
 
 def step_metrics(stages: list[Stage] | None, step: int, loss: float, lr: float | None = None) -> dict[str, float]:
@@ -69,13 +81,14 @@ def step_metrics(stages: list[Stage] | None, step: int, loss: float, lr: float |
     return out
 
 
-def stage_batches(cfg: CellConfig, world, model, cache_dir=None):
-    """`(stage, steps done in it) -> its batches from there on`: the stage's data and data-order seed."""
+def stage_batches(cfg: CellConfig, world, model, cache_dir=None, rows: slice | None = None):
+    """`(stage, steps done in it) -> its batches from there on`: the stage's data and data-order seed; `rows`:
+    this process's share of each global batch when several train the cell (`ablate.train.parallel.shard`)."""
     from ablate.data import train_batches
 
     def batches_for(stage: Stage, done: int):
         return train_batches(stage.data(cfg.data), world, model.tokenizer, model.image_tokens, cfg.train.batch_size,
-                             stage.seed(cfg.train.seed), start_step=done, cache_dir=cache_dir)
+                             stage.seed(cfg.train.seed), start_step=done, cache_dir=cache_dir, rows=rows)
 
     return batches_for
 
@@ -94,7 +107,11 @@ def seed_everything(seed: int) -> None:
 
 def run_cell(cell: Cell, workspace: Workspace, logger: RunLogger, feature_cache: FeatureCache | None = None,
              progress: Progress | None = None) -> dict[str, float]:
-    """Train and evaluate one cell; returns the scores it logged. Raises on failure (the runner records why)."""
+    """Train and evaluate one cell; returns the scores it logged. Raises on failure (the runner records why).
+
+    Under a launcher (runners/multigpu.yaml) every rank calls this: each trains its share of every global batch
+    (`ablate.train.parallel`); rank 0 alone logs (the others get a `SilentLogger`), writes checkpoints and
+    evaluates, after the others have left (they return `{}` once training is done)."""
     from ablate.evaluation.cells import evaluate_model
     from ablate.models.build import build_mllm
     from ablate.models.connectors import count_parameters, forward_flops
@@ -102,6 +119,7 @@ def run_cell(cell: Cell, workspace: Workspace, logger: RunLogger, feature_cache:
 
     cfg = cell.config
     started = time.monotonic()
+    parallel.announce("train")   # rank 0 holds the claim and a run: the other ranks train with it
     seed_everything(cfg.train.seed)
     world = build_world(cfg.data.world, workspace.cache)
     model = build_mllm(cfg, workspace.cache, feature_cache)
@@ -127,8 +145,14 @@ def run_cell(cell: Cell, workspace: Workspace, logger: RunLogger, feature_cache:
     logger.log_metrics({"data/padding_fraction": padding_fraction(cfg, world, model)})
     train_started = time.monotonic()
     hooks = CellHooks(cell, model, logger, progress, workspace, elapsed=lambda: earlier_s + time.monotonic() - started)
-    state = train_stages(model, cfg.train, optim, stage_batches(cfg, world, model), hooks, state, slots)
+    rows = parallel.shard(cfg.train.batch_size) if parallel.active() else None
+    state = train_stages(parallel.parallelize(model), cfg.train, optim, stage_batches(cfg, world, model, rows=rows),
+                         hooks, state, slots)
     train_s = time.monotonic() - train_started
+    main = parallel.is_main()
+    parallel.leave()   # evaluation runs in rank 0 alone
+    if not main:
+        return {}
     logger.flush()
     save_checkpoint(workspace.checkpoints(cell.id) / "final", model, cfg)
 

@@ -35,16 +35,20 @@ def mixture_sources(data_cfg: DataConfig, world=None, cache_dir=None) -> dict:
 
 
 def train_batches(data_cfg: DataConfig, world, tokenizer, visual_tokens_per_image, batch_size: int,
-                  seed: int, start_step: int = 0, cache_dir=None) -> Iterator[Batch]:
+                  seed: int, start_step: int = 0, cache_dir=None, rows: slice | None = None) -> Iterator[Batch]:
     """Batches for steps `start_step, start_step + 1, ...`; the same seed gives the same batches, so a resumed
-    run (start_step = the checkpoint's step) sees exactly what an uninterrupted run would have seen."""
+    run (start_step = the checkpoint's step) sees exactly what an uninterrupted run would have seen.
+
+    `rows`: the share of each global batch of `batch_size` rows this process takes when several train the cell
+    (`ablate.train.parallel.shard`): every process reads the same seeded stream and collates only its rows, so
+    together they see exactly the samples one process would."""
     stream = mix(mixture_sources(data_cfg, world, cache_dir), data_cfg.mixture, seed)
     if start_step:
         stream = stream.skip(start_step * batch_size)
     collate = Collator(tokenizer, visual_tokens_per_image, data_cfg.max_length)
-    rows = iter(stream)
+    samples = iter(stream)
     while True:
-        chunk = list(islice(rows, batch_size))
+        chunk = list(islice(samples, batch_size))
         if not chunk:
             return
-        yield collate(chunk)
+        yield collate(chunk if rows is None else chunk[rows])

@@ -74,7 +74,7 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
             del logits
         ctx.save_for_backward(grad_h, grad_w)
         ctx.weight_dtype = weight.dtype
-        return total / n
+        return total / max(n, 1)   # no labelled row (a data-parallel rank's share can have none): 0, zero gradients
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):

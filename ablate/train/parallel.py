@@ -1,0 +1,217 @@
+"""Data-parallel training of one cell on `torch.distributed` (docs/runners.md, "multigpu").
+
+The strategy is applied from outside to the built MLLM, torchtitan's way (`parallelize(model) -> model`), so the
+training loop (`ablate.train.loop`) is the same for one process and for many:
+
+- `init_from_env()`: the process group from the launcher's environment (torchrun / accelerate set `RANK`,
+  `WORLD_SIZE`, `LOCAL_RANK`, `MASTER_ADDR`, `MASTER_PORT`): gloo on the CPU, nccl on CUDA, with a collective
+  timeout so that a dead or hung rank fails the cell in bounded time instead of blocking it for ever.
+- `parallelize(model)`: with one process, the model itself (nothing changes: single-process runs are bit for bit
+  what they were). With several, a `DataParallelMLLM`: PyTorch's `DistributedDataParallel` over the MLLM
+  (gradients all-reduced in buckets while the backward pass runs), rebuilt when the set of trained parameters
+  changes (a training stage that freezes or unfreezes a module), and a loss normalised by the GLOBAL number of
+  labelled tokens, so N processes compute the gradients one process computes on the whole batch.
+- `shard(size, rank, world)`: which rows of each global batch a rank takes (`ablate.data.train_batches`).
+
+FSDP2 (`torch.distributed.fsdp.fully_shard`) is the option for LLMs that do not fit on one GPU
+(`strategy="fsdp"`: each transformer block, then the whole MLLM, sharded); the embedded grids and 0.5-7B backbones fit,
+so DDP is the default (docs/runners.md says why).
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+log = logging.getLogger(__name__)
+
+DISTRIBUTED_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK",
+                   "ROLE_WORLD_SIZE", "GROUP_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID")
+TIMEOUT_ENV = "ABLATE_COLLECTIVE_TIMEOUT_S"
+DEFAULT_TIMEOUT_S = 600.0   # a collective (a step's all-reduce, a checkpoint wait) that takes longer fails the cell
+DDP_OPTIONS = inspect.signature(DistributedDataParallel.__init__).parameters   # they changed across releases
+_announced = False          # rank 0 has told the others whether the cell trains (`announce`)
+
+
+def launched() -> bool:
+    """Whether a launcher started this process as one of several ranks."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def active() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    return dist.get_rank() if active() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if active() else 1
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def timeout_s() -> float:
+    return float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S))
+
+
+def init_from_env(timeout: float | None = None) -> bool:
+    """Join the launcher's process group (gloo on the CPU, nccl with CUDA); False when this is one process."""
+    if not launched():
+        return False
+    if active():
+        return True
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(seconds=timeout or timeout_s()))
+    log.info("rank %d of %d (%s, collective timeout %.0f s)", dist.get_rank(), dist.get_world_size(),
+             dist.get_backend(), timeout or timeout_s())
+    return True
+
+
+def leave() -> None:
+    """Leave the process group and forget the launcher's environment: what follows (rank 0's evaluation, whose
+    lmms-eval / accelerate read RANK and WORLD_SIZE) runs as one process."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    for key in DISTRIBUTED_ENV:
+        os.environ.pop(key, None)
+
+
+def shard(size: int, index: int | None = None, count: int | None = None) -> slice:
+    """The rows of a global batch of `size` rows that rank `index` of `count` takes: contiguous, disjoint, together
+    all of them, sizes differing by at most one (the loss is normalised globally, so unequal shares are exact)."""
+    index = rank() if index is None else index
+    count = world_size() if count is None else count
+    if size < count:
+        raise ValueError(f"train.batch_size {size} is smaller than the {count} processes training the cell: "
+                         "every process needs at least one row of each batch")
+    base, extra = divmod(size, count)
+    start = index * base + min(index, extra)
+    return slice(start, start + base + (index < extra))
+
+
+def announce(decision: str) -> None:
+    """Rank 0 tells the other ranks what to do with the cell: "train" (it holds the claim and a run) or "skip"
+    (finished or held elsewhere, or rank 0 failed before training). Once per process (the first decision counts);
+    a no-op in one process or on other ranks."""
+    global _announced
+    if active() and is_main() and not _announced:
+        dist.broadcast_object_list([decision], src=0)
+        _announced = True
+
+
+def receive() -> str:
+    """What rank 0 announced (`announce`), on the other ranks; waits at most the collective timeout."""
+    box = [None]
+    dist.broadcast_object_list(box, src=0)
+    return str(box[0])
+
+
+def labelled_tokens(labels: torch.Tensor) -> torch.Tensor:
+    """How many positions of a batch carry a next-token target (what the mean loss divides by)."""
+    return (labels[:, 1:] != -100).sum()
+
+
+def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
+    out = value.detach().clone()
+    dist.all_reduce(out)
+    return out
+
+
+class DataParallelMLLM(nn.Module):
+    """An MLLM trained by `world_size()` processes: what the training loop calls instead of the model.
+
+    Each rank runs its share of the global batch through `DistributedDataParallel(model)`. The MLLM's loss is
+    the mean over the rank's labelled tokens; rescaled to `local_sum / global_count` and multiplied by the world
+    size (DDP averages gradients over ranks), the all-reduced gradient is that of the mean over the whole global
+    batch. The loss's value is the global mean (summed over ranks), so every rank logs and guards the same number.
+
+    `device`, `train()`, `eval()` and the model's own attributes (`tokenizer`, `image_tokens`, `parts()`) pass
+    through; checkpoints and evaluation use the unwrapped model (`.module`), whose parameters these are."""
+
+    def __init__(self, model: nn.Module, strategy: str = "ddp"):
+        super().__init__()
+        if strategy not in ("ddp", "fsdp"):
+            raise ValueError(f"parallel strategy {strategy!r}: use 'ddp' or 'fsdp'")
+        self.module, self.strategy = model, strategy
+        self._replica: nn.Module | None = None
+        self._trained: tuple[bool, ...] | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.module.device
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.module, name)
+
+    def replica(self) -> nn.Module:
+        """DDP over the model, (re)built when a stage changes which parameters train: DDP syncs the parameters
+        that required a gradient when it was built, and expects each of them to get one every step. (FSDP2
+        shards the model in place, once.)"""
+        trained = tuple(p.requires_grad for p in self.module.parameters())
+        if trained == self._trained:
+            return self._replica
+        if self.strategy == "fsdp":
+            if self._replica is None:
+                self._replica = fully_shard_mllm(self.module)
+        else:
+            self._replica = None   # the previous reducer's hooks go with it
+            device = self.device
+            ids = [device.index] if device.type == "cuda" else None
+            # buffers (rotary tables) are equal on every rank: synced when DDP is built, not before every step
+            sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in DDP_OPTIONS
+                    else {"broadcast_buffers": False})
+            self._replica = DistributedDataParallel(self.module, device_ids=ids, **sync)
+        self._trained = trained
+        return self._replica
+
+    def forward(self, input_ids, attention_mask, labels, images, pixel_values=None, features=None):
+        out = self.replica()(input_ids, attention_mask, labels, images, pixel_values=pixel_values,
+                             features=features)
+        if labels is None or out.loss is None:
+            return out
+        local = labelled_tokens(labels)
+        total = all_reduce_sum(local).clamp_min(1)
+        share = out.loss * (local.to(out.loss.dtype) / total)   # this rank's part of the global mean
+        value = all_reduce_sum(share)                            # the global mean, the same on every rank
+        scaled = share * world_size()                            # DDP divides the summed gradients by the ranks
+        out.loss = scaled + (value - scaled).detach()            # value: the global mean; gradient: scaled's
+        return out
+
+
+def parallelize(model: nn.Module, strategy: str = "ddp") -> nn.Module:
+    """The model to train with the processes of this cell: `model` itself in one process, else wrapped."""
+    return DataParallelMLLM(model, strategy) if active() else model
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, DataParallelMLLM) else model
+
+
+def fully_shard_mllm(model: nn.Module) -> nn.Module:
+    """FSDP2 for an LLM too big for one GPU, torchtitan's recipe: each repeated transformer block of the LLM
+    sharded, then the whole MLLM (the encoder and connector in the root group). Parameters become DTensors
+    gathered per block in forward and backward; gradients are reduce-scattered (averaged, like DDP's).
+    Not the default and not tested on GPUs here: docs/runners.md."""
+    from torch.distributed.fsdp import fully_shard
+
+    from ablate.train.speed import repeated_blocks
+
+    for block in repeated_blocks(model.llm):
+        fully_shard(block)
+    fully_shard(model)
+    return model
