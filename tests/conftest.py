@@ -56,7 +56,8 @@ base:
   llm: {{name: "{tiny_backbones['llm']}"}}
   connector: {{tokens: 16}}
   data: {{world: {{{world}}}, max_length: 96}}
-  train: {{steps: {steps}, batch_size: 4, checkpoint_every: 5, lr: 0.003}}
+  train: {{steps: {steps}, batch_size: 4, checkpoint_every: 5, lr: 0.003,
+          lr_multipliers: {{encoder: 0.0, connector: 1.0, llm: 0.5}}}}
   eval: {{tasks: [world_vqa, world_textvqa], limit: 12, bootstrap: 50, batch_size: 12}}
 {extra}axes:
   {axes}

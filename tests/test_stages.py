@@ -40,7 +40,8 @@ def config(tiny_backbones, **train) -> CellConfig:
         "encoder": {"name": tiny_backbones["encoder"], "resolution": 64},
         "llm": {"name": tiny_backbones["llm"]}, "connector": {"tokens": 16},
         "data": {"world": TINY_WORLD, "max_length": 96, "mixture": {"caption": 0.6, "text": 0.2, "interleaved": 0.2}},
-        "train": {"steps": 8, "batch_size": 4, "lr": 0.003, "checkpoint_every": 100, **train},
+        "train": {"steps": 8, "batch_size": 4, "lr": 0.003, "checkpoint_every": 100,
+                  "lr_multipliers": {"encoder": 0.0, "connector": 1.0, "llm": 0.5}, **train},
         "eval": {"tasks": ["world_vqa"]}})
 
 

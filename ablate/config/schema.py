@@ -97,8 +97,29 @@ class ConnectorConfig(Strict):
     options: dict[str, int | float | str | bool] = Field(default_factory=dict, description="connector-specific knobs")
 
 
+class LoRAConfig(Strict):
+    """Low-rank adapters on the LLM (`peft`): the base weights stay frozen, the adapters train at the LLM's rate."""
+
+    r: int = Field(8, ge=1, le=1024, description="rank")
+    alpha: float = Field(16.0, gt=0, description="scaling: alpha / r")
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] | None = Field(None, description="module names to adapt; None: every linear layer "
+                                                                "but the output head (peft's all-linear)")
+
+
 class LLMConfig(Strict):
     name: str = Field("zoo:lm-s", description="zoo:lm-<size> | hf:<hub id or path> | gguf:<file.gguf>")
+    lora: LoRAConfig | None = Field(None, description="None: no adapters (the LLM trains fully or is frozen)")
+    chat_template: bool = Field(False, description="wrap instruction prompts in the tokenizer's chat template")
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict:
+        out = handler(self)
+        if self.lora is None:
+            out.pop("lora", None)   # options at their default are left out: cells keep the ids they had
+        if not self.chat_template:
+            out.pop("chat_template", None)
+        return out
 
     @property
     def spec(self) -> Spec:
@@ -215,7 +236,8 @@ class TrainConfig(Strict):
     weight_decay: float = Field(0.01, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     lr_multipliers: dict[Module, float] = Field(
-        default_factory=lambda: {"encoder": 0.0, "connector": 1.0, "llm": 0.5}
+        default_factory=lambda: {"encoder": 0.0, "connector": 1.0, "llm": 0.5},
+        description="a partial mapping keeps the defaults of the modules it leaves out (ablate.config.defaults)"
     )
     seed: int = Field(0, ge=0, le=SEED_MAX)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
@@ -224,6 +246,15 @@ class TrainConfig(Strict):
     feature_cache: bool = Field(True, description="reuse frozen-encoder features across cells")
     stages: list[StageConfig] | None = Field(None, description="ordered training stages; None: one stage, "
                                                                "the settings above")
+
+    @field_validator("lr_multipliers", mode="before")
+    @classmethod
+    def _partial_multipliers(cls, value):
+        """A partial mapping keeps the defaults of the modules it leaves out (a cell fills them from its LLM's
+        kind first: `ablate.config.defaults`)."""
+        from ablate.config.defaults import ZOO, merged_multipliers
+
+        return merged_multipliers(value, ZOO["lr_multipliers"])
 
     @field_validator("stages", mode="before")
     @classmethod
@@ -344,6 +375,15 @@ class CellConfig(Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _backbone_defaults(cls, data):
+        """Training values left out come from the LLM's kind (zoo or pretrained), a partial `lr_multipliers` is
+        merged over them (`ablate.config.defaults`)."""
+        from ablate.config.defaults import fill_cell
+
+        return fill_cell(data)
 
     def canonical_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))

@@ -2,8 +2,9 @@
 
 `plan(train)` is the one place that says what is frozen when: the optimiser (`ablate.train.optim`), the model
 builder's feature-cache flag (`ablate.models.build`) and the checkpoint's list of stored modules
-(`ablate.checkpoint`) all ask `Stage.trains` / `trains_in_any_stage`. A module missing from `lr_multipliers` trains
-at multiplier 1. A cell without `train.stages` is one stage named `train` with the cell's own settings.
+(`ablate.checkpoint`) all ask `Stage.trains` / `trains_in_any_stage`. `train.lr_multipliers` always names every
+module (a partial mapping is merged over the defaults of the cell's backbones: `ablate.config.defaults`). A cell
+without `train.stages` is one stage named `train` with the cell's own settings.
 """
 from __future__ import annotations
 

@@ -34,8 +34,9 @@ def param_groups(model: MLLM, stage: Stage | TrainConfig) -> list[dict]:
                            "weight_decay": stage.weight_decay})
             groups.append({"name": f"{name}.no_decay", "params": no_decay, "lr": stage.lr * multiplier,
                            "weight_decay": 0.0})
-        log.info("stage %s: %s %s (%d params, lr x %g)", stage.name, name,
-                 "trains" if stage.trains(name) else "frozen", sum(p.numel() for p in params), multiplier)
+        log.info("stage %s: %s %s (%d params, lr %g = %g x %g)", stage.name, name,
+                 "trains" if stage.trains(name) else "frozen", sum(p.numel() for p in params),
+                 stage.lr * multiplier, stage.lr, multiplier)
     return [g for g in groups if g["params"]]
 
 

@@ -25,7 +25,8 @@ base:
   llm: {{name: "{tiny_backbones['llm']}"}}
   connector: {{tokens: 16}}
   data: {{world: {{{world}}}, max_length: 96}}
-  train: {{steps: {steps}, batch_size: 4, checkpoint_every: {checkpoint_every}, lr: {lr}, warmup_ratio: {warmup}}}
+  train: {{steps: {steps}, batch_size: 4, checkpoint_every: {checkpoint_every}, lr: {lr}, warmup_ratio: {warmup},
+          lr_multipliers: {{encoder: 0.0, connector: 1.0, llm: 0.5}}}}
   eval: {{tasks: [world_vqa], limit: 6, bootstrap: 0, batch_size: 6, n_predictions: 0}}
 {extra}axes:
   {axes}
