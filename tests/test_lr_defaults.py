@@ -5,11 +5,10 @@ import re
 
 import pytest
 import torch
+from conftest import TINY_WORLD
 
 from ablate.config.schema import CellConfig, TrainConfig
 from ablate.config.stages import plan
-
-from conftest import TINY_WORLD
 
 
 def _grid(tmp_path, tiny_backbones, axes: str, train: str = "") -> list:
@@ -49,7 +48,8 @@ def test_the_zoo_keeps_its_values_and_a_pretrained_llm_gets_llava_style_ones():
         assert cell.train.lr == 1e-3 and cell.train.lr_multipliers == {"encoder": 0.0, "connector": 1.0, "llm": 0.0}
         lora = CellConfig.model_validate({"llm": {"name": name, "lora": {"r": 4}}})
         assert lora.train.lr * lora.train.lr_multipliers["llm"] == pytest.approx(2e-4)
-        given = CellConfig.model_validate({"llm": {"name": name}, "train": {"lr": 5e-3, "lr_multipliers": {"llm": 0.02}}})
+        given = CellConfig.model_validate({"llm": {"name": name},
+                                           "train": {"lr": 5e-3, "lr_multipliers": {"llm": 0.02}}})
         assert given.train.lr == 5e-3 and given.train.lr_multipliers == {"encoder": 0.0, "connector": 1.0, "llm": 0.02}
         # the dump holds the values that train: read back, the same cell
         assert CellConfig.model_validate_json(cell.canonical_json()).canonical_json() == cell.canonical_json()
