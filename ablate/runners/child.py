@@ -17,12 +17,64 @@ import sys
 
 from ablate.runners import protocol
 
-DISTRIBUTED_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK",
-                   "ROLE_WORLD_SIZE", "GROUP_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-
 
 def run_one(grid_path: str, cell_id: str, home: str, tracking_uri: str, reports: str | None = None) -> int:
-    """Run one cell of a grid file under its claim; the exit code above."""
+    """Run one cell of a grid file under its claim; the exit code above. Under a launcher (RANK and WORLD_SIZE
+    set, runners/multigpu.yaml) every rank trains: `run_rank`."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return run_rank(grid_path, cell_id, home, tracking_uri, reports)
+    return run_claimed_cell(grid_path, cell_id, home, tracking_uri, reports)
+
+
+def run_rank(grid_path: str, cell_id: str, home: str, tracking_uri: str, reports: str | None = None) -> int:
+    """One rank of a data-parallel cell (ablate.train.parallel).
+
+    Rank 0 does what a single process does (claim, run, checkpoints, evaluation, the outcome in the store) and
+    tells the other ranks whether the cell trains; they train their share of each batch, log nothing, and end
+    when training ends (rank 0 evaluates alone). Rank 0's exit code is written to `$ABLATE_EXIT_FILE` for the
+    launcher's wrapper (ablate.runners.multigpu), since torchrun reports any failure as 1."""
+    from ablate.runners.multigpu import EXIT_FILE_ENV
+    from ablate.train import parallel
+
+    log = logging.getLogger(__name__)
+    parallel.init_from_env()
+    if parallel.rank() == 0:
+        code = protocol.EXIT_FAILED
+        try:
+            code = run_claimed_cell(grid_path, cell_id, home, tracking_uri, reports)
+        finally:
+            if parallel.active():
+                parallel.announce("skip")   # the cell did not train here (finished, held elsewhere, bad grid)
+            parallel.leave()
+            if os.environ.get(EXIT_FILE_ENV):
+                with open(os.environ[EXIT_FILE_ENV], "w") as f:
+                    f.write(str(code))
+        return code
+    try:
+        decision = parallel.receive()
+        if decision != "train":
+            log.info("rank %d: rank 0 did not train the cell (%s)", parallel.rank(), decision)
+            return protocol.EXIT_FINISHED
+        from ablate.cell import SilentLogger, run_cell
+        from ablate.resolve import load_grid
+        from ablate.workspace import Workspace
+
+        cell = next(c for c in load_grid(grid_path).cells if c.id == cell_id)
+        log.info("rank %d of %d trains its share of cell %s", parallel.rank(), parallel.world_size(), cell_id)
+        run_cell(cell, Workspace.create(home, tracking_uri, reports), SilentLogger())
+    except KeyboardInterrupt:
+        return protocol.EXIT_INTERRUPTED
+    except protocol.Terminated:
+        return protocol.EXIT_TERMINATED
+    except Exception:   # noqa: BLE001 - rank 0 records the cell's outcome; this rank's traceback goes to the log
+        log.exception("rank %d failed", parallel.rank())
+        return protocol.EXIT_FAILED
+    finally:
+        parallel.leave()
+    return protocol.EXIT_FINISHED
+
+
+def run_claimed_cell(grid_path: str, cell_id: str, home: str, tracking_uri: str, reports: str | None = None) -> int:
     from ablate.config.errors import GridError
     from ablate.progress import Progress
     from ablate.resolve import load_grid
@@ -30,15 +82,6 @@ def run_one(grid_path: str, cell_id: str, home: str, tracking_uri: str, reports:
     from ablate.tracking.store import StoreError
     from ablate.workspace import Workspace
 
-    if "RANK" in os.environ:
-        # Launched by accelerate/torchrun (runners/multigpu.yaml): only rank 0 talks to the store and trains.
-        # ablate.train has no data-parallel step yet, so the other ranks have nothing to do, and rank 0 runs the
-        # cell as a single process (else lmms-eval's Accelerator would wait for the idle ranks). docs/runners.md.
-        if int(os.environ["RANK"]) != 0:
-            logging.getLogger(__name__).warning("rank %s: idle (only rank 0 runs the cell)", os.environ["RANK"])
-            return protocol.EXIT_FINISHED
-        for key in DISTRIBUTED_ENV:
-            os.environ.pop(key, None)
     try:
         grid = load_grid(grid_path)
         cells = [c for c in grid.cells if c.id == cell_id]

@@ -59,15 +59,18 @@ def test_worker_slots_one_per_gpu_or_per_cpu_threads():
 
 
 def test_multigpu_launch_commands():
+    wrapper = ["py", "-m", "ablate.runners.multigpu"]   # keeps rank 0's exit code (a launcher says 1)
     acc = launcher_argv(MultiGPUConfig(kind="multigpu", gpus=4, main_process_port=29511), python="py")
+    assert acc[:3] == wrapper
+    acc = acc[3:]
     assert acc == ["py", "-m", "accelerate.commands.launch", "--num_processes", "4", "--multi_gpu",
                    "--num_machines", "1", "--mixed_precision", "bf16", "--dynamo_backend", "no",
                    "--main_process_port", "29511", "-m"]
     torchrun = launcher_argv(MultiGPUConfig(kind="multigpu", launcher="torchrun", gpus=2,
-                                            extra_args=["--max-restarts=0"]), python="py")
+                                            extra_args=["--max-restarts=0"]), python="py")[3:]
     assert torchrun == ["py", "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
                         "--max-restarts=0", "-m"]
-    one = launcher_argv(MultiGPUConfig(kind="multigpu", gpus=1), python="py")
+    one = launcher_argv(MultiGPUConfig(kind="multigpu", gpus=1), python="py")[3:]
     assert "--multi_gpu" not in one and one[one.index("--num_processes") + 1] == "1"
     # the launchers accept these options (parsed by their own argument parsers, nothing launched)
     from accelerate.commands.launch import launch_command_parser
@@ -83,13 +86,19 @@ def test_multigpu_launch_commands():
 
 @pytest.mark.slow
 def test_multigpu_runner_runs_a_cell_under_torchrun_on_cpu(make_grid, runner_file, workspace):
-    """Two ranks on CPU: rank 0 claims, trains and records the cell; rank 1 stays idle (no data parallelism yet)."""
+    """Two gloo ranks on CPU: rank 0 claims, trains, records and evaluates the cell; rank 1 trains its share of
+    every batch and logs nothing; one FINISHED run."""
     from ablate.resolve import load_grid
 
     grid = load_grid(make_grid(axes="connector.name: [mlp]", steps=3))
     runner = load_runner(runner_file("kind: multigpu\nlauncher: torchrun\ngpus: 2\nenv: {OMP_NUM_THREADS: '1'}\n"))
-    assert runner.launcher[:3] == [sys.executable, "-m", "torch.distributed.run"]
+    assert runner.launcher[3:6] == [sys.executable, "-m", "torch.distributed.run"]
     outcome = runner.run(grid, workspace)
     assert outcome.finished == [grid.cells[0].id]
     log = (workspace.home / "logs" / grid.name / f"{grid.cells[0].id}.log").read_text()
-    assert "rank 1: idle" in log and "training 3 steps" in log
+    assert "rank 1 of 2 trains its share of cell" in log and "rank 0 of 2 (gloo" in log
+    from ablate.tracking.store import Store
+
+    store = Store(workspace.tracking_uri, workspace.artifacts)
+    runs = [r for r in store.runs(store.experiment_id(grid)) if r.cell_id == grid.cells[0].id]
+    assert [r.status for r in runs] == ["FINISHED"]
