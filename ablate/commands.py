@@ -1,6 +1,7 @@
 """What each CLI command does. The CLI parses; this module wires grid -> runner -> store -> report."""
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import subprocess
@@ -11,8 +12,22 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ablate.config.grid import Grid
+from ablate.config.schema import CellConfig
 from ablate.config.spec import Spec
-from ablate.resolve import MAX_CELLS, load_grid
+from ablate.evaluation import keys
+from ablate.evaluation.cells import (
+    ENDED_IN_EVALUATION,
+    LEGACY_TAG,
+    evaluate_trained,
+    final_checkpoint,
+    reference_updates,
+)
+from ablate.resolve import MAX_CELLS, Resolver, load_grid
+from ablate.runners import load_runner
+from ablate.runners.claims import claim
+from ablate.tracking.dashboard import VIEW_TAG, runs_url, serve, write_view
+from ablate.tracking.store import CELL_TAG, REASON_TAG, RunLogger, Store
+from ablate.tune import tune_grid
 from ablate.workspace import Workspace
 
 
@@ -54,7 +69,6 @@ def dispatch(args) -> int:
     if args.command == "zoo":
         return cmd_zoo(args, workspace())
     if args.command == "tune":
-        from ablate.tune import tune_grid
 
         grid = load_grid(args.grid)
         return tune_grid(grid, workspace(), trials=args.trials, per=args.per,
@@ -74,7 +88,6 @@ def cmd_run(grid: Grid, workspace: Callable[[], Workspace], runner_file: str | N
             report: bool) -> int:
     """`workspace` makes the workspace (creating `.ablate/`): called only once the grid and runner are valid and
     this is not a dry run."""
-    from ablate.runners import load_runner
 
     if not needs_hub(grid):   # an embedded or local grid never waits on a network that may not be there
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -87,7 +100,7 @@ def cmd_run(grid: Grid, workspace: Callable[[], Workspace], runner_file: str | N
         return 0
     workspace = workspace()
     started = time.monotonic()
-    from ablate.cell import prepare_assets
+    from ablate.cell import prepare_assets  # lazy: the training stack (torch) loads only once a grid really runs
 
     prepare_assets(grid.cells, workspace)
     evaluated = evaluate_pending(grid, workspace)   # trained cells first: new tasks / settings, no training
@@ -147,12 +160,8 @@ def evaluate_pending(grid: Grid, workspace: Workspace, say=print) -> EvalOutcome
     A cell whose last run failed or was killed after its final checkpoint was written (in its evaluation) is
     evaluated the same way and its run closed FINISHED: it is not trained again. Runs made before cell ids left the
     eval block out are recognised first (`adopt_legacy_runs`)."""
-    from ablate.evaluation import keys
-    from ablate.evaluation.cells import ENDED_IN_EVALUATION, evaluate_trained, final_checkpoint, reference_updates
-    from ablate.runners.claims import claim
-    from ablate.runners.local import claims_dir, disk_fault, one_line, open_store, stopped
-    from ablate.tracking.results import latest_per_cell
-    from ablate.tracking.store import REASON_TAG, RunLogger
+    from ablate.runners.local import claims_dir, disk_fault, one_line, open_store, stopped  # lazy: loads torch
+    from ablate.tracking.results import latest_per_cell  # lazy: pandas, only for commands that read results
 
     store, experiment = open_store(workspace, grid)
     adopted = adopt_legacy_runs(store, experiment, grid)
@@ -214,12 +223,7 @@ def adopt_legacy_runs(store, experiment: str, grid: Grid) -> int:
     the evaluations they did (`ablate.evaluation.keys.done_by_metrics`). A run whose eval block differs from the
     grid's now is recognised by its logged `cell_config.json`: its legacy id must match its tag (so its world
     and zoo recipes are today's), and its training identity a cell of the grid. Returns how many were re-tagged."""
-    from ablate.config.schema import CellConfig
-    from ablate.evaluation import keys
-    from ablate.evaluation.cells import LEGACY_TAG
-    from ablate.resolve import Resolver
-    from ablate.tracking.results import read_json_artifact
-    from ablate.tracking.store import CELL_TAG
+    from ablate.tracking.results import read_json_artifact  # lazy: pandas, only for commands that read results
 
     current = {cell.id: cell for cell in grid.cells}
     candidates = [r for r in store.runs(experiment) if r.cell_id and r.cell_id not in current
@@ -253,8 +257,6 @@ def adopt_legacy_runs(store, experiment: str, grid: Grid) -> int:
 def runs_hint(grid: Grid, workspace: Workspace, port: int = 5000) -> str:
     """The address of the grid's runs table in the MLflow UI, opened on the grid's view (its axes and scores as
     columns: tracking/dashboard.py); the view is written here too when a store made before views lacks it."""
-    from ablate.tracking.dashboard import runs_url, write_view
-    from ablate.tracking.store import Store
 
     store = Store(workspace.tracking_uri, workspace.artifacts)
     experiment = store.experiment_id(grid, create=False)
@@ -269,8 +271,6 @@ def runs_hint(grid: Grid, workspace: Workspace, port: int = 5000) -> str:
 def cmd_ui(workspace: Workspace, port: int) -> int:
     """Serve the MLflow UI on the local store until Ctrl-C or SIGTERM, which stop the server and its workers;
     print each grid's runs table first."""
-    from ablate.tracking.dashboard import VIEW_TAG, runs_url, serve
-    from ablate.tracking.store import Store
 
     uri = workspace.tracking_uri
     if uri.startswith(("http://", "https://")):
@@ -288,8 +288,7 @@ def cmd_ui(workspace: Workspace, port: int) -> int:
 
 
 def cmd_ls(grid: Grid, workspace: Workspace) -> int:
-    from ablate.tracking.results import results_frame
-    from ablate.tracking.store import Store
+    from ablate.tracking.results import results_frame  # lazy: pandas, only for commands that read results
 
     store = Store(workspace.tracking_uri, workspace.artifacts)
     pending = _recognise(store, grid)
@@ -311,10 +310,8 @@ def cmd_ls(grid: Grid, workspace: Workspace) -> int:
 def _recognise(store, grid: Grid) -> dict[str, set[str]]:
     """Recognise the grid's legacy runs (`adopt_legacy_runs`, a warning where the store is read-only) and say which
     finished cells have evaluations pending: cell id -> {"<task>/<k>shot", ...}."""
-    import logging
 
-    from ablate.evaluation import keys
-    from ablate.tracking.results import latest_per_cell
+    from ablate.tracking.results import latest_per_cell  # lazy: pandas, only for commands that read results
 
     experiment = store.experiment_id(grid, create=False)
     if experiment is None:
@@ -336,7 +333,7 @@ def _recognise(store, grid: Grid) -> dict[str, set[str]]:
 
 
 def cmd_zoo(args, workspace: Workspace) -> int:
-    from ablate.zoo import build_zoo, zoo_status
+    from ablate.zoo import build_zoo, zoo_status  # lazy: loads torch
 
     if args.zoo_command == "build":
         build_zoo(args.names or None, workspace.cache)
@@ -356,9 +353,8 @@ def cmd_zoo(args, workspace: Workspace) -> int:
 
 def make_report(grid: Grid, workspace: Workspace):
     """Read the grid's runs back from the store and write reports/<grid>/ (never from runner memory)."""
-    from ablate.report import ReportMeta, build_report
-    from ablate.tracking.results import read_predictions, results_frame
-    from ablate.tracking.store import Store
+    from ablate.report import ReportMeta, build_report  # lazy: pandas and matplotlib, only to write a report
+    from ablate.tracking.results import read_predictions, results_frame  # lazy
 
     store = Store(workspace.tracking_uri, workspace.artifacts)
     pending = _recognise(store, grid)
@@ -410,7 +406,7 @@ def _git_commit() -> str:
 
 
 def _machine() -> str:
-    import torch
+    import torch  # lazy: torch only to name the device in a report
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU only"
     return f"{platform.node()} ({platform.machine()}, {os.cpu_count()} cores, {device}, torch {torch.__version__})"
