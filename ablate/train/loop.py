@@ -43,6 +43,12 @@ class TrainState:
     losses: list[tuple[int, float]] = field(default_factory=list)
 
 
+def far_above(start: float) -> float:
+    """The loss above which a cell has diverged, from its first loss: watched from the second step on (a real LLM
+    at too high a learning rate went 2.21 -> 10.07 in 7 steps; healthy training never doubles its starting loss)."""
+    return 2 * start + 2
+
+
 def autocast_for(device: torch.device, precision: str):
     if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
         return torch.autocast(device.type, dtype=torch.bfloat16)
@@ -67,6 +73,10 @@ def train(model: MLLM, batches: Iterator[Batch], cfg: TrainConfig, optimizer, sc
         value = float(loss.detach())
         if not math.isfinite(value):
             raise Diverged(state.step + 1, f"loss is {value}")
+        start = state.losses[0][1] if state.losses else value   # the cell's first loss (kept across a resume)
+        if value > far_above(start):
+            raise Diverged(state.step + 1, f"loss {value:.3g} is far above its starting value {start:.3g} (more "
+                                           f"than 2x + 2): the learning rate is likely too high (train.lr)")
         best = min(best, value)
         if state.step > 20 and value > 10 * best + 5:
             raise Diverged(state.step + 1, f"loss {value:.3g} is more than 10x the best so far ({best:.3g})")

@@ -1,0 +1,68 @@
+"""The divergence guard watches from the first steps: a loss far above its starting value stops the cell."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from ablate.config.schema import TrainConfig
+from ablate.train.loop import Diverged, TrainState, far_above, train
+
+
+class Scripted(torch.nn.Module):
+    """A model whose loss is the next value of a script (with a gradient, so the optimiser steps)."""
+
+    def __init__(self, losses):
+        super().__init__()
+        self.w, self.losses, self.device = torch.nn.Parameter(torch.zeros(1)), iter(losses), torch.device("cpu")
+
+    def forward(self, *args, **kwargs):
+        return SimpleNamespace(loss=self.w.sum() * 0 + next(self.losses))
+
+
+class Hooks:
+    def __init__(self):
+        self.steps = []
+
+    def on_step(self, step, loss, lr):
+        self.steps.append((step, loss))
+
+    def on_checkpoint(self, step, state):
+        pass
+
+
+def _run(losses, state=None):
+    model = Scripted(losses)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    batch = SimpleNamespace(input_ids=torch.zeros(1, 2, dtype=torch.long), attention_mask=torch.ones(1, 2),
+                            labels=torch.zeros(1, 2, dtype=torch.long), images=[])
+    cfg = TrainConfig(steps=len(losses) + (state.step if state else 0), checkpoint_every=1000, precision="fp32")
+    hooks = Hooks()
+    return train(model, iter([batch] * len(losses)), cfg, optimizer, scheduler, hooks, state), hooks
+
+
+def test_a_loss_far_above_its_start_is_flagged_in_the_first_steps():
+    # the real case of issue 18: a pretrained LLM at the harness's old default went 2.21 -> 10.07 in 7 steps
+    with pytest.raises(Diverged, match="far above its starting value 2.21") as err:
+        _run([2.21, 2.5, 3.4, 5.0, 6.3, 10.07, 1.0])
+    assert err.value.step == 6 and far_above(2.21) < 10.07
+    state, hooks = _run([2.21, 2.5, 3.0, 6.0, 2.0])     # a bump under twice the start plus 2 is not divergence
+    assert state.step == 5 and len(hooks.steps) == 5
+
+
+def test_a_resumed_cell_keeps_its_starting_loss_as_the_reference():
+    with pytest.raises(Diverged, match="starting value 2"):
+        _run([7.0], TrainState(step=3, losses=[(1, 2.0), (2, 2.1), (3, 2.2)]))
+
+
+@pytest.mark.slow
+def test_a_tiny_model_at_an_absurd_learning_rate_is_stopped_within_a_few_steps(tiny_backbones, tmp_path):
+    from test_stages import Record, config, train_cell
+
+    cfg = config(tiny_backbones, lr=30.0, steps=12)
+    hooks = Record()
+    with pytest.raises(Diverged, match="far above its starting value") as err:
+        train_cell(cfg, tmp_path / "cache", hooks)
+    assert err.value.step <= 4 and len(hooks.losses) < 4     # not only NaN, and long before step 20
