@@ -4,7 +4,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+from importlib import metadata
+
+from ablate.config.errors import GridError
+from ablate.runners.protocol import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, sigterm_raises
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
@@ -36,8 +41,6 @@ def _global_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
 
 def _version() -> str:
     """ablate's version and the libraries that decide its results, read from package metadata (no imports)."""
-    from importlib import metadata
-
     def version(name: str) -> str:
         try:
             return metadata.version(name)
@@ -119,16 +122,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import signal
-
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:   # started in the background by a shell: Ctrl-C
         signal.signal(signal.SIGINT, signal.default_int_handler)   # (SIGINT) must still close the run cleanly
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # lazy: pydantic, the registries and the store's modules (~0.5 s) load after parsing, so --help and --version
+    # answer at once
     from ablate import commands
-    from ablate.config.errors import GridError
-    from ablate.runners.protocol import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, sigterm_raises
     from ablate.tracking.store import StoreError
 
     try:

@@ -29,6 +29,7 @@ import yaml
 from ablate.config.errors import GridError
 from ablate.config.grid import Cell, Grid
 from ablate.resolve import make_cell
+from ablate.runners.protocol import Terminated
 from ablate.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ def representatives(grid: Grid, per: str) -> dict[str, Cell]:
 
 
 def storage(workspace: Workspace, heartbeat_s: int = 30, grace_s: int | None = None):
-    import optuna
+    import optuna  # lazy: optuna (~1 s) only for `ablate tune`; the CLI imports this module for every command
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)   # heartbeats are "experimental"
 
@@ -93,7 +94,7 @@ def storage(workspace: Workspace, heartbeat_s: int = 30, grace_s: int | None = N
 
 def tune_cell(grid: Grid, cell: Cell, workspace: Workspace, name: str, study_storage, trials: int, objective: str,
               steps: int | None, warmup: bool):
-    import optuna
+    import optuna  # lazy: as in storage()
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=name, storage=study_storage, load_if_exists=True,
@@ -112,11 +113,11 @@ def tune_cell(grid: Grid, cell: Cell, workspace: Workspace, name: str, study_sto
 def run_trial(trial, grid: Grid, cell: Cell, workspace: Workspace, objective: str, steps: int | None,
               warmup: bool) -> float:
     """Train the cell at the trial's rate; its MLflow run carries the trial's parameters and value."""
-    import optuna
+    import optuna  # lazy: as in storage()
 
+    # lazy: the training stack (torch) only once a trial runs
     from ablate.cell import run_cell
     from ablate.runners.local import open_store
-    from ablate.runners.protocol import Terminated
     from ablate.train.loop import Diverged
 
     train = {"lr": trial.suggest_float("lr", *LR_RANGE, log=True)}

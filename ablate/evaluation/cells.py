@@ -19,6 +19,7 @@ from pathlib import Path
 from ablate.evaluation import keys
 from ablate.evaluation.baselines import reference_metrics
 from ablate.evaluation.runner import evaluate
+from ablate.tracking.store import REASON_TAG, RunLogger
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def evaluate_model(model, cfg, world, out_dir: Path, todo: dict[str, str] | None
         metrics.update(result.metrics)
         predictions = result.samples
     if keys.EVAL_TAG + keys.PERPLEXITY in todo:
-        from ablate.evaluation.perplexity import text_perplexity
+        from ablate.evaluation.perplexity import text_perplexity  # lazy: torch
 
         texts = [row["text"] for row in world.read("text_heldout")][: cfg.eval.text_perplexity]
         metrics[keys.PERPLEXITY] = text_perplexity(model.llm, model.tokenizer, texts)
@@ -78,9 +79,9 @@ class NoCheckpoint(RuntimeError):
 def evaluate_trained(cell, workspace, store, record, todo: dict[str, str]) -> CellEvaluation:
     """Evaluate the finished cell `cell` (its run `record`) on `todo` from its final checkpoint and log it all to
     that run. Raises `NoCheckpoint` when the checkpoint is gone (the caller says how to train the cell again)."""
+    # lazy: the CLI loads this module; the model stack (torch, transformers) only once a cell is evaluated
     from ablate.checkpoint import load_weights
     from ablate.models.build import build_mllm
-    from ablate.tracking.store import RunLogger
     from ablate.world import build_world
 
     folder = final_checkpoint(cell.id, record.tags, workspace.checkpoints)
@@ -108,8 +109,6 @@ def evaluate_trained(cell, workspace, store, record, todo: dict[str, str]) -> Ce
     logger.set_tags({**result.tags, "ablate.evaluated_again": time.strftime("%Y-%m-%d %H:%M:%S"),
                      CHECKPOINT_TAG: str(folder)})
     if record.status != "FINISHED":   # trained to the end, its evaluation had failed or was cut: now complete
-        from ablate.tracking.store import REASON_TAG
-
         reason = record.tags.get(REASON_TAG)
         logger.set_tags({"ablate.completed": f"run ended {record.status} after training "
                                              f"({reason or 'no reason recorded'}); evaluated from {folder}"})
@@ -128,7 +127,7 @@ def reference_updates(cell, workspace, record) -> dict[str, float]:
     try:
         wanted = reference_metrics(cfg.model_copy(update={"tasks": [t for t in cfg.tasks if t != "world_vqa"]}))
         if "world_vqa" in cfg.tasks and "chance/world_vqa" not in record.metrics:
-            from ablate.world import build_world
+            from ablate.world import build_world  # lazy: transformers (the world tokenizer)
 
             wanted.update(reference_metrics(cfg, build_world(cell.config.data.world, workspace.cache)))
     except Exception as err:  # noqa: BLE001 - a reference level is never worth stopping a grid for
@@ -153,7 +152,7 @@ def _training_figures(store, record, folder: Path, eval_wall_s: float) -> dict[s
 
 def _replace_predictions(store, logger, run_id: str, rows: list[dict], redone: set[tuple[str, int]]) -> None:
     """The run's sample of predictions with the rows of the (task, shots) evaluated again replaced."""
-    import pandas as pd
+    import pandas as pd  # lazy: pandas only where predictions are merged
 
     from ablate.tracking.results import read_predictions
 

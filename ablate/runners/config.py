@@ -129,6 +129,7 @@ def load_runner_file(path: Path):
 
 
 def build_runner(cfg):
+    # lazy: a runner file is validated before anything runs; the runners themselves load torch (slurm: submitit)
     from ablate.runners.local import LocalRunner
     from ablate.runners.process import ProcessRunner, Slot
 
@@ -153,7 +154,7 @@ def build_runner(cfg):
 def multigpu_slot_name(processes: int, gpu_count: int | None = None) -> str:
     """What a multigpu cell runs on, as the progress line says it: GPUs when there are any, else processes."""
     if gpu_count is None:
-        import torch
+        import torch  # lazy: only to count GPUs
 
         gpu_count = torch.cuda.device_count()
     plural = "" if processes == 1 else "s"
@@ -162,13 +163,13 @@ def multigpu_slot_name(processes: int, gpu_count: int | None = None) -> str:
 
 def worker_slots(cfg: WorkersConfig, gpu_count: int | None = None, cpu_count: int | None = None) -> list:
     """One slot per worker: a GPU each (round-robin over `gpus`), or CPU threads each."""
-    from ablate.runners.process import Slot
+    from ablate.runners.process import Slot  # lazy: loads torch
 
     if cfg.gpus == "none":
         gpus: list[int] = []
     elif cfg.gpus == "auto":
         if gpu_count is None:
-            import torch
+            import torch  # lazy: only to count GPUs
 
             gpu_count = torch.cuda.device_count()
         gpus = list(range(gpu_count))
