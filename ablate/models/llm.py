@@ -5,6 +5,9 @@ Specs: `zoo:lm-<size>` (a tiny Llama pretrained here, see `ablate.zoo`), `hf:<hu
 needs the optional `gguf` package: `pip install 'ablate[gguf]'`). A dequantised GGUF model is saved once under
 `cache_root/gguf/<name>-<digest>/` and loaded from there afterwards (measured with Gemma 3 270M Q4_K_M on 2 shared
 CPU cores: 127 s the first time, 12.5 s afterwards; docs/backbones.md, "GGUF").
+
+`llm.lora` injects LoRA adapters (`peft`) into the loaded model; `trained_parameters` says which of an LLM's
+parameters learn (the adapters only, when it has them).
 """
 from __future__ import annotations
 
@@ -165,4 +168,45 @@ def build_llm(cfg: LLMConfig, cache_root: Path | None = None):
     ensure_image_token(model, tokenizer)
     log.info("llm %s: %s, %.1fM parameters, dtype %s, vocabulary %d", cfg.name, type(model).__name__,
              sum(p.numel() for p in model.parameters()) / 1e6, model.dtype, len(tokenizer))
+    if cfg.lora is not None:
+        add_lora(model, cfg.lora)
     return model, tokenizer
+
+
+ADAPTER_MARK = "lora_"   # in the names of LoRA's parameters (`q_proj.lora_A.default.weight`), never in a base's
+
+
+def is_adapter(name: str) -> bool:
+    return ADAPTER_MARK in name
+
+
+def has_adapters(module) -> bool:
+    return any(is_adapter(name) for name, _ in module.named_parameters())
+
+
+def trained_parameters(module) -> dict:
+    """`{name: parameter}` that learn when `module` trains: its LoRA adapters if it has some (the base stays
+    frozen), else all of them. The optimiser and the checkpoint both ask this."""
+    named = dict(module.named_parameters())
+    if has_adapters(module):
+        return {name: p for name, p in named.items() if is_adapter(name)}
+    return named
+
+
+def add_lora(model, lora) -> None:
+    """Inject LoRA adapters (`peft`) into `model` in place: its class, forward and embeddings stay as they are;
+    `lora_B` starts at zero, so the adapted model computes what the base did until it trains."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                        target_modules=list(lora.target_modules) if lora.target_modules else "all-linear",
+                        bias="none")
+    inject_adapter_in_model(config, model)
+    adapters = {n: p for n, p in model.named_parameters() if is_adapter(n)}
+    if not adapters:
+        raise ValueError(f"llm.lora: no layer of {type(model).__name__} matches target_modules "
+                         f"{lora.target_modules}")
+    layers = sorted({n.split(".lora_")[0].rsplit(".", 1)[-1] for n in adapters})
+    log.info("llm: LoRA r=%d alpha=%g on %s (%d adapter parameters, %.2f%% of the LLM)", lora.r, lora.alpha,
+             ", ".join(layers), sum(p.numel() for p in adapters.values()),
+             100 * sum(p.numel() for p in adapters.values()) / sum(p.numel() for p in model.parameters()))

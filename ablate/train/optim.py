@@ -13,6 +13,7 @@ from transformers import get_cosine_schedule_with_warmup
 
 from ablate.config.schema import TrainConfig
 from ablate.config.stages import Stage, plan
+from ablate.models.llm import has_adapters, trained_parameters
 from ablate.models.mllm import MLLM
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,9 @@ def param_groups(model: MLLM, stage: Stage | TrainConfig) -> list[dict]:
     groups = []
     for name, module in vars(model.parts()).items():
         multiplier = stage.multiplier(name)
-        params = list(module.parameters())
+        for p in module.parameters():
+            p.requires_grad_(False)
+        params = list(trained_parameters(module).values())   # an LLM with LoRA: its adapters only
         for p in params:
             p.requires_grad_(stage.trains(name))
         if stage.trains(name) and params:
@@ -34,8 +37,9 @@ def param_groups(model: MLLM, stage: Stage | TrainConfig) -> list[dict]:
                            "weight_decay": stage.weight_decay})
             groups.append({"name": f"{name}.no_decay", "params": no_decay, "lr": stage.lr * multiplier,
                            "weight_decay": 0.0})
-        log.info("stage %s: %s %s (%d params, lr %g = %g x %g)", stage.name, name,
+        log.info("stage %s: %s %s (%d params%s, lr %g = %g x %g)", stage.name, name,
                  "trains" if stage.trains(name) else "frozen", sum(p.numel() for p in params),
+                 " of LoRA adapters, base frozen" if has_adapters(module) else "",
                  stage.lr * multiplier, stage.lr, multiplier)
     return [g for g in groups if g["params"]]
 
