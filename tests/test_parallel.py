@@ -109,13 +109,19 @@ def close(a: list, b: list) -> bool:
                                     for (s, x), (t, y) in zip(a, b))
 
 
+TWO_STAGES = ("train.stages: {align-tune: [{name: align, steps: 10, lr_multipliers: {llm: 0.0}}, "
+              "{name: tune, steps: 10}]}")
+
+
 @pytest.mark.slow
-def test_two_processes_train_like_one_and_their_checkpoint_resumes_in_one(tiny_grid, tmp_path):
+@pytest.mark.parametrize("axes", ["connector.name: [mlp]", TWO_STAGES], ids=["one-stage", "two-stages"])
+def test_two_processes_train_like_one_and_their_checkpoint_resumes_in_one(tiny_grid, tmp_path, axes):
     """20 steps at global batch 4: 2 gloo ranks (2 rows each) give the 1-process losses; the checkpoint the
-    2-process run wrote last (step 15) resumes in 1 process and continues on the same curve."""
+    2-process run wrote last (step 15) resumes in 1 process and continues on the same curve. Two stages: the LLM
+    frozen for 10 steps, then trained (DDP is rebuilt when what trains changes; the resume lands in stage 2)."""
     if sys.platform != "linux":
         pytest.skip("gloo processes on Linux")
-    grid = tiny_grid(axes="connector.name: [mlp]", steps=20)   # checkpoints every 5 steps
+    grid = tiny_grid(axes=axes, steps=20)   # checkpoints every 5 steps
     one = run_ranks(1, grid, tmp_path / "one", tmp_path / "one.json")
     two = run_ranks(2, grid, tmp_path / "two", tmp_path / "two.json")
     assert one["ranks"] == 1 and two["ranks"] == 2 and len(one["losses"]) == 20
@@ -124,3 +130,51 @@ def test_two_processes_train_like_one_and_their_checkpoint_resumes_in_one(tiny_g
     resumed = run_ranks(1, grid, tmp_path / "two", tmp_path / "resumed.json", resume=True)
     assert resumed["resumed_at"] == 15
     assert close(resumed["losses"], one["losses"]), (resumed["losses"], one["losses"])
+    print("largest relative difference, 2 processes vs 1:",
+          max(abs(x - y) / abs(y) for (_, x), (_, y) in zip(two["losses"], one["losses"])))
+
+
+@pytest.mark.slow
+def test_a_rank_killed_mid_cell_fails_the_cell_and_the_rerun_finishes_it(tiny_grid, tmp_path, workspace):
+    """`ablate run GRID --runner <multigpu, torchrun, 2 processes>` on the CPU: rank 1 is SIGKILLed at step 7 (once;
+    the checkpoint of step 5 is written): the cell FAILS with a reason naming a failed rank, the grid goes on; the
+    next run resumes from step 5 on both ranks and leaves a FINISHED run."""
+    import textwrap
+
+    from ablate.resolve import load_grid
+    from ablate.runners import load_runner
+    from ablate.tracking.store import REASON_TAG, Store
+
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    (faults / "sitecustomize.py").write_text(textwrap.dedent(f"""
+        import os, signal
+        import ablate.cell as _cell
+        _on_step = _cell.CellHooks.on_step
+        def on_step(self, step, loss, lr):
+            _on_step(self, step, loss, lr)
+            marker = {str(faults / "killed")!r}
+            if step == 7 and os.environ.get("RANK") == "1" and not os.path.exists(marker):
+                open(marker, "w").close()
+                os.kill(os.getpid(), signal.SIGKILL)
+        _cell.CellHooks.on_step = on_step
+        """))
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    runner_path = tmp_path / "multigpu.yaml"
+    runner_path.write_text("kind: multigpu\nlauncher: torchrun\ngpus: 2\ntime_limit_s: 600\n"
+                           f"env: {{OMP_NUM_THREADS: '1', ABLATE_COLLECTIVE_TIMEOUT_S: '60', "
+                           f"PYTHONPATH: '{faults}:{repo}'}}\n")
+    grid = load_grid(tiny_grid(axes="connector.name: [mlp]", steps=10))
+    cell = grid.cells[0]
+    first = load_runner(runner_path).run(grid, workspace)
+    assert (faults / "killed").exists() and cell.id in first.failed, first
+    assert "a rank of the cell failed or was killed" in first.failed[cell.id]
+    store = Store(workspace.tracking_uri, workspace.artifacts)
+    runs = [r for r in store.runs(store.experiment_id(grid)) if r.cell_id == cell.id]
+    assert runs and all(r.status != "RUNNING" for r in runs) and any(r.tags.get(REASON_TAG) for r in runs)
+    second = load_runner(runner_path).run(grid, workspace)
+    assert second.finished == [cell.id], second
+    runs = [r for r in store.runs(store.experiment_id(grid)) if r.cell_id == cell.id and r.status == "FINISHED"]
+    assert len(runs) == 1 and runs[0].tags.get("ablate.resumed_from_step") == "5"
+    log = (workspace.home / "logs" / grid.name / f"{cell.id}.log").read_text()
+    assert log.count("rank 1 of 2 trains its share of cell") == 2

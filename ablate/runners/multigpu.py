@@ -66,16 +66,29 @@ def main(argv: list[str]) -> int:
     fd, path = tempfile.mkstemp(prefix="ablate-rank0-", suffix=".rc")
     os.close(fd)
     os.unlink(path)
+    signalled = []
     try:
         proc = subprocess.Popen(argv, env={**os.environ, EXIT_FILE_ENV: path}, preexec_fn=_die_with_parent)
-        for sig in (signal.SIGINT, signal.SIGTERM):   # passed on to the launcher, which passes them to the ranks
-            signal.signal(sig, lambda signum, frame: proc.send_signal(signum))
+
+        def forward(signum, frame):   # passed on to the launcher, which passes it to the ranks
+            signalled.append(signum)
+            proc.send_signal(signum)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, forward)
         rc = proc.wait()
         try:
             with open(path) as f:
-                return int(f.read().strip())
+                code = int(f.read().strip())
         except (OSError, ValueError):
-            return rc if rc >= 0 else 128 - rc
+            code = None
+        if code in (130, 143) and not signalled and rc != 0:
+            code = None   # the launcher stopped rank 0 because another rank failed
+        if code is None:
+            print(f"error: a rank of the cell failed or was killed (the launcher exited with {rc}; its report and "
+                  "the rank's traceback are above)", file=sys.stderr, flush=True)
+            return rc if rc > 0 else 1
+        return code
     finally:
         if os.path.exists(path):
             os.unlink(path)
