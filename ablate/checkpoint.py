@@ -1,7 +1,9 @@
 """Checkpoints that describe themselves: the cell config + weights (safetensors) + the training state.
 
-A folder holds `config.json` (the cell config and which modules' weights are stored), `model.safetensors`
-(the trained modules; frozen ones are rebuilt from their spec) and, for a checkpoint taken during training, the
+A folder holds `config.json` (the cell config, which modules' weights are stored, tied tensors, and the frozen
+bases by spec and weights digest), `model.safetensors` (only what trains: the connector, a trained encoder, the LLM's
+LoRA adapters or, trained fully, its weights with tied embeddings once, in the dtype they train in; frozen modules are
+rebuilt from their spec and checked against the digest) and, for a checkpoint taken during training, the
 training state: `training_state.safetensors` (the optimiser's tensors, RNG states) and `training_state.json`
 (step, loss history, scheduler, optimiser settings, seconds the cell has run so far, and the size of each file).
 Nothing is unpickled on load: a checkpoint from a shared or copied workspace cannot run code.
@@ -27,6 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from ablate.config.schema import CellConfig
 from ablate.config.stages import MODULES, trains_in_any_stage
+from ablate.models.llm import has_adapters, is_adapter
 from ablate.models.mllm import MLLM
 from ablate.train.loop import TrainState
 
@@ -84,17 +87,44 @@ def save_checkpoint(folder: Path, model: MLLM, cfg: CellConfig, state: TrainStat
     return folder
 
 
+def stored_tensors(model: MLLM, cfg: CellConfig) -> tuple[dict, dict, dict, dict]:
+    """What a checkpoint stores of `model`: `(tensors, stored, aliases, base)`.
+
+    Only what trains: the connector; the encoder if some stage trains it; the LLM's LoRA adapters when it has
+    them, its whole weights when it trains fully (each tensor once: a tied output head is an alias of the
+    embeddings, `aliases`), nothing when it is frozen. Tensors keep the dtype they train in. `stored` says per
+    module `all` or `adapters`; `base` names each module not stored whole by its spec and weights' digest: a
+    reload rebuilds it from the spec and checks the digest."""
+    tensors, stored, base = {}, {}, {}
+    trained = trained_modules(cfg)
+    for name in MODULES:
+        module = getattr(model, name)
+        adapters = name == "llm" and has_adapters(module)
+        if name in trained:
+            stored[name] = "adapters" if adapters else "all"
+            for key, value in module.state_dict().items():
+                if not adapters or is_adapter(key):
+                    tensors[f"{name}.{key}"] = value.detach()
+        if name not in trained or adapters:
+            base[name] = {"spec": getattr(cfg, name).name, "weights": _weights_of(module)}
+    aliases = _aliases(tensors)
+    for key in aliases:
+        del tensors[key]
+    return {k: v.to("cpu").contiguous() for k, v in tensors.items()}, stored, aliases, base
+
+
+def _weights_of(module) -> str | None:
+    """The digest of the files a module was built from (`identity` of an encoder, `ablate_weights` of an LLM)."""
+    return getattr(module, "identity", None) or getattr(module, "ablate_weights", None)
+
+
 def _write(tmp: Path, model: MLLM, cfg: CellConfig, state: TrainState | None, optimizer, scheduler,
            elapsed_s: float) -> None:
-    modules = trained_modules(cfg)
-    tensors = {}
-    for name in modules:
-        for key, value in getattr(model, name).state_dict().items():
-            tensors[f"{name}.{key}"] = value.detach().to("cpu").contiguous()
-    _untie(tensors)
+    tensors, stored, aliases, base = stored_tensors(model, cfg)
     save_file(tensors, tmp / "model.safetensors")
     (tmp / "config.json").write_text(json.dumps(
-        {"format": FORMAT, "modules": modules, "cell": json.loads(cfg.canonical_json())}, indent=1))
+        {"format": FORMAT, "modules": list(stored), "stored": stored, "aliases": aliases, "base": base,
+         "cell": json.loads(cfg.canonical_json())}, indent=1))
     if state is not None:
         state_tensors: dict[str, torch.Tensor] = {}
         tree = {"optimizer": optimizer.state_dict() if optimizer else None,
@@ -116,13 +146,35 @@ def load_weights(folder: Path, model: MLLM) -> None:
 
 
 def _apply_weights(folder: Path, model: MLLM, meta: dict, tensors: dict) -> None:
+    """Load what the checkpoint stored into a model rebuilt from the cell's specs (the frozen base: checked
+    against the digest the checkpoint names)."""
+    for name, was in meta.get("base", {}).items():
+        now = _weights_of(getattr(model, name))
+        if was.get("weights") and now and was["weights"] != now:
+            raise ValueError(f"checkpoint {folder} was trained on {name} {was['spec']} with weights {was['weights']}, "
+                             f"but that spec now gives weights {now}: the files behind it changed")
+    aliases = meta.get("aliases", {})
+    stored = meta.get("stored", {})
     for name in meta["modules"]:
+        module = getattr(model, name)
         part = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")}
-        missing, unexpected = getattr(model, name).load_state_dict(part, strict=False)
-        missing = [m for m in missing if not _is_tied(getattr(model, name), m)]
+        missing, unexpected = module.load_state_dict(part, strict=False)
+        missing = [m for m in missing if not _is_tied(module, m) and f"{name}.{m}" not in aliases
+                   and not (stored.get(name) == "adapters" and not is_adapter(m))]
         if missing or unexpected:
             raise ValueError(f"checkpoint {folder} does not match the model's {name}: missing {missing[:5]}, "
                              f"unexpected {unexpected[:5]}")
+    for alias, original in aliases.items():   # tied in the model already; an untied one gets its copy
+        module_name, key = alias.split(".", 1)
+        target = getattr(model, module_name).state_dict().get(key)
+        if target is not None and target.data_ptr() != _tensor_at(model, original).data_ptr():
+            with torch.no_grad():
+                target.copy_(_tensor_at(model, original))
+
+
+def _tensor_at(model: MLLM, dotted: str) -> torch.Tensor:
+    module_name, key = dotted.split(".", 1)
+    return getattr(model, module_name).state_dict()[key]
 
 
 def resume_state(folder: Path, model: MLLM, optimizer, scheduler) -> Resumed | None:
@@ -274,14 +326,16 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _untie(tensors: dict) -> None:
-    """safetensors refuses shared storage (tied embeddings): store a copy of each alias."""
-    seen = {}
-    for key, value in list(tensors.items()):
-        ptr = (value.data_ptr(), value.shape)
+def _aliases(tensors: dict) -> dict[str, str]:
+    """`{key: first key}` for each tensor that shares its storage with an earlier one (tied embeddings): stored once."""
+    seen, aliases = {}, {}
+    for key, value in tensors.items():
+        ptr = (value.device, value.data_ptr(), value.shape, value.stride(), value.storage_offset())
         if ptr in seen:
-            tensors[key] = value.clone()
-        seen[ptr] = key
+            aliases[key] = seen[ptr]
+        else:
+            seen[ptr] = key
+    return aliases
 
 
 def _is_tied(module, key: str) -> bool:

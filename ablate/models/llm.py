@@ -155,16 +155,20 @@ def build_llm(cfg: LLMConfig, cache_root: Path | None = None):
         raise ValueError(f"language model spec {cfg.name!r} should be one of: zoo:lm-<size> (e.g. zoo:lm-s), "
                          f"hf:<hub id or local folder>, gguf:<path to .gguf>") from None
     if spec.family == "hf":
-        model, tokenizer = _load_hf(resolve(spec.name, "language model"))
+        location = resolve(spec.name, "language model")
+        model, tokenizer = _load_hf(location)
     elif spec.family == "gguf":
         file = spec.path
         if not file.is_file() or file.suffix != ".gguf":
             raise FileNotFoundError(f"gguf spec {cfg.name!r}: {file} is not an existing .gguf file")
+        location = file
         model, tokenizer = _load_hf(str(_gguf_folder(file, cache_root)))
     else:
         from ablate.zoo import ensure_built
 
-        model, tokenizer = _load_hf(str(ensure_built(spec.name, cache_root)))
+        location = ensure_built(spec.name, cache_root)
+        model, tokenizer = _load_hf(str(location))
+    model.ablate_weights = weights_identity(location) if Path(str(location)).exists() else str(location)
     ensure_image_token(model, tokenizer)
     log.info("llm %s: %s, %.1fM parameters, dtype %s, vocabulary %d", cfg.name, type(model).__name__,
              sum(p.numel() for p in model.parameters()) / 1e6, model.dtype, len(tokenizer))
