@@ -6,7 +6,9 @@ cuts an image's block in half: a block that does not fit is dropped whole, with 
 
 Labels: every text token and `<eos>` of a row, except for an instruction row (one with an `answer`): there the
 prompt carries no loss, only the answer's tokens (` ` + answer, tokenised apart from the prompt, as generation
-continues a prompt) and `<eos>` do.
+continues a prompt) and `<eos>` do. With `llm.chat_template` an instruction row's prompt is wrapped in the
+tokenizer's user turn (its ids before the prompt, then the ids that open the assistant's reply), as generation
+wraps an evaluation prompt.
 """
 from __future__ import annotations
 
@@ -45,6 +47,8 @@ class Collator:
         self.eos_id = tokenizer.eos_token_id
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else (self.eos_id if self.eos_id is not None else 0)
+        # `llm.chat_template`: the ids around a user turn (ablate.models.llm.use_chat_template), for instruction rows
+        self.chat = getattr(tokenizer, "chat_ids", None)
 
     def encode(self, text: str, images: list[str], answer: str | None = None) -> _Row:
         """One row: ids, which positions are visual tokens, the images kept (truncation-aware) and which positions
@@ -54,6 +58,9 @@ class Collator:
             raise ValueError(f"{len(pieces) - 1} {IMAGE_MARKER} markers but {len(images)} images in {text[:80]!r}")
         encoded = self.tokenizer([p.strip() for p in pieces], add_special_tokens=False)["input_ids"]
         ids: list[int] = [] if self.bos_id is None else [self.bos_id]
+        chat = self.chat if answer is not None else None
+        if chat:
+            ids += chat[0]
         is_image = [False] * len(ids)
         kept: list[str] = []
         for k, piece in enumerate(encoded):
@@ -71,6 +78,9 @@ class Collator:
             if self.bos_id is not None:
                 labelled[0] = False
         else:
+            if chat and len(kept) == len(images):   # the prompt fits whole: the assistant's turn begins
+                ids += chat[1]
+                is_image += [False] * len(chat[1])
             labelled = [False] * len(ids)
             answer_ids = self.tokenizer(" " + answer.strip(), add_special_tokens=False)["input_ids"]
             ids += answer_ids

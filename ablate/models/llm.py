@@ -174,7 +174,39 @@ def build_llm(cfg: LLMConfig, cache_root: Path | None = None):
              sum(p.numel() for p in model.parameters()) / 1e6, model.dtype, len(tokenizer))
     if cfg.lora is not None:
         add_lora(model, cfg.lora)
+    if cfg.chat_template:
+        use_chat_template(tokenizer, cfg.name)
     return model, tokenizer
+
+
+_TURN = "\x00ablate-user-turn\x00"
+
+
+def use_chat_template(tokenizer, name: str = "") -> tuple[list[int], list[int]]:
+    """Give `tokenizer` the token ids its chat template puts before and after one user turn (`chat_ids`), up to
+    where the assistant's reply begins. The collator wraps each instruction row's prompt in them (the answer
+    follows) and generation wraps each context in them, so training and evaluation see the same frame."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(f"llm.chat_template is true but the tokenizer of {name or 'this LLM'} has no chat template "
+                         f"(a base model): leave llm.chat_template out")
+    text = tokenizer.apply_chat_template([{"role": "user", "content": _TURN}], tokenize=False,
+                                         add_generation_prompt=True)
+    if text.count(_TURN) != 1:
+        raise ValueError(f"the chat template of {name or 'this LLM'} does not render a user turn as given")
+    before, after = text.split(_TURN)
+    if tokenizer.bos_token and before.startswith(tokenizer.bos_token):
+        before = before[len(tokenizer.bos_token):]    # rows and contexts start with <bos> already
+    ids = (tokenizer(before, add_special_tokens=False)["input_ids"],
+           tokenizer(after, add_special_tokens=False)["input_ids"])
+    tokenizer.chat_ids = ids
+    log.info("llm %s: chat template on instruction rows and evaluation prompts: %r <prompt> %r", name, before,
+             after)
+    return ids
+
+
+def chat_ids(tokenizer) -> tuple[list[int], list[int]] | None:
+    """`(before, after)` ids of a user turn when the cell applies the chat template (`llm.chat_template`), else None."""
+    return getattr(tokenizer, "chat_ids", None)
 
 
 ADAPTER_MARK = "lora_"   # in the names of LoRA's parameters (`q_proj.lora_A.default.weight`), never in a base's

@@ -96,18 +96,25 @@ class MLLM(nn.Module):
         return CausalLMOutputWithPast(loss=loss)
 
     # ---- generation (the evaluation protocol: interleaved images and text in, strings out) ----
-    def _encode_context(self, context: list) -> tuple[list[int], list[Image.Image]]:
+    def _encode_context(self, context: list, chat: bool = False) -> tuple[list[int], list[Image.Image]]:
+        """`chat`: wrap the context in the tokenizer's user turn when the cell applies its chat template
+        (`llm.chat_template`; generation only, as training wraps instruction rows)."""
         ids: list[int] = []
         images: list[Image.Image] = []
         bos = self.tokenizer.bos_token_id
         if bos is not None:
             ids.append(bos)
+        turn = getattr(self.tokenizer, "chat_ids", None) if chat else None
+        if turn:
+            ids.extend(turn[0])
         for part in context:
             if isinstance(part, Image.Image):
                 images.append(part.convert("RGB"))
                 ids.extend(self.image_tokens.block(part))
             else:
                 ids.extend(self.tokenizer(str(part), add_special_tokens=False)["input_ids"])
+        if turn:
+            ids.extend(turn[1])
         return ids, images
 
     def _visual_from_pil(self, images: list[Image.Image]) -> torch.Tensor:
@@ -117,7 +124,7 @@ class MLLM(nn.Module):
     @torch.no_grad()
     def generate(self, contexts: list[list], max_new_tokens: int = 8) -> list[str]:
         """Greedy decoding with the LM's KV cache; contexts are left-padded into one batch."""
-        encoded = [self._encode_context(c) for c in contexts]
+        encoded = [self._encode_context(c, chat=True) for c in contexts]
         width = max(len(ids) for ids, _ in encoded)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
