@@ -56,14 +56,18 @@ def autocast_for(device: torch.device, precision: str):
 
 
 def train(model: MLLM, batches: Iterator[Batch], cfg: TrainConfig, optimizer, scheduler, hooks: Hooks,
-          state: TrainState | None = None, until: int | None = None, saved=None) -> TrainState:
-    """Steps until `until` (default: `cfg.steps`). Checkpoints every `cfg.checkpoint_every` global steps save
-    `saved` (an object with `state_dict`, default: `optimizer` and `scheduler` themselves)."""
+          state: TrainState | None = None, until: int | None = None, saved=None, stage_start: int = 0) -> TrainState:
+    """Steps until `until` (default: `cfg.steps`) of the stage that began after `stage_start` steps. Checkpoints
+    every `cfg.checkpoint_every` global steps store `saved`, an (optimizer, scheduler) pair of objects with
+    `state_dict` (default: `optimizer` and `scheduler` themselves)."""
     state = state or TrainState()
     until = cfg.steps if until is None else until
     device = model.device
     model.train()
     best = math.inf
+    # the divergence guard's reference: the stage's first loss (kept across a resume); a new stage has its own, as
+    # its data and loss mask may differ (an instruction stage starts on answer tokens alone, far above captions)
+    start = next((v for s, v in state.losses if s == stage_start + 1), None)
     while state.step < until:
         batch = next(batches)
         with autocast_for(device, cfg.precision):
@@ -73,7 +77,7 @@ def train(model: MLLM, batches: Iterator[Batch], cfg: TrainConfig, optimizer, sc
         value = float(loss.detach())
         if not math.isfinite(value):
             raise Diverged(state.step + 1, f"loss is {value}")
-        start = state.losses[0][1] if state.losses else value   # the cell's first loss (kept across a resume)
+        start = value if start is None else start
         if value > far_above(start):
             raise Diverged(state.step + 1, f"loss {value:.3g} is far above its starting value {start:.3g} (more "
                                            f"than 2x + 2): the learning rate is likely too high (train.lr)")
@@ -109,5 +113,5 @@ def train_stages(model: MLLM, cfg: TrainConfig, optim, batches_for: Callable[[St
         if on_stage is not None:
             on_stage(stage, state.step)
         state = train(model, batches_for(stage, state.step - stage.start), cfg, optim.optimizer, optim.scheduler,
-                      hooks, state, until=stage.end, saved=slots)
+                      hooks, state, until=stage.end, saved=slots, stage_start=stage.start)
     return state
