@@ -378,6 +378,8 @@ BAD = {   # what the grid says -> the key and words the refusal must name
     "unknown-kind": ("", ", mixture: {captions: 1}", "data.mixture", "instruction"),
     "same-name-twice": (", stages: [{name: a, steps: 2}, {name: a, steps: 2}]", "", "train.stages", "unique"),
     "no-stages": (", stages: []", "", "train.stages", "stages is empty"),
+    "boolean-in-a-stage": (", stages: [{name: a, steps: 2, lr_multipliers: {llm: false}}]", "",
+                           "train.stages.0.lr_multipliers", "a boolean"),
 }
 
 

@@ -51,8 +51,11 @@ def _bool_where_number(annotation, value) -> bool:
         return any(_bool_where_number(args[0], v) for v in value)
     if origin is dict and isinstance(value, dict):
         return any(_bool_where_number(args[1], v) for v in value.values())
-    if origin in (typing.Union, types.UnionType) and bool not in args and str not in args:
-        return isinstance(value, bool) and any(a in (int, float) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        if isinstance(value, (list, dict)):   # an optional list or mapping (a stage's mixture, multipliers)
+            return any(_bool_where_number(a, value) for a in args)
+        if bool not in args and str not in args:
+            return isinstance(value, bool) and any(a in (int, float) for a in args)
     return False
 
 
