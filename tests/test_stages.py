@@ -359,6 +359,16 @@ def test_stages_are_an_axis_with_labelled_values(tmp_path, tiny_backbones):
     assert [len(c.config.train.stages) for c in loaded.cells] == [1, 2] and len({c.id for c in loaded.cells}) == 2
 
 
+def test_a_grid_with_a_good_instruction_source_and_stages_is_accepted(tmp_path, tiny_backbones):
+    path = write_question_file(tmp_path / "q")
+    stages = (f'[{{name: align, steps: 2, lr_multipliers: {{llm: 0}}}}, {{name: tune, steps: 2, data: {{mixture: '
+              f'{{instruction: 1}}, sources: [{{kind: instruction, path: "{path}", answer: draw}}]}}}}]')
+    (cell,) = load_grid(grid(tmp_path, tiny_backbones, train=f", stages: {stages}")).cells
+    tune = plan(cell.config.train)[1]
+    assert cell.config.train.steps == 4 and tune.sources[0].answer == "draw"
+    assert tune.data(cell.config.data).sources == tune.sources and cell.config.data.sources == []
+
+
 BAD = {   # what the grid says -> the key and words the refusal must name
     "unknown-stage-key": (", stages: [{name: a, steps: 4, stepz: 3}]", "", "train.stages", "a stage takes"),
     "zero-steps": (", stages: [{name: a, steps: 0}]", "", "train.stages.0.steps", "greater than or equal to 1"),
