@@ -67,6 +67,57 @@ class SilentLogger:
         return lambda *args, **kwargs: None
 
 
+class TrainCost:
+    """What training a cell cost, logged as `cost/...`: samples/s and tokens/s (text and visual, all processes
+    together), the median step time, peak memory (CUDA max allocated, or the process's peak RSS on the CPU) and
+    the number of processes. Counts the batches as they are drawn and times the steps as they are reported."""
+
+    def __init__(self, image_token_id: int):
+        self.image_token_id = image_token_id
+        self.counts = torch.zeros(3, dtype=torch.float64)   # samples, text tokens, visual tokens (this process)
+        self.step_s: list[float] = []
+        self._last: float | None = None
+
+    def counted(self, batches_for):
+        def counting(stage: Stage, done: int):
+            for batch in batches_for(stage, done):
+                real = batch.attention_mask.bool()
+                visual = int((batch.input_ids[real] == self.image_token_id).sum())
+                self.counts += torch.tensor([batch.input_ids.shape[0], int(real.sum()) - visual, visual])
+                yield batch
+        return counting
+
+    def timed(self, hooks):
+        on_step = hooks.on_step
+
+        def timing(step: int, loss: float, lr: float) -> None:
+            now = time.monotonic()
+            if self._last is not None:
+                self.step_s.append(now - self._last)
+            self._last = now
+            on_step(step, loss, lr)
+
+        hooks.on_step = timing
+        return hooks
+
+    def metrics(self, train_s: float, device: torch.device) -> dict[str, float]:
+        counts = self.counts.clone()
+        if parallel.active():
+            torch.distributed.all_reduce(counts)
+        samples, text, visual = (float(c) for c in counts)
+        if device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(device) / 2**30
+        else:
+            import resource
+
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20   # KiB on Linux
+        per_s = 1.0 / max(train_s, 1e-9)
+        return {"cost/samples_per_s": samples * per_s, "cost/tokens_per_s": (text + visual) * per_s,
+                "cost/text_tokens_per_s": text * per_s, "cost/visual_tokens_per_s": visual * per_s,
+                "cost/step_s_median": float(np.median(self.step_s)) if self.step_s else train_s,
+                "cost/peak_memory_gib": peak, "cost/processes": float(parallel.world_size())}
+
+
 def step_metrics(stages: list[Stage] | None, step: int, loss: float, lr: float | None = None) -> dict[str, float]:
     """The metrics of one step: `train/loss` (and `train/lr`); with stages, the stage's own and, at its first step,
     `train/stage`."""
@@ -146,9 +197,12 @@ def run_cell(cell: Cell, workspace: Workspace, logger: RunLogger, feature_cache:
     train_started = time.monotonic()
     hooks = CellHooks(cell, model, logger, progress, workspace, elapsed=lambda: earlier_s + time.monotonic() - started)
     rows = parallel.shard(cfg.train.batch_size) if parallel.active() else None
-    state = train_stages(parallel.parallelize(model), cfg.train, optim, stage_batches(cfg, world, model, rows=rows),
-                         hooks, state, slots)
-    train_s = time.monotonic() - train_started
+    cost = TrainCost(model.image_token_id)
+    with parallel.rank_failures_named():
+        state = train_stages(parallel.parallelize(model), cfg.train, optim,
+                             cost.counted(stage_batches(cfg, world, model, rows=rows)), cost.timed(hooks), state, slots)
+        train_s = time.monotonic() - train_started
+        logger.log_metrics(cost.metrics(train_s, model.device))   # all ranks: the counts are summed over them
     main = parallel.is_main()
     parallel.leave()   # evaluation runs in rank 0 alone
     if not main:

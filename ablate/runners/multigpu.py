@@ -85,8 +85,8 @@ def main(argv: list[str]) -> int:
         if code in (130, 143) and not signalled and rc != 0:
             code = None   # the launcher stopped rank 0 because another rank failed
         if code is None:
-            print(f"error: a rank of the cell failed or was killed (the launcher exited with {rc}; its report and "
-                  "the rank's traceback are above)", file=sys.stderr, flush=True)
+            print(f"error: a rank of the cell failed, hung or was killed (the launcher exited with {rc}; its report "
+                  "and the rank's traceback are above)", file=sys.stderr, flush=True)
             return rc if rc > 0 else 1
         return code
     finally:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+from contextlib import contextmanager
 from datetime import timedelta
 
 import torch
@@ -116,6 +117,27 @@ def receive() -> str:
     box = [None]
     dist.broadcast_object_list(box, src=0)
     return str(box[0])
+
+
+class RankFailed(RuntimeError):
+    """Another rank of the cell died, hung past the collective timeout or failed: this rank's collective broke."""
+
+
+COLLECTIVE_ERRORS = ("gloo", "nccl", "connection reset", "connection closed", "timed out", "timeout")
+
+
+@contextmanager
+def rank_failures_named():
+    """While several ranks train, a broken collective (a rank died, hung or failed) is raised as `RankFailed`,
+    so the cell's reason in the store says what happened rather than a transport error."""
+    try:
+        yield
+    except RuntimeError as err:
+        dist_error = getattr(dist, "DistError", ())
+        if not active() or not (isinstance(err, dist_error) or any(w in str(err).lower() for w in COLLECTIVE_ERRORS)):
+            raise
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise RankFailed(f"a rank of the cell failed, hung or was killed (rank {rank()} saw: {first})") from err
 
 
 def labelled_tokens(labels: torch.Tensor) -> torch.Tensor:
