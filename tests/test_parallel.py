@@ -160,10 +160,13 @@ def test_two_processes_train_like_one_and_their_checkpoint_resumes_in_one(tiny_g
 
 
 @pytest.mark.slow
-def test_a_rank_killed_mid_cell_fails_the_cell_and_the_rerun_finishes_it(tiny_grid, tmp_path, workspace):
-    """`ablate run GRID --runner <multigpu, torchrun, 2 processes>` on the CPU: rank 1 is SIGKILLed at step 7 (once;
-    the checkpoint of step 5 is written): the cell FAILS with a reason saying a rank failed, the grid goes on; the
-    next run resumes from step 5 on both ranks and leaves a FINISHED run."""
+@pytest.mark.parametrize("fault", ["sigkill", "hang"])
+def test_a_rank_killed_or_hung_mid_cell_fails_the_cell_and_the_rerun_finishes_it(tiny_grid, tmp_path, workspace,
+                                                                                 fault):
+    """`ablate run GRID --runner <multigpu, torchrun, 2 processes>` on the CPU: rank 1 is SIGKILLed, or hangs, at
+    step 7 (once; the checkpoint of step 5 is written): the cell FAILS with a reason saying a rank failed (a hang:
+    when rank 0's all-reduce times out after ABLATE_COLLECTIVE_TIMEOUT_S, 15 s here, not the 600 s time limit), the
+    grid goes on; the next run resumes from step 5 on both ranks and leaves a FINISHED run."""
     import textwrap
 
     from ablate.resolve import load_grid
@@ -173,7 +176,7 @@ def test_a_rank_killed_mid_cell_fails_the_cell_and_the_rerun_finishes_it(tiny_gr
     faults = tmp_path / "faults"
     faults.mkdir()
     (faults / "sitecustomize.py").write_text(textwrap.dedent(f"""
-        import os, signal
+        import os, signal, time
         import ablate.cell as _cell
         _on_step = _cell.CellHooks.on_step
         def on_step(self, step, loss, lr):
@@ -181,13 +184,15 @@ def test_a_rank_killed_mid_cell_fails_the_cell_and_the_rerun_finishes_it(tiny_gr
             marker = {str(faults / "killed")!r}
             if step == 7 and os.environ.get("RANK") == "1" and not os.path.exists(marker):
                 open(marker, "w").close()
+                if {fault!r} == "hang":
+                    time.sleep(3600)
                 os.kill(os.getpid(), signal.SIGKILL)
         _cell.CellHooks.on_step = on_step
         """))
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     runner_path = tmp_path / "multigpu.yaml"
     runner_path.write_text("kind: multigpu\nlauncher: torchrun\ngpus: 2\ntime_limit_s: 600\n"
-                           f"env: {{OMP_NUM_THREADS: '1', ABLATE_COLLECTIVE_TIMEOUT_S: '60', "
+                           f"env: {{OMP_NUM_THREADS: '1', ABLATE_COLLECTIVE_TIMEOUT_S: '15', "
                            f"PYTHONPATH: '{faults}:{repo}'}}\n")
     grid = load_grid(tiny_grid(axes="connector.name: [mlp]", steps=10))
     cell = grid.cells[0]
