@@ -7,6 +7,7 @@ merges, token types) trained here on the tiny world's texts.
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -100,14 +101,29 @@ def tiny_gguf(tmp_path_factory):
     return {"file": root / "tiny-llama-q8_0.gguf", "model": model, "tokenizer": tokenizer, "texts": texts}
 
 
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 def test_gguf_loads_as_written_and_reloads_from_the_cache(tiny_gguf, tmp_path, monkeypatch, caplog):
     from ablate.config.schema import LLMConfig
     from ablate.models import llm as llm_module
 
     spec = LLMConfig(name=f"gguf:{tiny_gguf['file']}")
-    with caplog.at_level("INFO", logger="ablate.models.llm"):
+    records = _Records()   # a handler on the module's own logger: what it logs, whatever other tests did to the root
+    llm_module.log.addHandler(records)
+    level, llm_module.log.level = llm_module.log.level, logging.INFO
+    try:
         model, tok = llm_module.build_llm(spec, tmp_path)
-    assert "dequantised in" in caplog.text
+    finally:
+        llm_module.log.removeHandler(records)
+        llm_module.log.setLevel(level)
+    assert any("dequantised in" in m for m in records.messages), records.messages
     assert getattr(model, "hf_quantizer", None) is None and not hasattr(model.config, "quantization_config")
     (folder,) = [p for p in (tmp_path / "gguf").iterdir() if p.is_dir()]
     assert folder.name.startswith("tiny-llama-q8_0-") and (folder / "model.safetensors").is_file()
