@@ -29,6 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ablate.config.defaults import check_llm_options
 from ablate.config.errors import CellCheckError
 from ablate.config.grid import Cell, Grid, expand_grid
 from ablate.config.schema import CellConfig, EncoderConfig
@@ -238,6 +239,7 @@ class Resolver:
         _, warnings = self._once(("encoder", config.encoder), lambda: _check_encoder(config.encoder))
         self._once(("sources", tuple(config.data.sources)), lambda: _check_sources(config))
         warnings = [*warnings, *self._check_stages(config)]
+        warnings += check_llm_options(config)   # llm.chat_template, llm.lora (ablate.config.defaults)
         self._once(("eval", config.eval.model_dump_json()), lambda: _check_eval(config))
         for custom in config.eval.custom_tasks:   # the files, read once per task whatever the grid sweeps
             self._once(("custom task", custom.model_dump_json()), lambda: _check_custom_data(custom))

@@ -64,3 +64,32 @@ def test_a_tokenizer_without_a_chat_template_is_refused(tiny_backbones, tmp_path
 
     with pytest.raises(ValueError, match="has no chat template"):
         build_llm(LLMConfig(name=tiny_backbones["llm"], chat_template=True), tmp_path)
+
+
+def test_the_dry_run_refuses_a_chat_template_the_tokenizer_lacks_and_warns_of_frozen_adapters(
+        tiny_backbones, chat_llm, tmp_path):
+    from conftest import TINY_WORLD
+
+    from ablate.config.errors import GridError
+    from ablate.resolve import load_grid
+
+    world = ", ".join(f"{k}: {v}" for k, v in TINY_WORLD.items())
+
+    def grid(llm: str, train: str = "") -> object:
+        path = tmp_path / "grid.yaml"
+        path.write_text(f"""name: chat
+base:
+  encoder: {{name: "{tiny_backbones['encoder']}", resolution: 64}}
+  llm: {llm}
+  data: {{world: {{{world}}}}}
+  train: {{steps: 2{train}}}
+axes:
+  connector.tokens: [16]
+""")
+        return load_grid(path)
+
+    with pytest.raises(GridError, match="llm.chat_template.*no chat template"):
+        grid(f'{{name: "{tiny_backbones["llm"]}", chat_template: true}}')
+    assert grid(f'{{name: "{chat_llm}", chat_template: true}}').cells[0].config.llm.chat_template
+    frozen_adapters = grid(f'{{name: "{chat_llm}", lora: {{r: 2}}}}', ", lr_multipliers: {llm: 0}")
+    assert any("adapters never train" in w for w in frozen_adapters.warnings)
