@@ -1,20 +1,29 @@
-"""Training data: sources of four kinds, mixtures by weight, collation into `Batch` (see docs/data.md)."""
-from ablate.data.batch import Batch
-from ablate.data.collate import Collator
-from ablate.data.mixture import mix, normalised
-from ablate.data.pipeline import mixture_sources, train_batches
-from ablate.data.sources import FEATURES, KINDS, load_source
-from ablate.data.validate import SourceError
+"""Training data: sources of five kinds, mixtures by weight, collation into `Batch` (see docs/data.md).
 
-__all__ = [
-           "FEATURES",
-           "KINDS",
-           "Batch",
-           "Collator",
-           "SourceError",
-           "load_source",
-           "mix",
-           "mixture_sources",
-           "normalised",
-           "train_batches",
-]
+The names below are loaded on first use, so `ablate.data.vqa` (question files, read the same way by training and
+by evaluation) imports without torch and `datasets`.
+"""
+from __future__ import annotations
+
+import importlib
+
+_WHERE = {
+    "Batch": "ablate.data.batch",
+    "Collator": "ablate.data.collate",
+    "mix": "ablate.data.mixture",
+    "normalised": "ablate.data.mixture",
+    "mixture_sources": "ablate.data.pipeline",
+    "train_batches": "ablate.data.pipeline",
+    "FEATURES": "ablate.data.sources",
+    "KINDS": "ablate.data.sources",
+    "load_source": "ablate.data.sources",
+    "SourceError": "ablate.data.validate",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'ablate.data' has no attribute {name!r}")

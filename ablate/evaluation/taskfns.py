@@ -10,11 +10,11 @@ import contextlib
 import functools
 import hashlib
 import io
-import json
 import os
 from collections.abc import Hashable
 from pathlib import Path
 
+from ablate.data.vqa import as_answers, load_records  # one reader for training and evaluation
 from ablate.evaluation import metrics
 from ablate.evaluation.fewshot import DemoPool, majority_answer
 from ablate.evaluation.spec import IMAGE_MARKER, TaskSpec
@@ -22,25 +22,6 @@ from ablate.evaluation.spec import IMAGE_MARKER, TaskSpec
 
 class TaskError(RuntimeError):
     """A task's document function failed: the message names the task, the question and the cause."""
-
-
-def as_answers(value) -> list[str]:
-    """Reference answers from a column value: a list of strings, VQAv2-style dicts, a JSON list or one string."""
-    if value is None or (isinstance(value, float) and value != value):   # a missing value (NaN in a csv)
-        return []
-    if isinstance(value, (bool, int, float)):
-        return [str(value)]
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                return as_answers(json.loads(text))
-            except json.JSONDecodeError:
-                pass
-        return [value]
-    if isinstance(value, dict):
-        return [str(value.get("answer", ""))]
-    return [a for item in value for a in as_answers(item)]
 
 
 class TaskFns:
@@ -200,28 +181,3 @@ def _open_image(path: str):
         return img.convert("RGB")
 
 
-def load_records(path: str) -> list[dict]:
-    """All records of a question file (jsonl / json / parquet / csv), in file order."""
-    path = str(path)
-    lower = path.lower()
-    if lower.endswith(".jsonl"):
-        with open(path, encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
-    if lower.endswith(".json"):
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-        if isinstance(data, dict):  # {"questions": [...]} or {"data": [...]}
-            lists = [v for v in data.values() if isinstance(v, list)]
-            if len(lists) != 1:
-                raise ValueError(f"{path}: expected a list of records or one list inside an object")
-            data = lists[0]
-        return list(data)
-    import pandas as pd
-
-    if lower.endswith(".parquet"):
-        frame = pd.read_parquet(path)
-    elif lower.endswith((".csv", ".tsv")):
-        frame = pd.read_csv(path, sep="\t" if lower.endswith(".tsv") else ",")
-    else:
-        raise ValueError(f"unsupported question file {path!r}: use .jsonl, .json, .parquet or .csv")
-    return frame.to_dict(orient="records")
