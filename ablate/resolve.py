@@ -24,6 +24,7 @@ import glob
 import hashlib
 import json
 import os
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,12 @@ from ablate.config.errors import CellCheckError
 from ablate.config.grid import Cell, Grid, expand_grid
 from ablate.config.schema import CellConfig, EncoderConfig
 from ablate.config.spec import ENCODER_FAMILIES, ENCODER_FORMS, LLM_FAMILIES, LLM_FORMS, Spec, SpecError
+from ablate.config.stages import plan
+from ablate.data.vqa import QuestionFileError, check_question_file
+from ablate.evaluation.checks import TaskDataError, check_custom_task, check_fewshot_template
+from ablate.evaluation.tasks import known_task_names
+from ablate.world.identity import world_hash
+from ablate.zoo.recipes import RECIPES, recipe_for, recipe_hash, world_identity
 
 MAX_CELLS = 1000   # `ablate run` refuses bigger grids unless told `--max-cells N`
 
@@ -118,8 +125,6 @@ def identity_json(config: CellConfig, canonical: str | None = None, with_eval: b
 
 def _model_of(annotation) -> tuple[type[BaseModel] | None, str]:
     """The config block a field holds (`(Block, "")`), or holds a list of (`(Block, "[]")`)."""
-    import typing
-
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation, ""
     args = typing.get_args(annotation)
@@ -201,9 +206,6 @@ class Resolver:
 
     # ids -----------------------------------------------------------------------------------------------------
     def provenance(self, config: CellConfig) -> dict[str, str]:
-        from ablate.world.identity import world_hash
-        from ablate.zoo.recipes import RECIPES, recipe_hash, world_identity
-
         out = {"world": self._once(("world", config.data.world), lambda: world_hash(config.data.world))}
         for text in (config.encoder.name, config.llm.name):
             try:
@@ -248,8 +250,6 @@ class Resolver:
     def _check_stages(self, config: CellConfig) -> list[str]:
         """Each stage's data (the cell's, for a cell without stages): every kind its mixture weighs has data, and
         its sources' files are there (instruction question files read on their first rows)."""
-        from ablate.config.stages import plan
-
         warnings = []
         for stage in plan(config.train):
             prefix = "data" if config.train.stages is None else f"train.stages.{stage.index}.data"
@@ -290,8 +290,6 @@ def _frozen(options: dict) -> tuple:
 
 
 def _zoo_names(kind: str) -> list[str]:
-    from ablate.zoo.recipes import RECIPES
-
     return [f"zoo:{name}" for name, recipe in RECIPES.items() if recipe.kind == kind]
 
 
@@ -322,7 +320,7 @@ def _local_or_cached(ref: str) -> bool:
         return True
     if not _hub_offline():
         return True     # online: the loader downloads it
-    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub import try_to_load_from_cache  # lazy: only for grids that name hub weights
 
     return isinstance(try_to_load_from_cache(ref, "config.json"), str)
 
@@ -332,7 +330,7 @@ _TIMM_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_mo
 
 def _timm_repo_cached(name: str) -> bool:
     """Weights of `timm/<name>` or `timm/<name>.<tag>` in the Hugging Face cache (where timm keeps nearly all)."""
-    from huggingface_hub.constants import HF_HUB_CACHE
+    from huggingface_hub.constants import HF_HUB_CACHE  # lazy: only for timm specs
 
     stem = f"models--timm--{name}"
     for repo in Path(HF_HUB_CACHE).glob(glob.escape(stem) + "*"):
@@ -354,7 +352,7 @@ def _check_timm(key: str, spec: Spec) -> None:
         return           # online: timm downloads them; or cached under timm/<name>[.<tag>] (no timm import)
     try:
         import timm  # the exact check (hub id of the default weights) needs timm's registry, hence torch
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import try_to_load_from_cache  # lazy: only for grids that name hub weights
     except ImportError:
         return           # the build says timm is missing
     if not timm.is_model(spec.name):
@@ -390,15 +388,13 @@ def _check_encoder(encoder: EncoderConfig) -> tuple[tuple[int, int] | None, list
 def _patch_size(spec: Spec) -> int | None:
     """The patch size of an encoder, from its zoo recipe or its `config.json` (None for timm: known once built)."""
     if spec.family == "zoo":
-        from ablate.zoo.recipes import recipe_for
-
         return recipe_for(spec.name).patch
     if spec.family != "hf":
         return None
     folder = Path(spec.name).expanduser()
     file = folder / "config.json" if folder.is_dir() else None
     if file is None:
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import try_to_load_from_cache  # lazy: only for grids that name hub weights
 
         cached = try_to_load_from_cache(spec.name, "config.json")
         file = Path(cached) if isinstance(cached, str) else None
@@ -406,7 +402,7 @@ def _patch_size(spec: Spec) -> int | None:
         config = json.loads(file.read_text())
         patch = (config.get("vision_config") or config).get("patch_size")
     else:               # online and not cached: transformers fetches the config (a few KB)
-        from transformers import AutoConfig
+        from transformers import AutoConfig  # lazy: only online, for an hf: id that is not cached
 
         config = AutoConfig.from_pretrained(spec.name)
         patch = getattr(getattr(config, "vision_config", config), "patch_size", None)
@@ -416,6 +412,7 @@ def _patch_size(spec: Spec) -> int | None:
 
 
 def _check_connector(config: CellConfig, grid: tuple[int, int] | None) -> None:
+    # lazy: connectors are torch modules; checked last so that every other refusal comes without torch
     from ablate.models.connectors import check_tokens, connector_class, connector_names
     from ablate.models.connectors.base import resolve_options
 
@@ -442,8 +439,6 @@ def _check_connector(config: CellConfig, grid: tuple[int, int] | None) -> None:
 
 
 def _check_eval(config: CellConfig) -> None:
-    from ablate.evaluation.tasks import known_task_names
-
     allowed = known_task_names(config.eval)
     for task in config.eval.tasks:
         if task not in allowed:
@@ -463,8 +458,6 @@ def _check_eval(config: CellConfig) -> None:
                 raise CellCheckError(f"eval.custom_tasks.{field}",
                                      f"custom task {custom.name}: no {kind} at {path.resolve()}")
     if any(shots for shots in config.eval.shots):
-        from ablate.evaluation.checks import TaskDataError, check_fewshot_template
-
         try:
             check_fewshot_template(config.eval.fewshot_template)
         except TaskDataError as err:
@@ -473,8 +466,6 @@ def _check_eval(config: CellConfig) -> None:
 
 def _check_custom_data(custom) -> None:
     """A custom task's files hold what its settings name (`ablate.evaluation.checks`), before anything trains."""
-    from ablate.evaluation.checks import TaskDataError, check_custom_task
-
     try:
         check_custom_task(custom)
     except TaskDataError as err:
@@ -504,10 +495,9 @@ def _check_sources(config: CellConfig, sources=None, prefix: str = "data") -> No
             raise CellCheckError(f"{prefix}.sources.path", f"{source.kind} source: no {what} {str(local)!r} "
                                                       f"(relative paths are read from {Path.cwd()})")
 
+
 def _check_question_file(source, prefix: str) -> None:
     """An instruction source's question file, image folder, columns and answers (`ablate.data.vqa`)."""
-    from ablate.data.vqa import QuestionFileError, check_question_file
-
     try:
         check_question_file(source)
     except QuestionFileError as err:
