@@ -212,3 +212,18 @@ def test_a_rank_killed_or_hung_mid_cell_fails_the_cell_and_the_rerun_finishes_it
     assert metrics["cost/samples_per_s"] * metrics["time/train_s"] == pytest.approx(5 * 4, rel=1e-6)
     log = (workspace.home / "logs" / grid.name / f"{cell.id}.log").read_text()
     assert log.count("rank 1 of 2 trains its share of cell") == 2
+
+
+@pytest.mark.slow
+def test_a_diverging_cell_on_two_processes_fails_with_its_step_and_reason(tiny_grid, tmp_path, workspace):
+    """Every rank sees the same global loss, so all stop at the same step; rank 0's reason reaches the store
+    (the other rank ends quietly instead of making the launcher stop rank 0 while it records it)."""
+    from ablate.resolve import load_grid
+    from ablate.runners import load_runner
+
+    runner_path = tmp_path / "multigpu.yaml"
+    runner_path.write_text("kind: multigpu\nlauncher: torchrun\ngpus: 2\nenv: {OMP_NUM_THREADS: '1'}\n")
+    grid = load_grid(tiny_grid(axes="train.lr: [1.0e+12]", steps=4))
+    outcome = load_runner(runner_path).run(grid, workspace)
+    reason = outcome.failed[grid.cells[0].id]
+    assert reason.startswith("diverged at step "), reason

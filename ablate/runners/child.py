@@ -66,9 +66,14 @@ def run_rank(grid_path: str, cell_id: str, home: str, tracking_uri: str, reports
         return protocol.EXIT_INTERRUPTED
     except protocol.Terminated:
         return protocol.EXIT_TERMINATED
-    except Exception:   # noqa: BLE001 - rank 0 records the cell's outcome; this rank's traceback goes to the log
+    except Exception as err:   # noqa: BLE001 - rank 0 records the cell's outcome; this rank's traceback: the log
+        from ablate.train.loop import Diverged
+
+        if isinstance(err, Diverged):   # every rank sees the same global loss: rank 0 records why, undisturbed
+            log.info("rank %d: %s (rank 0 records it)", parallel.rank(), err)
+            return protocol.EXIT_FINISHED
         log.exception("rank %d failed", parallel.rank())
-        return protocol.EXIT_FAILED
+        return protocol.EXIT_FAILED   # the launcher stops the other ranks
     finally:
         parallel.leave()
     return protocol.EXIT_FINISHED
