@@ -29,9 +29,11 @@ from safetensors.torch import load_file, save_file
 
 from ablate.config.schema import CellConfig
 from ablate.config.stages import MODULES, trains_in_any_stage
+from ablate.models.build import build_mllm
 from ablate.models.llm import has_adapters, is_adapter
 from ablate.models.mllm import MLLM
 from ablate.train.loop import TrainState
+from ablate.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -247,9 +249,6 @@ def read_config(folder: Path) -> CellConfig:
 
 def load_for_eval(folder: str | Path, cache_root: str | Path | None = None, device: str | None = None) -> MLLM:
     """Rebuild a trained model from a checkpoint folder alone (no grid file needed)."""
-    from ablate.models.build import build_mllm
-    from ablate.workspace import Workspace
-
     cfg = read_config(Path(folder))
     cache_root = Path(cache_root) if cache_root else Workspace.create().cache
     model = build_mllm(cfg, cache_root, feature_cache=None, device=device)

@@ -43,7 +43,7 @@ class Progress:
         self._label = ""
         self.live = None
         if self.stream.isatty():
-            from rich.console import Console
+            from rich.console import Console  # lazy: rich only for a live view in a terminal
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
             from rich.progress import Progress as RichProgress
 

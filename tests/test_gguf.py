@@ -117,7 +117,8 @@ def test_gguf_loads_as_written_and_reloads_from_the_cache(tiny_gguf, tmp_path, m
     spec = LLMConfig(name=f"gguf:{tiny_gguf['file']}")
     records = _Records()   # a handler on the module's own logger: what it logs, whatever other tests did to the root
     llm_module.log.addHandler(records)
-    level, llm_module.log.level = llm_module.log.level, logging.INFO
+    level = llm_module.log.level
+    llm_module.log.setLevel(logging.INFO)
     try:
         model, tok = llm_module.build_llm(spec, tmp_path)
     finally:

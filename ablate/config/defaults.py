@@ -12,8 +12,11 @@ its canonical dump (and id) says what ran; a zoo cell dumps exactly as before.
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
+from ablate.config.errors import CellCheckError
 from ablate.config.spec import LLM_FAMILIES, Spec, SpecError
 
 ZOO: dict[str, Any] = {"lr": 2e-3, "lr_multipliers": {"encoder": 0.0, "connector": 1.0, "llm": 0.5}}
@@ -82,8 +85,7 @@ def fill_cell(data: Any) -> Any:
 def check_llm_options(config) -> list[str]:
     """The dry run's checks of `llm.chat_template` and `llm.lora` (`ablate.resolve`): raise `CellCheckError` for
     what cannot run, return warnings for what runs but does nothing."""
-    from ablate.config.errors import CellCheckError
-    from ablate.config.stages import plan
+    from ablate.config.stages import plan  # lazy: stages imports schema, which imports this module
 
     llm = config.llm
     if llm.chat_template and _has_chat_template(llm.name) is False:
@@ -98,9 +100,6 @@ def check_llm_options(config) -> list[str]:
 def _has_chat_template(name: str) -> bool | None:
     """Whether the LLM's tokenizer has a chat template, read from its files; None when that needs the model loaded
     (a GGUF's metadata, a hub id not in the cache): the build refuses it then."""
-    import json
-    from pathlib import Path
-
     try:
         spec = Spec.parse(name, LLM_FAMILIES)
     except SpecError:
@@ -111,7 +110,7 @@ def _has_chat_template(name: str) -> bool | None:
         return None
     folder = Path(spec.name).expanduser()
     if not folder.is_dir():
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import try_to_load_from_cache  # lazy: only for an LLM named by hub id
 
         found = try_to_load_from_cache(spec.name, "tokenizer_config.json")
         if not isinstance(found, str):

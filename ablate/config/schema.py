@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from ablate.config.defaults import ZOO, fill_cell, merged_multipliers
 from ablate.config.spec import ENCODER_FAMILIES, LLM_FAMILIES, Spec
 
 SEED_MAX = 2**32 - 1   # numpy's legacy seed range (np.random.seed), also fine for torch.manual_seed
@@ -255,8 +256,6 @@ class TrainConfig(Strict):
     def _partial_multipliers(cls, value):
         """A partial mapping keeps the defaults of the modules it leaves out (a cell fills them from its LLM's
         kind first: `ablate.config.defaults`)."""
-        from ablate.config.defaults import ZOO, merged_multipliers
-
         return merged_multipliers(value, ZOO["lr_multipliers"])
 
     @field_validator("stages", mode="before")
@@ -384,8 +383,6 @@ class CellConfig(Strict):
     def _backbone_defaults(cls, data):
         """Training values left out come from the LLM's kind (zoo or pretrained), a partial `lr_multipliers` is
         merged over them (`ablate.config.defaults`)."""
-        from ablate.config.defaults import fill_cell
-
         return fill_cell(data)
 
     def canonical_json(self) -> str:

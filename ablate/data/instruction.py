@@ -15,13 +15,17 @@ world's facts train on their first answer (the one its captions use: "3", not "t
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
+import numpy as np
 from datasets import Dataset, Features, List, Value
 
 from ablate.config.schema import SourceConfig
 from ablate.data import validate
 from ablate.data.vqa import answers_problem, as_answers, choose_answer, load_records, render_prompt
+from ablate.world.facts import VQA_TYPES, scene_facts, word_facts
+from ablate.world.scene import Scene
 
 IMAGE_MARKER = "<image>"
 WORLD_STREAM = 20   # the world's question draw for instruction rows (the world's own streams are 10-15)
@@ -32,11 +36,6 @@ def world_rows(world) -> list[dict]:
     """Questions over every train image of the world: one of each VQA type the image has a fact of (colour, shape,
     count, position; drawn with a generator seeded by the world's seed and the image's index), and one per word
     written in it."""
-    import numpy as np
-
-    from ablate.world.facts import VQA_TYPES, scene_facts, word_facts
-    from ablate.world.scene import Scene
-
     rows = []
     train = [r for r in world.read("scenes") if r.get("split") == "train"]
     for i, record in enumerate(train):
@@ -93,8 +92,6 @@ def from_source(source: SourceConfig, image_path) -> Dataset:
                                    "answers_column in the source config.")
     rows = record_rows(source, records, image_path)
     if len(rows) < len(records):
-        import warnings
-
         warnings.warn(f"{path}: skipped {len(records) - len(rows)} of {len(records)} rows whose "
                       f"{source.answers_column!r} holds no usable answer", stacklevel=2)
     if not rows:

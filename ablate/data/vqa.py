@@ -15,6 +15,8 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+from PIL import Image
+
 ANSWER_CHOICES = ("most-common", "draw")
 DRAW_SEED = 0   # the seed of the per-row answer draw: the same draw in every cell
 
@@ -113,7 +115,7 @@ def load_records(path: str) -> list[dict]:
                 raise ValueError(f"{path}: expected a list of records or one list inside an object")
             data = lists[0]
         return list(data)
-    import pandas as pd
+    import pandas as pd  # lazy: pandas only for parquet / csv files; this module stays light for validation
 
     if lower.endswith(".parquet"):
         frame = pd.read_parquet(path)
@@ -161,8 +163,6 @@ def check_question_file(source) -> None:
     """Check an instruction source's question file on its first rows: the file and image folder exist, it parses,
     the named columns (and the prompt's `{fields}`) are there, the answers have a usable shape, the first images
     open. Raises `QuestionFileError` naming the setting at fault."""
-    from PIL import Image
-
     path = Path(source.path).expanduser()
     if not path.is_file():
         raise QuestionFileError("path", f"instruction source: no question file {str(path)!r} (relative paths are "

@@ -15,14 +15,13 @@ from pathlib import Path
 
 from ablate.evaluation.taskfns import load_records
 from ablate.evaluation.tasks import world_dir
+from ablate.world import vocab
 
 KINDS = ("chance", "baseline")
 
 
 def world_vqa_chance() -> dict[str, float]:
     """A uniform guess among the answers a world_vqa question of each type can have."""
-    from ablate.world import vocab
-
     return {"colour": 1 / len(vocab.COLOURS), "shape": 1 / len(vocab.SHAPES), "position": 1 / len(vocab.POSITIONS),
             "count": 1 / len(vocab.NUMBER_WORDS)}   # 1 to 4 shapes: the counts that have a number word
 

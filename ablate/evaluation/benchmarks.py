@@ -7,6 +7,7 @@ a message saying what to do when the data cannot be had.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +37,6 @@ class Benchmark:
 @functools.lru_cache(maxsize=1)
 def _builtin_yaml_index() -> dict[str, str]:
     """Built-in task name -> YAML path, from file names and their `task:` line (no imports of task code)."""
-    import importlib.util
-
     spec = importlib.util.find_spec("lmms_eval")
     if spec is None or not spec.submodule_search_locations:
         raise BenchmarkUnavailable("lmms-eval is not installed: pip install 'lmms-eval==0.7.3'")
@@ -63,7 +62,7 @@ def is_builtin(name: str) -> bool:
 
 def resolve_benchmark(name: str) -> Benchmark:
     """The built-in lmms-eval task `name`: its YAML, hub dataset and per-question metric."""
-    from lmms_eval.utils import load_yaml_config
+    from lmms_eval.utils import load_yaml_config  # lazy: lmms-eval (~5 s) only to read a built-in task
 
     index = _builtin_yaml_index()
     if name not in index:
@@ -85,7 +84,7 @@ def check_available(bench: Benchmark) -> None:
     """Raise `BenchmarkUnavailable` when offline and the benchmark's dataset is not in the local hub cache."""
     if not _offline() or not bench.dataset_path or os.path.exists(bench.dataset_path):
         return
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import snapshot_download  # lazy: only to fetch a hub benchmark
 
     try:
         snapshot_download(bench.dataset_path, repo_type="dataset", local_files_only=True)

@@ -154,7 +154,7 @@ def _replace_predictions(store, logger, run_id: str, rows: list[dict], redone: s
     """The run's sample of predictions with the rows of the (task, shots) evaluated again replaced."""
     import pandas as pd  # lazy: pandas only where predictions are merged
 
-    from ablate.tracking.results import read_predictions
+    from ablate.tracking.results import read_predictions  # lazy: pandas
 
     old = read_predictions(store, run_id, PREDICTIONS)
     new = pd.DataFrame(rows)

@@ -13,7 +13,7 @@ MODEL_CLASS = "ablate.evaluation.checkpoint_model.CheckpointLMM"
 
 
 def manifests() -> list:
-    from lmms_eval.models.registry_v2 import ModelManifest
+    from lmms_eval.models.registry_v2 import ModelManifest  # lazy: see the module docstring
 
     return [ModelManifest(model_id=MODEL_ID, simple_class_path=MODEL_CLASS)]
 

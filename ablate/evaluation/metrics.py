@@ -24,6 +24,7 @@ OFFICIAL_N_ANSWERS = 10
 
 @functools.lru_cache(maxsize=1)
 def _processor():
+    # lazy: lmms-eval only when answers are scored
     from lmms_eval.tasks._task_utils.vqa_eval_metric import EvalAIAnswerProcessor
 
     return EvalAIAnswerProcessor()
@@ -57,7 +58,7 @@ def exact_match(prediction: str, answers: Sequence[str]) -> float:
 
 def anls(prediction: str, answers: Sequence[str], threshold: float = 0.5) -> float:
     """Average normalised Levenshtein similarity of one prediction (lmms-eval's implementation)."""
-    from lmms_eval.api.metrics import anls as _anls
+    from lmms_eval.api.metrics import anls as _anls  # lazy: as above
 
     return float(_anls(list(answers), [prediction], thresh_hold=threshold)["anls"])
 
@@ -71,7 +72,7 @@ def _tokenize(text: str) -> str:
 
 def cider(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> tuple[float, np.ndarray]:
     """Corpus CIDEr-D and the per-caption values (document frequencies come from these references)."""
-    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.cider.cider import Cider  # lazy: optional, only for the cider metric
 
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions for {len(references)} reference sets")

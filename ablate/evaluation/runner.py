@@ -216,8 +216,8 @@ def evaluate(model, cfg, world, out_dir, only=None) -> EvalResult:
     task_root = Path(out_dir) / "lmms_tasks"
     planned = write_tasks(cfg, world, task_root, only)
 
-    from lmms_eval import evaluator
-    from lmms_eval.tasks import TaskManager
+    from lmms_eval import evaluator  # lazy: as the adapter above
+    from lmms_eval.tasks import TaskManager  # lazy: as the adapter above
 
     manager = TaskManager(
         verbosity="WARNING",

@@ -14,6 +14,8 @@ import os
 from collections.abc import Hashable
 from pathlib import Path
 
+from PIL import Image
+
 from ablate.data.vqa import as_answers, load_records  # one reader for training and evaluation
 from ablate.evaluation import metrics
 from ablate.evaluation.fewshot import DemoPool, majority_answer
@@ -59,8 +61,6 @@ class TaskFns:
         if path is not None:
             return self._open(path)
         if isinstance(value, dict) and value.get("bytes"):
-            from PIL import Image
-
             return Image.open(io.BytesIO(value["bytes"])).convert("RGB")
         if hasattr(value, "convert"):
             return value.convert("RGB")
@@ -175,8 +175,6 @@ class TaskFns:
 
 
 def _open_image(path: str):
-    from PIL import Image
-
     with Image.open(path) as img:
         return img.convert("RGB")
 

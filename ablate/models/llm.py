@@ -18,10 +18,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+from filelock import FileLock
+from tokenizers import AddedToken
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
 from ablate.config.schema import LLMConfig
 from ablate.config.spec import LLM_FAMILIES, Spec, SpecError
 from ablate.models.encoders.hub import resolve, weights_identity
 from ablate.models.encoders.registry import default_cache_root
+from ablate.zoo import ensure_built
 
 IMAGE_TOKEN = "<image>"
 
@@ -39,16 +45,12 @@ def ensure_image_token(model, tokenizer) -> int:
     Returns the `<image>` id. New embedding rows (and output rows of an untied head) are the mean of the existing
     rows: deterministic, so a model rebuilt from its spec (a frozen LLM is not stored in checkpoints) is the same.
     """
-    from tokenizers import AddedToken
-
     if IMAGE_TOKEN not in tokenizer.get_vocab():
         tokenizer.add_tokens([AddedToken(IMAGE_TOKEN, special=True, normalized=False)], special_tokens=True)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     rows = model.get_input_embeddings().weight.shape[0]
     if len(tokenizer) > rows:
-        import torch
-
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
         with torch.no_grad():
             for layer in {id(m): m for m in (model.get_input_embeddings(), model.get_output_embeddings())
@@ -61,8 +63,6 @@ def ensure_image_token(model, tokenizer) -> int:
 
 
 def _load_hf(location: str):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     model = AutoModelForCausalLM.from_pretrained(location)
     tokenizer = AutoTokenizer.from_pretrained(location)
     return model, tokenizer
@@ -79,8 +79,6 @@ def _gguf_folder(file: Path, cache_root: Path) -> Path:
     except ImportError as err:
         raise ImportError(f"loading {file.name} needs the optional 'gguf' package: pip install 'ablate[gguf]' "
                           f"(or pip install gguf)") from err
-    from filelock import FileLock
-
     folder = cache_root / "gguf" / f"{file.stem}-{weights_identity(file)}"
     if (folder / "config.json").is_file():
         return folder
@@ -112,12 +110,9 @@ def _dequantise(file: Path):
     GGUF quantizer refuses to be saved ("quantized with gguf and is not serializable"). Asking for a
     dequantised load leaves plain float tensors in every layer; what is left of the quantizer is then dropped.
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     kwargs = {}
     try:
-        from transformers import GgufConfig
+        from transformers import GgufConfig  # transformers 5.x; 4.x has none (and always dequantises)
 
         kwargs["quantization_config"] = GgufConfig(dequantize=True)
     except ImportError:  # transformers 4.x: GGUF files are always dequantised, no quantizer is attached
@@ -164,8 +159,6 @@ def build_llm(cfg: LLMConfig, cache_root: Path | None = None):
         location = file
         model, tokenizer = _load_hf(str(_gguf_folder(file, cache_root)))
     else:
-        from ablate.zoo import ensure_built
-
         location = ensure_built(spec.name, cache_root)
         model, tokenizer = _load_hf(str(location))
     model.ablate_weights = weights_identity(location) if Path(str(location)).exists() else str(location)
@@ -232,7 +225,7 @@ def trained_parameters(module) -> dict:
 def add_lora(model, lora) -> None:
     """Inject LoRA adapters (`peft`) into `model` in place: its class, forward and embeddings stay as they are;
     `lora_B` starts at zero, so the adapted model computes what the base did until it trains."""
-    from peft import LoraConfig, inject_adapter_in_model
+    from peft import LoraConfig, inject_adapter_in_model  # lazy: peft only for LoRA cells
 
     config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                         target_modules=list(lora.target_modules) if lora.target_modules else "all-linear",

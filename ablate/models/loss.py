@@ -100,6 +100,7 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
     if backend == "auto":
         backend = "liger" if hidden.is_cuda and liger_available() else "chunked"
     if backend == "liger":
+        # optional: Liger-Kernel when installed
         from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy
 
         n, width = hidden.shape

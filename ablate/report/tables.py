@@ -17,7 +17,7 @@ import pandas as pd
 
 from . import stats as st
 from .meta import ReportMeta
-from .names import axis_label, fixed_items
+from .names import axis_label, fixed_items, task_label, value_label
 from .results import AVG, REFERENCES, Metric, Results
 from .units import human_count, human_flops, human_seconds
 
@@ -225,8 +225,6 @@ def _baseline_index(entries: list[_Entry], axes: list[str], meta: ReportMeta) ->
     wanted = {a: v for a, v in (meta.baseline or {}).items() if a in axes}
     if not wanted:
         return scored[0]
-    from .names import value_label
-
     for i in scored:
         if all(entries[i].labels[axes.index(a)] == value_label(v) for a, v in wanted.items()):
             return i
@@ -375,8 +373,6 @@ def reading(results: Results, baseline_text: str, avg: bool = True) -> str:
 
 def reference_sources(results: Results) -> str:
     """Where the chance and baseline levels come from: 'TextVQA: 1 / 12 world words; VQA: logged'."""
-    from .names import task_label
-
     parts = []
     for kind in REFERENCES:
         for m in results.score_metrics:

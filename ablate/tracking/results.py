@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import pandas as pd
 
@@ -65,8 +66,6 @@ def read_json_artifact(store: Store, run_id: str, name: str):
         return None
     root = store.client.get_run(run_id).info.artifact_uri
     if root.startswith("file:"):  # a local store: read in place (no download, no progress bar)
-        from urllib.parse import unquote, urlparse
-
         return json.loads((Path(unquote(urlparse(root).path)) / name).read_text())
     with tempfile.TemporaryDirectory() as tmp:
         return json.loads(Path(store.client.download_artifacts(run_id, name, tmp)).read_text())

@@ -83,7 +83,7 @@ class Store:
             return found.experiment_id
         if not create:
             return None
-        from ablate.tracking.dashboard import VIEW_TAG, view_tag_value
+        from ablate.tracking.dashboard import VIEW_TAG, view_tag_value  # local: dashboard reads this module's names
         served = self.tracking_uri.startswith(("http://", "https://"))   # a team's `mlflow server` keeps artifacts
         if not served:
             self.artifact_root.mkdir(parents=True, exist_ok=True)
@@ -318,7 +318,7 @@ def _relocate(db: Path, artifact_root: Path) -> None:
 def _forget_engine(tracking_uri: str) -> None:
     """MLflow keeps one engine per URI for the process; after the file was moved it would still point at it."""
     try:
-        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore  # lazy: mlflow, as above
 
         engine = SqlAlchemyStore._engine_map.pop(tracking_uri, None)
         if engine is not None:
@@ -340,14 +340,14 @@ class RunLogger:
         self._buffer: list = []
 
     def log_params(self, params: dict) -> None:
-        from mlflow.entities import Param
+        from mlflow.entities import Param  # lazy: mlflow, as above
 
         items = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for start in range(0, len(items), 100):
             self.client.log_batch(self.run_id, params=items[start:start + 100])
 
     def log_step(self, step: int, **values: float) -> None:
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric  # lazy: mlflow, as above
 
         now = int(time.time() * 1000)
         self._buffer.extend(Metric(k, float(v), now, step) for k, v in values.items())
@@ -372,7 +372,7 @@ class RunLogger:
         self.client.log_dict(self.run_id, data, name)
 
     def log_table(self, rows: list[dict], name: str) -> None:
-        import pandas as pd
+        import pandas as pd  # lazy: pandas only for results
 
         self.client.log_table(self.run_id, data=pd.DataFrame(rows), artifact_file=name)
 

@@ -15,9 +15,10 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import torch
+from PIL import Image
 from torch import nn
 
 
@@ -36,7 +37,7 @@ def compile_blocks(module: nn.Module, **compile_kwargs) -> int:
     Raises Dynamo's recompile limit so that many block instances (and later cells) sharing one code object are
     never silently left to run eagerly.
     """
-    import torch._dynamo
+    import torch._dynamo  # lazy: dynamo loads only when blocks are compiled
 
     blocks = repeated_blocks(module)
     limit = max(64, 4 * len(blocks))
@@ -126,8 +127,6 @@ class Prefetcher:
 
 def to_device(batch, device: torch.device):
     """A copy of a dataclass batch with every tensor field on `device` (pinned, non-blocking on CUDA)."""
-    from dataclasses import fields, replace
-
     return replace(batch, **{f.name: _to_device(getattr(batch, f.name), device) for f in fields(batch)})
 
 
@@ -144,8 +143,6 @@ class ReadyBatch:
 
 def _load_crops(encoder, path: str) -> torch.Tensor:
     """The preprocessed crops of one image, `(crops, 3, R, R)` (one crop unless the encoder slices)."""
-    from PIL import Image
-
     with Image.open(path) as img:
         return encoder.preprocess([img.convert("RGB")])
 

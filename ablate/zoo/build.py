@@ -56,11 +56,11 @@ def ensure_built(spec: str, cache_root: Path, recipe: Recipe | None = None, data
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
         try:
             if recipe.kind == "lm":
-                from ablate.zoo.language import train_lm
+                from ablate.zoo.language import train_lm  # lazy: the training code only when a backbone is built
 
                 metrics = train_lm(recipe, data, tmp, log=say)
             else:
-                from ablate.zoo.vision import train_encoder
+                from ablate.zoo.vision import train_encoder  # lazy: as above
 
                 metrics = train_encoder(recipe, data, tmp, log=say)
             metrics["build_s"] = round(time.perf_counter() - start, 1)

@@ -13,7 +13,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ablate.config.schema import WorldConfig
 from ablate.images import resize
+from ablate.world import build_world
 from ablate.zoo.recipes import world_identity
 
 
@@ -27,9 +29,6 @@ class ZooData:
 
 
 def world_data(world_cfg: dict, cache_root: Path) -> ZooData:
-    from ablate.config.schema import WorldConfig
-    from ablate.world import build_world
-
     cfg = WorldConfig(**world_cfg)
     world = build_world(cfg, cache_root)
     captions = world.read("pretrain") if cfg.n_pretrain else world.read("caption")

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from ablate.config.schema import WorldConfig
 from ablate.config.spec import zoo_name
+from ablate.world.identity import world_hash
 
 RECIPE_VERSION = 1  # bump when the training code changes what it produces
 
@@ -113,8 +114,6 @@ def recipe_for(spec: str) -> Recipe:
 
 def world_identity(world_cfg: dict) -> str:
     """The identity of the embedded world a recipe trains on (part of its cache hash)."""
-    from ablate.world.identity import world_hash
-
     return f"world-{world_hash(WorldConfig(**world_cfg))}"
 
 

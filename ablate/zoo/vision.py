@@ -18,6 +18,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPVisionConfig, CLIPVi
 from ablate.zoo import objectives
 from ablate.zoo.data import ZooData, encode_texts, load_pixels, normalise
 from ablate.zoo.recipes import EncoderRecipe
+from ablate.zoo.retrieval import evaluate_encoder
 
 
 def vision_config(r: EncoderRecipe) -> CLIPVisionConfig:
@@ -162,8 +163,6 @@ def _schedule(step: int, total: int, warmup: float) -> float:
 
 def train_encoder(r: EncoderRecipe, data: ZooData, out: Path, log=print) -> dict:
     """Train per `r` on `data.captions[:-r.heldout]`; save the vision tower (+ text tower) to `out`."""
-    from ablate.zoo.retrieval import evaluate_encoder
-
     start = time.perf_counter()
     train = data.captions[: len(data.captions) - r.heldout]
     with torch.random.fork_rng():

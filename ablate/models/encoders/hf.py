@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import transformers
+from huggingface_hub import snapshot_download
 from torch import nn
 
 from ablate.config.schema import EncoderConfig
@@ -78,13 +80,9 @@ class HFVisionEncoder(VisionEncoder):
     """A transformers vision tower at `cfg.resolution` with its own normalisation."""
 
     def __init__(self, cfg: EncoderConfig, ref: str, identity: str | None = None):
-        import transformers
-
         location = resolve(ref, "image encoder")
         folder = Path(location)
         if not folder.exists():  # online hub id: fetch configs and one weight format into the cache first
-            from huggingface_hub import snapshot_download
-
             folder = Path(snapshot_download(ref, allow_patterns=["*.json", "*.safetensors"]))
             if not any(folder.glob("*.safetensors")):
                 folder = Path(snapshot_download(ref, allow_patterns=["*.json", "*.bin"]))

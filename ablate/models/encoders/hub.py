@@ -7,7 +7,11 @@ without the flag, about 2 s with it; this check takes milliseconds).
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
+
+from huggingface_hub import snapshot_download
+from huggingface_hub.errors import LocalEntryNotFoundError
 
 
 class NotCachedError(FileNotFoundError):
@@ -16,8 +20,6 @@ class NotCachedError(FileNotFoundError):
 
 def hub_offline() -> bool:
     """True when `HF_HUB_OFFLINE` is set (read at call time, so tests and CLIs can set it late)."""
-    import os
-
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
@@ -39,9 +41,6 @@ def resolve(ref: str, what: str = "model") -> str:
         return str(path.resolve())
     if ref.startswith(("/", ".", "~")):
         raise FileNotFoundError(f"{what} path {ref!r} does not exist")
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
     try:
         return snapshot_download(ref, local_files_only=True)
     except (LocalEntryNotFoundError, OSError, ValueError) as err:

@@ -11,6 +11,9 @@ from typing import Callable
 from ablate.config.schema import EncoderConfig
 from ablate.config.spec import ENCODER_FORMS, Spec, SpecError
 from ablate.models.encoders.base import VisionEncoder
+from ablate.models.encoders.hf import HFVisionEncoder
+from ablate.models.encoders.timm_encoder import TimmVisionEncoder
+from ablate.zoo import ensure_built
 
 
 def default_cache_root() -> Path:
@@ -19,21 +22,14 @@ def default_cache_root() -> Path:
 
 
 def _hf(cfg: EncoderConfig, spec: Spec, cache_root: Path) -> VisionEncoder:
-    from ablate.models.encoders.hf import HFVisionEncoder
-
     return HFVisionEncoder(cfg, spec.name)
 
 
 def _timm(cfg: EncoderConfig, spec: Spec, cache_root: Path) -> VisionEncoder:
-    from ablate.models.encoders.timm_encoder import TimmVisionEncoder
-
     return TimmVisionEncoder(cfg, spec.ref)
 
 
 def _zoo(cfg: EncoderConfig, spec: Spec, cache_root: Path) -> VisionEncoder:
-    from ablate.models.encoders.hf import HFVisionEncoder
-    from ablate.zoo import ensure_built
-
     folder = ensure_built(spec.name, cache_root)
     return HFVisionEncoder(cfg, str(folder), identity=folder.name)
 

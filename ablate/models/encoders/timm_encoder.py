@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 import torch
+from huggingface_hub import try_to_load_from_cache
 
 from ablate.config.schema import EncoderConfig
 from ablate.models.encoders.base import VisionEncoder
@@ -21,15 +22,13 @@ log = logging.getLogger(__name__)
 
 
 def _hub_cached(repo: str) -> bool:
-    from huggingface_hub import try_to_load_from_cache
-
     return any(isinstance(try_to_load_from_cache(repo, f), str)
                for f in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"))
 
 
 class TimmVisionEncoder(VisionEncoder):
     def __init__(self, cfg: EncoderConfig, ref: str):
-        import timm
+        import timm  # lazy: timm (~3 s) only for timm: encoders
 
         name, _, weights = ref.partition("@")
         kwargs: dict = {"num_classes": 0}
