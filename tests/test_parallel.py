@@ -27,13 +27,15 @@ def test_shards_are_disjoint_contiguous_and_cover_the_batch():
         shard(1, 0, 2)
 
 
-def test_one_process_trains_the_model_itself():
+def test_one_process_trains_the_model_itself_and_fsdp_is_refused():
     import torch
 
     from ablate.train.parallel import parallelize
 
     model = torch.nn.Linear(2, 2)
     assert parallelize(model) is model
+    with pytest.raises(NotImplementedError, match="FSDP2"):
+        parallelize(model, "fsdp")
 
 
 def test_a_batch_without_labelled_rows_has_zero_loss_and_gradients():

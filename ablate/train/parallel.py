@@ -13,9 +13,9 @@ training loop (`ablate.train.loop`) is the same for one process and for many:
   labelled tokens, so N processes compute the gradients one process computes on the whole batch.
 - `shard(size, rank, world)`: which rows of each global batch a rank takes (`ablate.data.train_batches`).
 
-FSDP2 (`torch.distributed.fsdp.fully_shard`) is the option for LLMs that do not fit on one GPU
-(`strategy="fsdp"`: each transformer block, then the whole MLLM, sharded); the embedded grids and 0.5-7B backbones fit,
-so DDP is the default (docs/runners.md says why).
+FSDP2 (`torch.distributed.fsdp.fully_shard`) is the engine for LLMs that do not fit on one GPU; it is not wired in
+yet (`parallelize(model, "fsdp")` says what is missing); the embedded grids and 0.5-7B backbones fit, so DDP is the
+strategy (docs/runners.md says why).
 """
 from __future__ import annotations
 
@@ -162,11 +162,9 @@ class DataParallelMLLM(nn.Module):
     `device`, `train()`, `eval()` and the model's own attributes (`tokenizer`, `image_tokens`, `parts()`) pass
     through; checkpoints and evaluation use the unwrapped model (`.module`), whose parameters these are."""
 
-    def __init__(self, model: nn.Module, strategy: str = "ddp"):
+    def __init__(self, model: nn.Module):
         super().__init__()
-        if strategy not in ("ddp", "fsdp"):
-            raise ValueError(f"parallel strategy {strategy!r}: use 'ddp' or 'fsdp'")
-        self.module, self.strategy = model, strategy
+        self.module = model
         self._replica: nn.Module | None = None
         self._trained: tuple[bool, ...] | None = None
 
@@ -182,22 +180,17 @@ class DataParallelMLLM(nn.Module):
 
     def replica(self) -> nn.Module:
         """DDP over the model, (re)built when a stage changes which parameters train: DDP syncs the parameters
-        that required a gradient when it was built, and expects each of them to get one every step. (FSDP2
-        shards the model in place, once.)"""
+        that required a gradient when it was built, and expects each of them to get one every step."""
         trained = tuple(p.requires_grad for p in self.module.parameters())
         if trained == self._trained:
             return self._replica
-        if self.strategy == "fsdp":
-            if self._replica is None:
-                self._replica = fully_shard_mllm(self.module)
-        else:
-            self._replica = None   # the previous reducer's hooks go with it
-            device = self.device
-            ids = [device.index] if device.type == "cuda" else None
-            # buffers (rotary tables) are equal on every rank: synced when DDP is built, not before every step
-            sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in DDP_OPTIONS
-                    else {"broadcast_buffers": False})
-            self._replica = DistributedDataParallel(self.module, device_ids=ids, **sync)
+        self._replica = None   # the previous reducer's hooks go with it
+        device = self.device
+        ids = [device.index] if device.type == "cuda" else None
+        # buffers (rotary tables) are equal on every rank: synced when DDP is built, not before every step
+        sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in DDP_OPTIONS
+                else {"broadcast_buffers": False})
+        self._replica = DistributedDataParallel(self.module, device_ids=ids, **sync)
         self._trained = trained
         return self._replica
 
@@ -217,23 +210,11 @@ class DataParallelMLLM(nn.Module):
 
 def parallelize(model: nn.Module, strategy: str = "ddp") -> nn.Module:
     """The model to train with the processes of this cell: `model` itself in one process, else wrapped."""
-    return DataParallelMLLM(model, strategy) if active() else model
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, DataParallelMLLM) else model
-
-
-def fully_shard_mllm(model: nn.Module) -> nn.Module:
-    """FSDP2 for an LLM too big for one GPU, torchtitan's recipe: each repeated transformer block of the LLM
-    sharded, then the whole MLLM (the encoder and connector in the root group). Parameters become DTensors
-    gathered per block in forward and backward; gradients are reduce-scattered (averaged, like DDP's).
-    Not the default and not tested on GPUs here: docs/runners.md."""
-    from torch.distributed.fsdp import fully_shard
-
-    from ablate.train.speed import repeated_blocks
-
-    for block in repeated_blocks(model.llm):
-        fully_shard(block)
-    fully_shard(model)
-    return model
+    if strategy == "fsdp":
+        raise NotImplementedError(
+            "FSDP2 (fully_shard) is not wired in yet: checkpoints would need the sharded weights gathered "
+            "(torch.distributed.checkpoint.state_dict.get_model_state_dict) and the optimiser built after sharding, "
+            "and a first try on 2 CPU processes did not reproduce the 1-process losses; docs/runners.md")
+    if strategy != "ddp":
+        raise ValueError(f"parallel strategy {strategy!r}: use 'ddp'")
+    return DataParallelMLLM(model) if active() else model
