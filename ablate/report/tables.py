@@ -19,14 +19,17 @@ from . import stats as st
 from .meta import ReportMeta
 from .names import axis_label, fixed_items, task_label, value_label
 from .results import AVG, REFERENCES, Metric, Results
-from .units import human_count, human_flops, human_seconds
+from .units import human_count, human_flops, human_gib, human_seconds
 
 DAGGER = "†"
 DDAGGER = "‡"
 MINUS = "−"
 NOISE_NOTE = (f"{DAGGER} inside the noise of the best value in its column: the difference is smaller than "
               "1.96 times the combined standard error (seed spread and evaluation interval).")
-COST_COLUMNS = {"connector_params": ("Params", human_count), "connector_flops": ("FLOPs", human_flops)}
+COST_COLUMNS = {"connector_params": ("Params", human_count), "connector_flops": ("FLOPs", human_flops),
+                "cost/samples_per_s": ("Samples/s", human_count), "cost/peak_memory_gib": ("Peak mem", human_gib)}
+MEASURED = ("cost/samples_per_s", "cost/peak_memory_gib")  # measured while training: shown in every axis table
+PROCESSES = "cost/processes"
 
 
 @dataclass
@@ -287,9 +290,13 @@ def _reference_rows(results: Results, header: list[str], n_label: int) -> tuple[
 
 
 def make_table(results: Results, entries: list[_Entry], axes: list[str], meta: ReportMeta, *, slug: str,
-               title: str, caption: str, show_cost: bool, group_labels: bool = False) -> Table:
+               title: str, caption: str, show_cost: bool, show_measured: bool = False,
+               group_labels: bool = False) -> Table:
+    """`show_cost`: the connector's parameters and FLOPs; `show_measured`: the training cost measured per cell
+    (samples/s, peak memory). A cost column is shown when some row has a value; a row without one gets a dash."""
     rep = results.has_replicates
-    cost_cols = [c for c in COST_COLUMNS if show_cost and any(c in e.cost for e in entries)]
+    cost_cols = [c for c in COST_COLUMNS if (show_measured if c in MEASURED else show_cost)
+                 and any(c in e.cost for e in entries)]
     header = ([axis_label(a) for a in axes] or ["Setting"]) + (["n"] if rep else []) + \
         [COST_COLUMNS[c][0] for c in cost_cols]
     n_label = len(header)
@@ -338,6 +345,8 @@ def make_table(results: Results, entries: list[_Entry], axes: list[str], meta: R
     rows += ref_rows
     records += ref_records
     notes = []
+    if any(c in MEASURED for c in cost_cols):
+        notes.append(measured_note(results, entries, cost_cols))
     if any_dagger:
         notes.append(NOISE_NOTE)
     if any_incomplete:
@@ -347,6 +356,27 @@ def make_table(results: Results, entries: list[_Entry], axes: list[str], meta: R
         notes.append("No deltas: the baseline setting " + str(meta.baseline) + " has no finished run.")
     return Table(slug, title, caption, header, rows, n_label, notes, pd.DataFrame.from_records(records),
                  group_labels, max(1, len(axes)))
+
+
+def measured_note(results: Results, entries: list[_Entry], cost_cols: list[str]) -> str:
+    """What the measured cost columns mean, how many processes trained, and why a dash."""
+    parts = []
+    if "cost/samples_per_s" in cost_cols:
+        parts.append("Samples/s: training samples per second, every process of the cell together (a range: the "
+                     "lowest and highest of the runs pooled in the row)")
+    if "cost/peak_memory_gib" in cost_cols:
+        parts.append("Peak mem: peak memory of the first process (CUDA max allocated, or peak RSS on the CPU)")
+    runs = results.runs
+    if PROCESSES in runs.columns:
+        procs = sorted({int(p) for p in pd.to_numeric(runs[PROCESSES], errors="coerce").dropna()})
+        if len(procs) > 1:
+            parts.append(f"processes per cell differ ({', '.join(map(str, procs))}): compare samples/s only "
+                         "between runs on the same number of processes")
+        elif procs:
+            parts.append(f"{procs[0]} process{'es' * (procs[0] > 1)} per cell")
+    if any(c not in e.cost for e in entries if not e.status for c in cost_cols if c in MEASURED):
+        parts.append("— not logged (runs made before the cost metrics)")
+    return "; ".join(parts) + "."
 
 
 def quoted(values: list[str]) -> list[str]:
@@ -404,7 +434,7 @@ def axis_table(results: Results, axis: str, meta: ReportMeta) -> Table:
                f"{_fixed_text(meta.fixed)}").strip()
     show_cost = axis.startswith("connector.") or axis == "encoder.resolution"
     return make_table(results, entries, [axis], meta, slug=axis.replace(".", "-"),
-                      title=f"{axis_label(axis)}", caption=caption, show_cost=show_cost)
+                      title=f"{axis_label(axis)}", caption=caption, show_cost=show_cost, show_measured=True)
 
 
 def full_table(results: Results, meta: ReportMeta) -> Table:
@@ -414,7 +444,7 @@ def full_table(results: Results, meta: ReportMeta) -> Table:
                f"failed and missing cells keep their row. "
                f"{reading(results, base_text)} {_fixed_text(meta.fixed)}").strip()
     return make_table(results, entries, results.axes, meta, slug="full", title="All settings",
-                      caption=caption, show_cost=True, group_labels=True)
+                      caption=caption, show_cost=True, show_measured=True, group_labels=True)
 
 
 def runs_table(results: Results) -> Table:

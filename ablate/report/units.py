@@ -1,4 +1,4 @@
-"""Human units for counts, FLOPs and durations (1.2M, 3.4 GFLOPs, 2 h 05 min)."""
+"""Human units for counts, FLOPs, memory and durations (1.2M, 3.4 GFLOPs, 0.35 GiB, 2 h 05 min)."""
 from __future__ import annotations
 
 import math
@@ -31,6 +31,13 @@ def human_flops(x: float | None) -> str:
         return "—"
     value, prefix = _scaled(float(x))
     return f"{_num(value)} {prefix}FLOPs"
+
+
+def human_gib(x: float | None) -> str:
+    """Memory in GiB: 0.347 -> '0.35 GiB', 12.34 -> '12 GiB'."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    return f"{_num(float(x))} GiB"
 
 
 def human_seconds(s: float | None) -> str:

@@ -45,6 +45,19 @@ def make_frame() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def with_cost(frame: pd.DataFrame, old_runs: tuple[str, ...] = (), processes: int = 1) -> pd.DataFrame:
+    """The frame with the `cost/...` metrics a cell logs (samples/s, peak memory, processes) on every run that
+    trained: samples/s falls with the tokens and the connector's parameters, memory rises with them. Connectors in
+    `old_runs` have none (runs made before the cost metrics were logged)."""
+    frame = frame.copy()
+    trained = frame["status"].isin(["FINISHED", "FAILED"]) & ~frame["connector.name"].isin(old_runs)
+    sps = 1e9 / (frame["connector_params"] * frame["connector.tokens"]) * (1 + 0.1 * frame["seed"])
+    frame["cost/samples_per_s"] = sps.where(trained)
+    frame["cost/peak_memory_gib"] = (frame["connector_params"] * frame["connector.tokens"] / 2e8).where(trained)
+    frame["cost/processes"] = pd.Series(float(processes), index=frame.index).where(trained)
+    return frame
+
+
 def make_curves(frame: pd.DataFrame) -> dict:
     curves = {}
     for i, cid in enumerate(frame["cell_id"]):

@@ -5,11 +5,11 @@ import math
 
 import pandas as pd
 import pytest
-from conftest import make_frame, make_meta
+from conftest import PARAMS, make_frame, make_meta, make_rich_frame, with_cost
 
-from ablate.report import formats, results, stats, tables
+from ablate.report import by_type, formats, results, stats, tables
 from ablate.report.names import sanitise, value_label
-from ablate.report.units import human_count, human_flops, human_seconds
+from ablate.report.units import human_count, human_flops, human_gib, human_seconds
 
 
 def _table(frame=None, meta=None, axis="connector.name"):
@@ -49,6 +49,40 @@ def test_marginal_mean_spread_delta_and_bold():
     assert base.cells[2].lines == ["1.2M"] and base.cells[3].lines == ["158–356 MFLOPs"]
     # mlp and c-abstractor lack their 144-token cell: marked as averaged over fewer settings
     assert mlp.cells[0].lines[0] == "mlp ‡" and any(n.startswith("‡") for n in t.footnotes)
+
+
+def test_measured_cost_next_to_scores_and_dash_for_old_runs():
+    frame = with_cost(make_frame(), old_runs=("c-abstractor",))
+    t = _table(frame)
+    assert t.header[:6] == ["Connector", "n", "Params", "FLOPs", "Samples/s", "Peak mem"]
+    sps, mem = _col(t, "Samples/s"), _col(t, "Peak mem")
+    base, cab, mlp = _row(t, "avg-pool"), _row(t, "c-abstractor"), _row(t, "mlp")
+    # avg-pool over tokens 64 and 144 and seeds 0, 1: lowest 1e9 / (1234567 * 144), highest 1.1e9 / (1234567 * 64)
+    lo, hi = 1e9 / (PARAMS["avg-pool"] * 144), 1.1e9 / (PARAMS["avg-pool"] * 64)
+    assert base.cells[sps].lines == [f"{human_count(lo)}–{human_count(hi)}"]
+    assert base.cells[mem].lines == [f"{human_gib(PARAMS['avg-pool'] * 64 / 2e8)}–"
+                                     f"{human_gib(PARAMS['avg-pool'] * 144 / 2e8)}".replace(" GiB–", "–")]
+    assert cab.cells[sps].lines == ["—"] and cab.cells[mem].lines == ["—"]  # logged before the cost metrics
+    assert mlp.cells[sps].lines != ["—"]  # its failed cell's cost does not hide the finished one's
+    assert math.isnan(t.data.set_index("Connector").loc["c-abstractor", "Samples/s"])
+    assert t.data.set_index("Connector").loc["avg-pool", "Samples/s"] == pytest.approx(
+        frame[frame["connector.name"] == "avg-pool"]["cost/samples_per_s"].mean())
+    note = next(n for n in t.footnotes if n.startswith("Samples/s"))
+    assert "1 process per cell" in note and "— not logged" in note
+    # the other axis and the full table show it too; the by-type tables (scores only) do not
+    assert "Samples/s" in _table(frame, axis="connector.tokens").header
+    assert "Samples/s" in _table(frame, axis="full").header
+    meta = make_meta()
+    typed = by_type.type_tables(results.load(with_cost(make_rich_frame()), meta.swept_axes), meta)
+    assert typed and all("Samples/s" not in t.header for t in typed)
+
+
+def test_measured_cost_columns_absent_without_metrics_and_processes_noted():
+    assert "Samples/s" not in _table().header and not any(n.startswith("Samples/s") for n in _table().footnotes)
+    one, two = with_cost(make_frame()), with_cost(make_frame(), processes=2)
+    mixed = pd.concat([one[one["seed"] == 0], two[two["seed"] == 1]])
+    note = next(n for n in _table(mixed).footnotes if n.startswith("Samples/s"))
+    assert "processes per cell differ (1, 2)" in note and "not logged" not in note
 
 
 def test_noise_dagger_marks_gap_inside_noise():
