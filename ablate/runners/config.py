@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
 
 from ablate.config.errors import GridError
 
@@ -72,6 +72,8 @@ class SlurmConfig(_Runner):
     partition: str | None = None
     timeout_min: int = Field(60, ge=1)
     gpus_per_node: int = Field(1, ge=0)
+    nodes: int = Field(1, ge=1, description="nodes per cell; with several processes a cell trains data-parallel")
+    tasks_per_node: int | None = Field(None, ge=1, description="processes per node (None: one per GPU, at least 1)")
     cpus_per_task: int = Field(8, ge=1)
     mem_gb: float | None = Field(None, gt=0)
     array_parallelism: int = Field(16, ge=1, description="at most this many cells at once")
@@ -79,6 +81,14 @@ class SlurmConfig(_Runner):
     wait: bool = Field(True, description="wait for the jobs and return their outcome; False: submit and return")
     slurm_additional_parameters: dict[str, str | int] = Field(default_factory=dict)
     setup: list[str] = Field(default_factory=list, description="shell lines run before each job (module load ...)")
+
+    @field_validator("nodes")
+    @classmethod
+    def _one_node_here(cls, nodes: int, info: ValidationInfo) -> int:
+        if nodes > 1 and info.data.get("cluster") in ("local", "debug"):
+            raise ValueError(f"cluster: {info.data['cluster']} runs on this machine only, so nodes must be 1 "
+                             "(tasks_per_node gives several processes on it)")
+        return nodes
 
 
 RunnerConfig = Annotated[Union[LocalConfig, SubprocessConfig, WorkersConfig, MultiGPUConfig, SlurmConfig],

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_every_shipped_runner_file_loads():
     kinds = {p.stem: type(load_runner(p)) for p in sorted((REPO / "runners").glob("*.yaml"))}
     assert kinds == {"local": LocalRunner, "multigpu": ProcessRunner, "slurm": SlurmRunner,
-                     "subprocess": ProcessRunner, "workers": ProcessRunner}
+                     "slurm-2x8": SlurmRunner, "subprocess": ProcessRunner, "workers": ProcessRunner}
     assert isinstance(load_runner(None), LocalRunner)
     slurm = read_runner_config(REPO / "runners" / "slurm.yaml")
     assert slurm.timeout_min == 120 and slurm.wait is True
