@@ -19,6 +19,7 @@ from ablate.tracking.store import RunLogger
 from ablate.train import parallel
 from ablate.train.loop import TrainState, train_stages
 from ablate.train.optim import SchedulerSlot, StageOptimizer
+from ablate.train.speed import apply_switches, batch_stream, resolve_switches
 from ablate.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -144,9 +145,10 @@ def stage_batches(cfg: CellConfig, world, model, cache_dir=None, rows: slice | N
     return batches_for
 
 
-def stage_optimizer(cfg: CellConfig, model) -> tuple[StageOptimizer, tuple]:
-    """The stages' optimiser (first stage entered) and what checkpoints store as (optimizer, scheduler)."""
-    optim = StageOptimizer(model, cfg.train)
+def stage_optimizer(cfg: CellConfig, model, fused: bool | None = None) -> tuple[StageOptimizer, tuple]:
+    """The stages' optimiser (first stage entered) and what checkpoints store as (optimizer, scheduler);
+    `fused`: AdamW's fused kernel (`train.fused_adamw`; None: on CUDA)."""
+    optim = StageOptimizer(model, cfg.train, fused)
     return optim, (optim, SchedulerSlot(optim))
 
 
@@ -181,7 +183,13 @@ def run_cell(cell: Cell, workspace: Workspace, logger: RunLogger, feature_cache:
     logger.log_metrics({**cost, **zoo_metrics(cfg.encoder.name, workspace),
                         **zoo_metrics(cfg.llm.name, workspace, "llm")})
 
-    optim, slots = stage_optimizer(cfg, model)
+    switches = resolve_switches(cfg.train, model.device)   # the speed path: `auto` is on with CUDA only
+    optim, slots = stage_optimizer(cfg, model, switches["fused_adamw"])
+    speed = apply_switches(model, cfg.train, switches)
+    logger.log_params({f"speed/{name}": on for name, on in switches.items()})
+    log.info("cell %s: speed path %s", cell.id, ", ".join(
+        f"{name} {'on' if on else 'off'}" + (f" ({speed.done[name]})" if name in speed.done else "")
+        for name, on in switches.items()))
     resumed = resume_state(workspace.checkpoints(cell.id) / "last", model, *slots)   # enters the stage it names
     state = resumed.state if resumed else TrainState()
     earlier_s = resumed.elapsed_s if resumed else 0.0   # earlier attempts, up to the checkpoint resumed from
@@ -199,10 +207,13 @@ def run_cell(cell: Cell, workspace: Workspace, logger: RunLogger, feature_cache:
     rows = parallel.shard(cfg.train.batch_size) if parallel.active() else None
     cost = TrainCost(model.image_token_id)
     with parallel.rank_failures_named():
-        state = train_stages(parallel.parallelize(model), cfg.train, optim,
-                             cost.counted(stage_batches(cfg, world, model, rows=rows)), cost.timed(hooks), state, slots)
+        batches_for = batch_stream(stage_batches(cfg, world, model, rows=rows), cfg.train.grad_accum,
+                                   model if switches["prefetch"] else None)
+        state = train_stages(parallel.parallelize(model), cfg.train, optim, cost.counted(batches_for),
+                             cost.timed(hooks), state, slots)
         train_s = time.monotonic() - train_started
         logger.log_metrics(cost.metrics(train_s, model.device))   # all ranks: the counts are summed over them
+    speed.undo()   # evaluation and the final checkpoint see the plain model (float32 frozen parts, eager blocks)
     main = parallel.is_main()
     parallel.leave()   # evaluation runs in rank 0 alone
     if not main:

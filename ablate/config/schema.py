@@ -250,6 +250,17 @@ class TrainConfig(Strict):
     feature_cache: bool = Field(True, description="reuse frozen-encoder features across cells")
     stages: list[StageConfig] | None = Field(None, description="ordered training stages; None: one stage, "
                                                                "the settings above")
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimiser step: `batch_size` (the global batch) "
+                                                 "is split into this many, the loss normalised over the whole step")
+    # the speed path (docs/performance.md): `auto` is on with CUDA and off on the CPU; each effective value is logged
+    # as a run parameter `speed/<name>`
+    compile: Literal["auto"] | bool = Field("auto", description="torch.compile of the LLM's transformer blocks")
+    frozen_bf16: Literal["auto"] | bool = Field("auto", description="modules frozen in every stage held in bf16")
+    prefetch: Literal["auto"] | bool = Field("auto", description="batches (and frozen-encoder features) made and "
+                                                                 "moved to the device on a background thread")
+    fused_adamw: Literal["auto"] | bool = Field("auto", description="AdamW's fused CUDA kernel")
+    activation_checkpointing: bool = Field(False, description="recompute the LLM's activations in the backward "
+                                                              "pass (when the LLM trains): memory for time")
 
     @field_validator("lr_multipliers", mode="before")
     @classmethod
@@ -301,6 +312,13 @@ class TrainConfig(Strict):
         if twice:
             raise ValueError(f"two stages are named {twice[0]!r}: stage names must be unique")
         return stages
+
+    @model_validator(mode="after")
+    def _micro_batches_have_rows(self):
+        if self.grad_accum > self.batch_size:
+            raise ValueError(f"train.grad_accum {self.grad_accum} is more than train.batch_size {self.batch_size}: "
+                             "each micro-batch needs at least one row")
+        return self
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict:

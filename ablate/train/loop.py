@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
 import torch
@@ -16,6 +16,8 @@ import torch
 from ablate.config.schema import TrainConfig
 from ablate.config.stages import Stage, stage_at
 from ablate.models.mllm import MLLM
+from ablate.train import parallel
+from ablate.train.parallel import labelled_tokens
 
 if TYPE_CHECKING:   # ablate.data needs `datasets`; the loop itself does not (GPU benchmark machines lack it)
     from ablate.data import Batch
@@ -55,6 +57,33 @@ def autocast_for(device: torch.device, precision: str):
     return nullcontext()
 
 
+def _forward(model, batch, device: torch.device, precision: str) -> torch.Tensor:
+    with autocast_for(device, precision):
+        # batches from ablate.train.speed.prefetch_batches carry their image features, made ahead
+        return model(batch.input_ids.to(device), batch.attention_mask.to(device), batch.labels.to(device),
+                     batch.images, features=getattr(batch, "features", None)).loss
+
+
+def micro_batches(batches: Iterator[Batch], count: int) -> Iterator[Batch]:
+    """Each batch of `batches` as `count` micro-batches of consecutive rows (sizes differing by at most one), for
+    `train.grad_accum`: what `train` takes `count` of per optimiser step. `count` 1: the batches themselves."""
+    for batch in batches:
+        if count == 1:
+            yield batch
+            continue
+        size = batch.input_ids.shape[0]
+        if size < count:
+            raise ValueError(f"train.grad_accum {count} is more than the {size} rows of this process's share of "
+                             "the batch: every micro-batch needs at least one row")
+        ends = torch.cumsum(batch.n_images, 0).tolist()
+        for part in range(count):
+            rows = parallel.shard(size, part, count)
+            first = ends[rows.start - 1] if rows.start else 0
+            yield replace(batch, input_ids=batch.input_ids[rows], attention_mask=batch.attention_mask[rows],
+                          labels=batch.labels[rows], images=batch.images[first:ends[rows.stop - 1]],
+                          n_images=batch.n_images[rows])
+
+
 def train(model: MLLM, batches: Iterator[Batch], cfg: TrainConfig, optimizer, scheduler, hooks: Hooks,
           state: TrainState | None = None, until: int | None = None, saved=None, stage_start: int = 0) -> TrainState:
     """Steps until `until` (default: `cfg.steps`) of the stage that began after `stage_start` steps. Checkpoints
@@ -68,13 +97,27 @@ def train(model: MLLM, batches: Iterator[Batch], cfg: TrainConfig, optimizer, sc
     # the divergence guard's reference: the stage's first loss (kept across a resume); a new stage has its own, as
     # its data and loss mask may differ (an instruction stage starts on answer tokens alone, far above captions)
     start = next((v for s, v in state.losses if s == stage_start + 1), None)
+    accum = cfg.grad_accum
     while state.step < until:
-        batch = next(batches)
-        with autocast_for(device, cfg.precision):
-            # batches from ablate.train.speed.prefetch_batches carry their image features, made ahead
-            loss = model(batch.input_ids.to(device), batch.attention_mask.to(device), batch.labels.to(device),
-                         batch.images, features=getattr(batch, "features", None)).loss
-        value = float(loss.detach())
+        micro = [next(batches) for _ in range(accum)]
+        if accum == 1:
+            optimizer.zero_grad(set_to_none=True)
+            loss = _forward(model, micro[0], device, cfg.precision)
+            value = float(loss.detach())
+            backward = loss.backward
+        else:   # each micro-batch's mean loss weighted by its share of the step's labelled tokens (all ranks)
+            counts = torch.stack([labelled_tokens(b.labels).to(device) for b in micro])
+            if parallel.active():
+                counts = parallel.all_reduce_sum(counts)
+            weights = counts.to(torch.float64) / counts.sum().clamp_min(1)
+            optimizer.zero_grad(set_to_none=True)
+            value = 0.0
+            for i, batch in enumerate(micro):   # DDP all-reduces the gradients once, after the last one
+                with nullcontext() if i == accum - 1 else getattr(model, "no_sync", nullcontext)():
+                    loss = _forward(model, batch, device, cfg.precision) * float(weights[i])
+                    loss.backward()
+                value += float(loss.detach())
+            backward = None
         if not math.isfinite(value):
             raise Diverged(state.step + 1, f"loss is {value}")
         start = value if start is None else start
@@ -84,8 +127,8 @@ def train(model: MLLM, batches: Iterator[Batch], cfg: TrainConfig, optimizer, sc
         best = min(best, value)
         if state.step > 20 and value > 10 * best + 5:
             raise Diverged(state.step + 1, f"loss {value:.3g} is more than 10x the best so far ({best:.3g})")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if backward is not None:
+            backward()
         torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], cfg.grad_clip)
         optimizer.step()
         scheduler.step()

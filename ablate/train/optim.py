@@ -44,13 +44,15 @@ def param_groups(model: MLLM, stage: Stage | TrainConfig) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
-def build_optimizer(model: MLLM, cfg: TrainConfig | Stage):
-    """AdamW and its warm-up + cosine schedule for one stage (a `TrainConfig`: its first, or only, stage)."""
+def build_optimizer(model: MLLM, cfg: TrainConfig | Stage, fused: bool | None = None):
+    """AdamW and its warm-up + cosine schedule for one stage (a `TrainConfig`: its first, or only, stage).
+    `fused`: AdamW's fused kernel (`train.fused_adamw`); None: on when the model is on CUDA."""
     stage = plan(cfg)[0] if isinstance(cfg, TrainConfig) else cfg
     groups = param_groups(model, stage)
     if not groups:
         raise ValueError(f"stage {stage.name}: train.lr_multipliers freezes every module: nothing would train")
-    fused = torch.cuda.is_available() and next(model.parameters()).is_cuda
+    on_cuda = torch.cuda.is_available() and next(model.parameters()).is_cuda
+    fused = on_cuda if fused is None else fused and on_cuda   # the fused kernel needs CUDA tensors
     optimizer = torch.optim.AdamW(groups, lr=stage.lr, betas=(0.9, 0.95), fused=fused or None)
     warmup = int(round(stage.warmup_ratio * stage.steps))
     scheduler = get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=warmup, num_training_steps=stage.steps)
@@ -64,8 +66,8 @@ class StageOptimizer:
     optimiser state always lands in an optimiser of the same stage. (A bare AdamW state dict, from a checkpoint
     written before stages existed, is the first stage's.)"""
 
-    def __init__(self, model: MLLM, cfg: TrainConfig):
-        self.model, self.stages = model, plan(cfg)
+    def __init__(self, model: MLLM, cfg: TrainConfig, fused: bool | None = None):
+        self.model, self.stages, self.fused = model, plan(cfg), fused
         self.stage: Stage | None = None
         self.optimizer = self.scheduler = None
         self.enter(self.stages[0])
@@ -73,7 +75,7 @@ class StageOptimizer:
     def enter(self, stage: Stage) -> None:
         if stage is not self.stage:
             self.stage = stage
-            self.optimizer, self.scheduler = build_optimizer(self.model, stage)
+            self.optimizer, self.scheduler = build_optimizer(self.model, stage, self.fused)
 
     def state_dict(self) -> dict:
         return {"stage": self.stage.name, "optimizer": self.optimizer.state_dict(),

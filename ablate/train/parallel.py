@@ -194,6 +194,11 @@ class DataParallelMLLM(nn.Module):
         self._trained = trained
         return self._replica
 
+    def no_sync(self):
+        """Context: backward passes inside it accumulate gradients without all-reducing them (the micro-batches
+        of `train.grad_accum` before the last)."""
+        return self.replica().no_sync()
+
     def forward(self, input_ids, attention_mask, labels, images, pixel_values=None, features=None):
         out = self.replica()(input_ids, attention_mask, labels, images, pixel_values=pixel_values,
                              features=features)

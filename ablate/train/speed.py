@@ -21,6 +21,97 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ablate.train.loop import micro_batches
+
+
+SWITCHES = ("compile", "frozen_bf16", "prefetch", "fused_adamw", "activation_checkpointing")
+
+
+def resolve_switches(cfg, device: torch.device) -> dict[str, bool]:
+    """The speed path's switches of a `TrainConfig` (`train.compile`, ...), `auto` made on (CUDA) or off (any
+    other device): what a cell applies and logs as `speed/<name>`."""
+    switches = {name: (device.type == "cuda") if getattr(cfg, name) == "auto" else bool(getattr(cfg, name))
+                for name in SWITCHES}
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    if switches["frozen_bf16"] and not bf16:
+        if cfg.frozen_bf16 is True:
+            raise ValueError("train.frozen_bf16 needs bf16 autocast (train.precision: bf16, or auto on CUDA): "
+                             "float32 activations cannot meet bf16 weights")
+        switches["frozen_bf16"] = False   # auto, on CUDA with precision fp32
+    return switches
+
+
+def frozen_throughout(model, cfg) -> dict[str, nn.Module]:
+    """The parts of `model` that no stage of `cfg` trains (a part unfrozen by a later stage must keep fp32)."""
+    from ablate.config.stages import trains_in_any_stage
+
+    return {name: part for name, part in vars(model.parts()).items() if not trains_in_any_stage(cfg, name)}
+
+
+class Applied:
+    """What `apply_switches` did to a model (`done`: switch -> what, for the log); `undo()` gives evaluation the
+    plain model back: frozen parts in float32 again (with their bf16-rounded values, the ones training saw) and
+    the blocks eager (generation's changing shapes would recompile them)."""
+
+    def __init__(self):
+        self.done: dict[str, str] = {}
+        self.cast: list[nn.Module] = []
+        self.compiled: list[nn.Module] = []
+
+    def undo(self) -> None:
+        for part in self.cast:
+            part.float()
+        for block in self.compiled:
+            block._compiled_call_impl = None   # what nn.Module.compile set: the block runs eagerly again
+        self.cast, self.compiled = [], []
+
+
+def apply_switches(model, cfg, switches: dict[str, bool]) -> Applied:
+    """Apply the speed path to a built MLLM from outside, after the first stage's optimiser is built (it sets
+    `requires_grad`). `prefetch` and `fused_adamw` act elsewhere (the batch stream, `ablate.train.optim`)."""
+    applied = Applied()
+    done = applied.done
+    if switches["frozen_bf16"]:
+        frozen = frozen_throughout(model, cfg)
+        cast = cast_frozen(model, frozen)
+        applied.cast = [frozen[name] for name in cast]
+        done["frozen_bf16"] = ", ".join(cast) or "nothing frozen"
+    if switches["activation_checkpointing"]:
+        llm = model.llm
+        if "llm" in frozen_throughout(model, cfg):
+            done["activation_checkpointing"] = "LLM frozen: not needed"
+        elif hasattr(llm, "activation_checkpointing_enable"):   # transformers >= 5 (the older name is deprecated)
+            llm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            done["activation_checkpointing"] = "LLM"
+        elif hasattr(llm, "gradient_checkpointing_enable"):
+            llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            done["activation_checkpointing"] = "LLM"
+        else:
+            raise ValueError(f"train.activation_checkpointing: the LLM ({type(llm).__name__}) has no "
+                             "gradient_checkpointing_enable()")
+    if switches["compile"]:
+        done["compile"] = f"{compile_blocks(model.llm)} LLM blocks"
+        applied.compiled = repeated_blocks(model.llm)
+    return applied
+
+
+def batch_stream(batches_for: Callable, grad_accum: int = 1, prefetch_model=None, depth: int = 2) -> Callable:
+    """`batches_for(stage, done)` as the training loop takes it: each global batch split into `grad_accum`
+    micro-batches, and, given `prefetch_model`, those made, moved to its device and given their frozen-encoder
+    features on a background thread (`Prefetcher`), stopped when the stage's stream is dropped."""
+    def stream(stage, done: int):
+        batches = micro_batches(batches_for(stage, done), grad_accum)
+        if prefetch_model is None:
+            yield from batches
+            return
+        ahead = prefetch_batches(batches, prefetch_model, depth)
+        try:
+            yield from ahead
+        finally:
+            ahead.close()
+
+    return stream
+
 
 def repeated_blocks(module: nn.Module) -> list[nn.Module]:
     """Members of every `nn.ModuleList` of two or more modules of one class (transformer layers)."""
