@@ -6,6 +6,9 @@ losses as the whole batch in one pass (the loss is normalised over the whole ste
 from __future__ import annotations
 
 import json
+import os
+import socket
+import sys
 
 import pytest
 import torch
@@ -153,3 +156,55 @@ def test_grad_accum_with_prefetch_and_activation_checkpointing(tiny_backbones, c
                                              activation_checkpointing=True), cache)
     assert switches["activation_checkpointing"] and switches["prefetch"] and done["activation_checkpointing"] == "LLM"
     torch.testing.assert_close(torch.tensor(fast), torch.tensor(whole), rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------- with 2 processes
+
+def _train_rank(rank: int, world: int, port: int, cfg_json: str, cache: str, out: str) -> None:
+    """One gloo rank of `train_cell` under DDP, as `ablate.cell.run_cell` trains: its share of each global batch,
+    split into micro-batches; rank 0 writes the losses."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+    from ablate.cell import seed_everything, stage_batches, stage_optimizer
+    from ablate.models.build import build_mllm
+    from ablate.train import parallel
+    from ablate.train.loop import train_stages
+    from ablate.train.speed import batch_stream
+    from ablate.world import build_world
+
+    torch.set_num_threads(1)
+    parallel.init_from_env(timeout=120)
+    cfg = CellConfig.model_validate_json(cfg_json)
+    seed_everything(cfg.train.seed)
+    world_ = build_world(cfg.data.world, cache)
+    model = build_mllm(cfg, cache, device="cpu")
+    optim, slots = stage_optimizer(cfg, model)
+    hooks = Losses()
+    rows = parallel.shard(cfg.train.batch_size)
+    train_stages(parallel.parallelize(model), cfg.train, optim,
+                 batch_stream(stage_batches(cfg, world_, model, rows=rows), cfg.train.grad_accum), hooks, None, slots)
+    if parallel.is_main():
+        with open(out, "w") as f:
+            json.dump(hooks.losses, f)
+    parallel.leave()
+
+
+@pytest.mark.slow
+def test_two_processes_with_grad_accum_train_like_one_process_with_the_whole_batch(tiny_backbones, cache, tmp_path):
+    """Global batch 8: 2 gloo ranks of 4 rows, each in 2 micro-batches of 2 (DDP syncs on the last), give the
+    1-process, 1-pass losses over 10 steps within float32 rounding (tests/test_parallel.py's tolerance)."""
+    import torch.multiprocessing as mp
+
+    if sys.platform != "linux":
+        pytest.skip("gloo processes on Linux")
+    whole, _, _ = train_cell(config(tiny_backbones, batch_size=8), cache)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = tmp_path / "two.json"
+    cfg = config(tiny_backbones, batch_size=8, grad_accum=2)
+    mp.start_processes(_train_rank, args=(2, port, cfg.model_dump_json(), str(cache), str(out)), nprocs=2,
+                       start_method="spawn")
+    two = json.loads(out.read_text())
+    assert len(two) == len(whole) == 10 and whole[-1] < whole[0]
+    torch.testing.assert_close(torch.tensor(two), torch.tensor(whole), rtol=1e-4, atol=1e-4)

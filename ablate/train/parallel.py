@@ -190,7 +190,9 @@ class DataParallelMLLM(nn.Module):
         # buffers (rotary tables) are equal on every rank: synced when DDP is built, not before every step
         sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in DDP_OPTIONS
                 else {"broadcast_buffers": False})
-        self._replica = DistributedDataParallel(self.module, device_ids=ids, **sync)
+        # a rank whose (micro-)batch has no image leaves the connector without a gradient (text-only rows skip it):
+        # DDP must then count its parameters as done (zero), or the ranks' bucket all-reduces fall out of step
+        self._replica = DistributedDataParallel(self.module, device_ids=ids, find_unused_parameters=True, **sync)
         self._trained = trained
         return self._replica
 
