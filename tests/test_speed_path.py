@@ -208,3 +208,25 @@ def test_two_processes_with_grad_accum_train_like_one_process_with_the_whole_bat
     two = json.loads(out.read_text())
     assert len(two) == len(whole) == 10 and whole[-1] < whole[0]
     torch.testing.assert_close(torch.tensor(two), torch.tensor(whole), rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------- a whole cell
+
+@pytest.mark.slow
+def test_a_cell_logs_its_effective_switches_and_trains_with_grad_accum(tiny_grid, workspace):
+    """`ablate run` of a tiny cell with `prefetch: true` and `grad_accum: 2` on the CPU: the run is FINISHED and
+    carries `speed/<name>` parameters (auto -> False here) next to the config's own values."""
+    from ablate.resolve import load_grid
+    from ablate.runners import load_runner
+    from ablate.tracking.store import Store
+
+    grid = load_grid(tiny_grid(axes="train.grad_accum: [2]\n  train.prefetch: [true]", steps=3))
+    load_runner(None).run(grid, workspace)
+    store = Store(workspace.tracking_uri, workspace.artifacts)
+    (run,) = store.runs(store.experiment_id(grid, create=False))
+    assert run.status == "FINISHED"
+    assert {k: v for k, v in run.params.items() if k.startswith("speed/")} == {
+        "speed/compile": "False", "speed/frozen_bf16": "False", "speed/prefetch": "True",
+        "speed/fused_adamw": "False", "speed/activation_checkpointing": "False"}
+    assert run.params["train.grad_accum"] == "2" and run.params["train.compile"] == "auto"
+    assert run.metrics["cost/samples_per_s"] > 0
