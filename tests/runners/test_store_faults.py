@@ -20,16 +20,14 @@ from ablate.tracking.store import Store, StoreError, sqlite_path
 OPENER = """
 import sys, time
 from pathlib import Path
-from pathlib import Path
 from types import SimpleNamespace
-from urllib.parse import unquote, urlparse
 from ablate.tracking.store import Store
 uri, ready, go, artifacts = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])
 ready.write_text("ready")
 while not go.exists():
     time.sleep(0.005)
 store = Store(uri, artifacts)
-experiment = store.experiment_id(SimpleNamespace(name="race", path="race.yaml", description=""))
+experiment = store.experiment_id(SimpleNamespace(name="race", path="race.yaml", description="", cells=[], axes=[]))
 run = store.client.create_run(experiment)
 store.client.set_terminated(run.info.run_id, "FINISHED")
 print(experiment)
@@ -37,7 +35,7 @@ print(experiment)
 
 
 def grid(name: str = "tiny"):
-    return SimpleNamespace(name=name, path=f"{name}.yaml", description="")
+    return SimpleNamespace(name=name, path=f"{name}.yaml", description="", cells=[], axes=[])
 
 
 @pytest.mark.slow
