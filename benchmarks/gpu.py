@@ -11,9 +11,9 @@ autocast. Random weights, built from configs, saved with save_pretrained and loa
 `hf:<folder>` specs (`build_mllm`), so nothing is downloaded.
 
 Parts, in the order they run (each prints its rows as it finishes; results are written after every row):
-1. grid: a 6-cell connector grid (avg-pool / attn-pool / c-abstractor x 64 / 144 tokens) of 300 steps per cell
-   through the project's training loop, eager baseline against optimised; model building, feature-cache filling
-   and a cold compilation included (this part runs first, so nothing is compiled before it).
+1. grid: a 6-cell connector grid (avg-pool / attn-pool / c-abstractor x 64 / 144 tokens) of `--grid-steps` (150)
+   steps per cell through the project's training loop, eager baseline against optimised; model building,
+   feature-cache filling and a cold compilation included (this part runs first, so nothing is compiled before it).
 2. step: the eager baseline (full-vocabulary logits, Hugging Face loss, float32 frozen encoder under autocast)
    against the optimised step (fused linear + cross-entropy from `ablate.models.loss`, frozen encoder in bf16,
    decoder blocks under `torch.compile`), on the same card; samples/s, MFU of the measured bf16 matmul peak,
@@ -23,21 +23,34 @@ Parts, in the order they run (each prints its rows as it finishes; results are w
 4. eval: batched generation (`MLLM.generate`), questions per second, float32 against bf16 autocast.
 5. nocache: the optimised grid without the frozen-encoder feature cache at `--nocache-steps` steps per cell,
    against the cached grid's wall time up to that step of every cell.
-Parts 3-5 are skipped when their estimated end is past `--limit-s`, so that one run fits a 10-minute command.
+6. cell: one whole cell as `ablate run` trains it (`ablate.cell.run_cell`: the embedded world, the model built,
+   `--cell-steps` steps, the cost metrics, the final checkpoint), with the speed path off (every `train:` switch
+   false) and on (`auto`: on with CUDA), each in a fresh process (cold compilation included); evaluation is left
+   out (lmms-eval is not needed here). Without `datasets` (the GPU image) or with `--synthetic-data`, the world's
+   data pipeline is replaced by synthetic batches over the world's images (column `data`). Figures: whole-cell
+   wall time, training samples/s at the median step, peak memory, the effective switches, on / off.
+7. dp: data-parallel weak scaling, when more than one GPU is visible (or `--dp-procs N`): the same cell with the
+   speed path on, on 1 process and on N (one per GPU, `train.batch_size` N times the per-process batch), each rank
+   joining the group as under runners/multigpu.yaml (`parallel.init_from_env`). Figures: samples/s, samples/s per
+   GPU, weak-scaling efficiency (per-GPU samples/s on N over that on 1).
+Parts 3-7 are skipped when their estimated end is past `--limit-s`, so that one run fits a 10-minute command;
+they run in the order grid, step, cell, dp, loader, eval, nocache.
 
 Needs torch, transformers, accelerate, pydantic, Pillow (and liger-kernel for its fused loss; without it the
-chunked PyTorch loss is used). Not datasets, mlflow or lmms-eval.
+chunked PyTorch loss is used). Not datasets, mlflow, optuna or lmms-eval.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import gc
+import importlib.util
 import json
 import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -73,8 +86,10 @@ SHAPES = {
 CONNECTORS = ("avg-pool", "attn-pool", "c-abstractor")
 # The order they run in. The grid goes first so that its optimised cells pay a cold compilation (the step part
 # then reuses the compiled blocks); the later, cheaper parts run only if their estimated time fits --limit-s.
-PARTS = ("grid", "step", "loader", "eval", "nocache")
-LATE = {"loader", "eval", "nocache"}
+PARTS = ("grid", "step", "cell", "dp", "loader", "eval", "nocache")
+LATE = {"cell", "dp", "loader", "eval", "nocache"}
+WORKER_FLAG = "--cell-worker"   # argv of the process that runs one rank of a whole cell (`cell_worker`)
+SMALL_WORLD = {"n_train": 600, "n_test": 8, "n_demo": 8, "n_text_docs": 64, "n_interleaved_docs": 16}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -143,6 +158,7 @@ class SyntheticBatch:
     labels: torch.Tensor
     images: list[str]
     n_images: torch.Tensor
+    padding_fraction: float = 0.0
 
 
 def synthetic_batches(paths: list[str], visual_tokens: int, text: int, batch: int, vocab: int, seed: int,
@@ -175,6 +191,182 @@ def cell_config(specs: dict, shape: dict, connector: str, tokens: int, steps: in
         "train": {"steps": steps, "batch_size": shape["batch"], "lr": 1e-4, "warmup_ratio": 0.0,
                   "precision": "bf16", "checkpoint_every": 10**9, "feature_cache": feature_cache},
     })
+
+
+def speed_switches() -> tuple[str, ...]:
+    """The speed path's `train:` switches this version of ablate has (`ablate.train.speed.SWITCHES`), or ()."""
+    from ablate.config.schema import TrainConfig
+
+    try:
+        from ablate.train.speed import SWITCHES
+    except ImportError:
+        return ()
+    return tuple(name for name in SWITCHES if name in TrainConfig.model_fields)
+
+
+def whole_cell_config(specs: dict, shape: dict, steps: int, batch: int, speed: bool, compile_: bool = True) -> dict:
+    """A cell over the embedded world (a small one) with the benchmark's backbones; `speed` False turns every
+    switch of the speed path off, True leaves them `auto` (on with CUDA, off on the CPU)."""
+    train = {"steps": steps, "batch_size": batch, "lr": 1e-4, "warmup_ratio": 0.0, "precision": "bf16",
+             "checkpoint_every": 10**9}
+    if not speed:
+        train |= {name: False for name in speed_switches()}
+    elif not compile_ and "compile" in speed_switches():
+        train["compile"] = False
+    return {"encoder": {"name": specs["encoder"], "resolution": shape["resolution"]},
+            "connector": {"name": "avg-pool", "tokens": shape["tokens"]}, "llm": {"name": specs["llm"]},
+            "data": {"world": {**SMALL_WORLD, "image_size": shape["image_px"]},
+                     "max_length": shape["tokens"] + shape["text"]},
+            "train": train}
+
+
+class CaptureLogger:
+    """A run logger that keeps the metrics and parameters a cell logs (no store: mlflow is not needed)."""
+
+    run_id = "benchmark"
+
+    def __init__(self):
+        self.metrics: dict[str, float] = {}
+        self.params: dict = {}
+        self.losses: list[float] = []
+
+    def log_metrics(self, metrics: dict, step: int = 0) -> None:
+        self.metrics.update(metrics)
+
+    def log_params(self, params: dict) -> None:
+        self.params.update(params)
+
+    def log_step(self, step: int, **values: float) -> None:
+        if "train/loss" in values:
+            self.losses.append(float(values["train/loss"]))
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: None
+
+
+def synthetic_stage_batches(shape: dict):
+    """A stand-in for `ablate.cell.stage_batches` where `datasets` is missing (the GPU image lacks it): the
+    benchmark's synthetic batches over the world's caption images, this process's rows of each global batch,
+    from the step the stage is at."""
+    from dataclasses import replace
+
+    def stage_batches(cfg, world, model, cache_dir=None, rows: slice | None = None):
+        paths = [row["image"] for row in world.read("caption")]
+
+        def batches_for(stage, done: int):
+            stream = synthetic_batches(paths, cfg.connector.tokens, shape["text"], cfg.train.batch_size,
+                                       shape["llm"]["vocab_size"], seed=stage.seed(cfg.train.seed))
+            for i, batch in enumerate(stream):
+                if i < done:
+                    continue
+                if rows is not None:
+                    batch = replace(batch, input_ids=batch.input_ids[rows], attention_mask=batch.attention_mask[rows],
+                                    labels=batch.labels[rows], images=batch.images[rows],
+                                    n_images=batch.n_images[rows])
+                yield batch
+
+        return batches_for
+
+    return stage_batches
+
+
+def cell_worker(spec_path: str) -> int:
+    """One rank of a whole cell (`--cell-worker SPEC.json`): as `ablate.runners.child.run_rank` does it, with the
+    evaluation left out; rank 0 writes what the cell logged to the spec's `out` file."""
+    from types import SimpleNamespace
+
+    import ablate.cell
+    from ablate.cell import SilentLogger, run_cell
+    from ablate.config.grid import Cell
+    from ablate.config.schema import CellConfig
+    from ablate.evaluation import cells as evaluation
+    from ablate.train import parallel
+    from ablate.workspace import Workspace
+
+    spec = json.loads(Path(spec_path).read_text())
+    evaluation.evaluate_model = lambda *a, **k: SimpleNamespace(metrics={}, predictions=[], tags={})
+    if spec["synthetic_data"]:
+        ablate.cell.stage_batches = synthetic_stage_batches(spec["shape"])
+    cell = Cell(CellConfig.model_validate(spec["config"]), {}, spec["cell_id"])
+    workspace = Workspace.create(spec["home"])
+    parallel.init_from_env()
+    if parallel.rank() != 0:
+        if parallel.receive() == "train":
+            run_cell(cell, workspace, SilentLogger())
+        parallel.leave()
+        return 0
+    logger = CaptureLogger()
+    start = time.perf_counter()
+    try:
+        run_cell(cell, workspace, logger)
+    finally:
+        if parallel.active():
+            parallel.announce("skip")
+        parallel.leave()
+    Path(spec["out"]).write_text(json.dumps({"wall_s": time.perf_counter() - start, "metrics": logger.metrics,
+                                             "params": logger.params, "losses": logger.losses}, default=str))
+    return 0
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_whole_cell(root: Path, config: dict, name: str, processes: int, threads: int, timeout_s: float,
+                   cpu: bool = False, synthetic: dict | None = None) -> dict:
+    """A whole cell in `processes` fresh processes (ranks of one group when more than one); what rank 0 logged.
+    `synthetic`: the shape whose synthetic batches replace the world's data pipeline (`synthetic_stage_batches`)."""
+    folder = root / "cells" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = {"config": config, "cell_id": name, "home": str(root / "home"), "out": str(folder / "result.json"),
+            "synthetic_data": synthetic is not None, "shape": synthetic}
+    (folder / "spec.json").write_text(json.dumps(spec))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if cpu or not torch.cuda.is_available():
+        env |= {"OMP_NUM_THREADS": str(threads), "CUDA_VISIBLE_DEVICES": ""}
+    if processes > 1:
+        env |= {"WORLD_SIZE": str(processes), "LOCAL_WORLD_SIZE": str(processes), "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": str(free_port())}
+    procs = []
+    for rank in range(processes):
+        ranked = env | ({"RANK": str(rank), "LOCAL_RANK": str(rank)} if processes > 1 else {})
+        log = open(folder / f"rank{rank}.log", "w")
+        procs.append((subprocess.Popen([sys.executable, str(Path(__file__).resolve()), WORKER_FLAG,
+                                        str(folder / "spec.json")], env=ranked, stdout=log,
+                                       stderr=subprocess.STDOUT), log))
+    deadline = time.monotonic() + timeout_s
+    codes = []
+    for proc, log in procs:
+        try:
+            codes.append(proc.wait(timeout=max(1.0, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            for other, _ in procs:
+                other.kill()
+            codes.append(proc.wait())
+        log.close()
+    out = folder / "result.json"
+    if any(codes) or not out.is_file():
+        tail = (folder / "rank0.log").read_text()[-600:]
+        raise RuntimeError(f"{name}: exit codes {codes}; rank 0's log ends: {tail}")
+    return json.loads(out.read_text())
+
+
+def cell_fields(result: dict, batch: int) -> dict:
+    """A whole cell's figures from what it logged (`cost/...`): samples/s at the median step."""
+    m = result["metrics"]
+    step_s = m.get("cost/step_s_median") or float("nan")
+    fields = {"wall_s": result["wall_s"], "train_s": m.get("time/train_s"), "step_ms": 1000 * step_s,
+              "samples_s": batch / step_s, "samples_s_whole": m.get("cost/samples_per_s"),
+              "peak_gib": m.get("cost/peak_memory_gib"), "processes": int(m.get("cost/processes", 1))}
+    if result["losses"]:
+        fields |= {"loss_first": result["losses"][0], "loss_last": result["losses"][-1]}
+    on = [k.split("/", 1)[1] for k, v in result["params"].items() if k.startswith("speed/") and v in (True, "True")]
+    fields["switches_on"] = ",".join(on) or "-"
+    return fields
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -403,6 +595,14 @@ class Bench:
         if part == "nocache":
             few = min(self.args.nocache_steps, self.args.grid_steps)
             return 6 * (build_s + few * step_s * 1.3) + 10
+        eager_s = self.baseline["step_ms"] / 1000 if hasattr(self, "baseline") else 2 * step_s
+        start_s = build_s + 45          # a fresh process: imports, the world, the model, a cold compilation
+        if part == "cell":
+            return 2 * start_s + self.args.cell_steps * (step_s + eager_s) * 1.2
+        if part == "dp":
+            runs = 1 + (not hasattr(self, "cell_on"))
+            return (runs + 1) * start_s + runs * self.args.cell_steps * step_s * 1.2 + \
+                self.args.cell_steps * step_s * 1.5
         return 0.0
 
     # -- 1. the step --
@@ -575,6 +775,63 @@ class Bench:
         self.fast_grid = self.grid("optimised, feature cache", True, self.args.grid_steps)
         self.row("grid", "optimised / eager wall time", ratio=self.fast_grid["wall_s"] / self.eager_grid["wall_s"])
 
+    # -- 6. a whole cell, speed path off / on --
+    def whole_cell(self, name: str, speed: bool, processes: int = 1) -> dict:
+        batch = self.shape["batch"] * processes
+        config = whole_cell_config(self.specs, self.shape, self.args.cell_steps, batch, speed, self.compile)
+        remaining = max(60.0, self.args.limit_s + 120 - self.elapsed())
+        synthetic = self.args.synthetic_data or importlib.util.find_spec("datasets") is None
+        result = run_whole_cell(self.root, config, name, processes, self.args.threads, remaining,
+                                cpu=self.device.type == "cpu", synthetic=self.shape if synthetic else None)
+        return {**cell_fields(result, batch), "data": "synthetic" if synthetic else "world"}
+
+    def build_small_world(self) -> None:
+        """The whole cells' world, built once before they are timed (every cell reads it from the cache)."""
+        from ablate.config.schema import WorldConfig
+        from ablate.workspace import Workspace
+        from ablate.world import build_world
+
+        if not getattr(self, "world_built", False):
+            t = time.perf_counter()
+            build_world(WorldConfig(**SMALL_WORLD, image_size=self.shape["image_px"]),
+                        Workspace.create(self.root / "home").cache)
+            self.world_built = True
+            self.row("cell", "small world built (not timed in the cells)", seconds=time.perf_counter() - t)
+
+    def part_cell(self) -> None:
+        switches = speed_switches()
+        if not switches:
+            self.row("cell", "skipped: this version has no speed switches in train: (the grid part compares "
+                     "eager and optimised)")
+            return
+        self.build_small_world()
+        off = self.whole_cell("cell-speed-off", speed=False)
+        self.row("cell", "whole cell, speed path off", **off)
+        self.cell_on = on = self.whole_cell("cell-speed-on", speed=True)
+        self.row("cell", "whole cell, speed path on (auto)", **on, speedup=off["step_ms"] / on["step_ms"])
+        self.row("cell", "on / off", wall_ratio=on["wall_s"] / off["wall_s"],
+                 samples_s_ratio=on["samples_s"] / off["samples_s"],
+                 peak_ratio=(on["peak_gib"] / off["peak_gib"]) if on["peak_gib"] and off["peak_gib"] else None)
+
+    # -- 7. data parallel: 1 process against N --
+    def dp_processes(self) -> int:
+        if self.args.dp_procs:
+            return self.args.dp_procs
+        return torch.cuda.device_count() if self.device.type == "cuda" else 1
+
+    def part_dp(self) -> None:
+        n = self.dp_processes()
+        if n < 2:
+            self.row("dp", "skipped: one GPU visible (--dp-procs N to force)", gpus=n)
+            return
+        self.build_small_world()
+        one = getattr(self, "cell_on", None) or self.whole_cell("dp-1", speed=True)
+        self.row("dp", "1 process, speed path on", **one, samples_s_per_gpu=one["samples_s"])
+        many = self.whole_cell(f"dp-{n}", speed=True, processes=n)
+        per = many["samples_s"] / n
+        self.row("dp", f"{n} processes, batch {n} x {self.shape['batch']}", **many, samples_s_per_gpu=per,
+                 weak_scaling_efficiency=per / one["samples_s"], speedup=many["samples_s"] / one["samples_s"])
+
     def part_nocache(self) -> None:
         """The optimised grid without the feature cache, against the cached grid's first steps of every cell."""
         few = min(self.args.nocache_steps, self.args.grid_steps)
@@ -609,6 +866,35 @@ def markdown(results: dict) -> str:
     for row in results["rows"]:
         figures = ", ".join(f"{k} {v}" for k, v in row.items() if k not in {"part", "name", "losses"})
         lines.append(f"| {row['part']} | {row['name']} | {figures} |")
+    return "\n".join(lines) + "\n\n" + summary(results)
+
+
+SUMMARY = [  # (part, row name starts with, figure, label): the short table printed at the end
+    ("step", "+ bf16 frozen encoder", "speedup", "step: optimised / eager speed-up"),
+    ("step", "+ bf16 frozen encoder", "mfu", "step: optimised MFU"),
+    ("grid", "optimised / eager", "ratio", "grid: optimised / eager wall time"),
+    ("cell", "whole cell, speed path off", "samples_s", "whole cell, speed off: samples/s"),
+    ("cell", "whole cell, speed path on", "samples_s", "whole cell, speed on: samples/s"),
+    ("cell", "on / off", "wall_ratio", "whole cell: on / off wall time"),
+    ("cell", "whole cell, speed path on", "peak_gib", "whole cell, speed on: peak GiB"),
+    ("dp", "1 process", "samples_s_per_gpu", "dp: samples/s per GPU, 1 process"),
+    ("dp", "", "samples_s_per_gpu", "dp: samples/s per GPU, N processes"),
+    ("dp", "", "weak_scaling_efficiency", "dp: weak-scaling efficiency"),
+    ("eval", "generate, bf16 autocast, batch 32", "questions_s", "eval: questions/s (bf16, batch 32)"),
+]
+
+
+def summary(results: dict) -> str:
+    """The headline figures, one line each (parts that did not run are left out)."""
+    lines = ["| figure | value |", "|---|---|"]
+    for part, start, key, label in SUMMARY:
+        rows = [r for r in results["rows"] if r["part"] == part and r["name"].strip().startswith(start)
+                and r.get(key) is not None]
+        if rows:
+            value = rows[-1][key]
+            if "N processes" in label:
+                label = label.replace("N", str(rows[-1].get("processes", "N")))
+            lines.append(f"| {label} | {value:.3g} |" if isinstance(value, float) else f"| {label} | {value} |")
     return "\n".join(lines) + "\n"
 
 
@@ -620,15 +906,26 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--parts", default=",".join(PARTS), help="comma-separated subset of " + ",".join(PARTS))
     parser.add_argument("--steps", type=int, default=12, help="timed steps per step measurement")
     parser.add_argument("--warm", type=int, default=3, help="warm-up steps (compilation happens here)")
-    parser.add_argument("--grid-steps", type=int, default=300)
+    parser.add_argument("--grid-steps", type=int, default=150,
+                        help="steps per cell of the grid part (150 since the cell and dp parts joined the run)")
     parser.add_argument("--nocache-steps", type=int, default=60, help="steps per cell of the no-cache grid")
     parser.add_argument("--limit-s", type=float, default=560,
-                        help="skip a loader / eval / no-cache part whose estimated end is past this many seconds")
+                        help="skip a late part (cell, dp, loader, eval, nocache) whose estimated end is past this "
+                             "many seconds")
+    parser.add_argument("--cell-steps", type=int, default=100, help="training steps of the whole-cell runs")
+    parser.add_argument("--dp-procs", type=int, default=0,
+                        help="processes of the data-parallel run (default: the visible GPUs; 2+ forces it, "
+                             "also on the CPU with gloo)")
+    parser.add_argument("--synthetic-data", action="store_true",
+                        help="whole cells train on synthetic batches over the world's images (the default when "
+                             "`datasets` is not installed) instead of the world's data pipeline")
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads when running on the CPU")
     args = parser.parse_args(argv)
     if args.tiny and "--grid-steps" not in " ".join(argv or sys.argv):
         args.grid_steps, args.nocache_steps, args.steps = 6, 3, 4
+    if args.tiny and "--cell-steps" not in " ".join(argv or sys.argv):
+        args.cell_steps = 4
     bench = Bench(args)
     print(json.dumps(bench.results["meta"]), flush=True)
     bench.setup()
@@ -652,8 +949,11 @@ def main(argv: list[str] | None = None) -> dict:
     bench.row("total", "script wall time", seconds=bench.elapsed())
     bench.stack.close()
     print(markdown(bench.results))
+    print(summary(bench.results))
     return bench.results
 
 
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == WORKER_FLAG:
+        sys.exit(cell_worker(sys.argv[2]))
     main()

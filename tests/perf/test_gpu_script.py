@@ -2,8 +2,15 @@
 from __future__ import annotations
 
 import json
+import math
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
 import torch
+
+from ablate.config.schema import CellConfig, TrainConfig
 
 
 def test_tiny_step_and_eval_parts(tmp_path, gpu_script):
@@ -26,3 +33,59 @@ def test_synthetic_batches_label_only_text(gpu_script):
     assert batch.input_ids.shape == (2, 1 + 4 + 5)
     assert (batch.input_ids[:, 1:5] == 4).all() and (batch.labels[:, :5] == -100).all()
     assert torch.equal(batch.labels[:, 5:], batch.input_ids[:, 5:]) and len(batch.images) == 2
+
+
+@pytest.mark.slow
+def test_tiny_whole_cell_speed_off_on_and_two_process_data_parallel(tmp_path, gpu_script):
+    """Parts cell and dp on the CPU: fresh worker processes run `run_cell` (2 ranks under gloo for dp), on the
+    synthetic batches the GPU image (no `datasets`) uses."""
+    if not gpu_script.speed_switches():
+        pytest.skip("no speed switches in train: in this version")
+    results = gpu_script.main(["--tiny", "--no-compile", "--parts", "cell,dp", "--dp-procs", "2", "--threads", "1",
+                               "--cell-steps", "3", "--synthetic-data", "--out", str(tmp_path)])
+    rows = {r["name"].strip(): r for r in results["rows"]}
+    assert not any("FAILED" in name or name.startswith("skipped") for name in rows), rows
+    off, on = rows["whole cell, speed path off"], rows["whole cell, speed path on (auto)"]
+    for row in (off, on):
+        assert row["processes"] == 1 and row["samples_s"] > 0 and row["peak_gib"] > 0 and row["wall_s"] > 0
+    assert on["switches_on"] == "-"                      # auto is off on the CPU: the same path twice
+    assert on["data"] == "synthetic"
+    assert on["loss_first"] == off["loss_first"]         # same seed, same data, same model
+    two = rows["2 processes, batch 2 x 4"]
+    assert two["processes"] == 2                         # both ranks joined one group (rank 0 logged 2)
+    assert two["samples_s_per_gpu"] == pytest.approx(two["samples_s"] / 2, rel=1e-3)
+    one = rows["1 process, speed path on"]
+    assert two["weak_scaling_efficiency"] == pytest.approx(two["samples_s_per_gpu"] / one["samples_s"], rel=1e-3)
+    assert math.isfinite(two["loss_last"])
+    assert "| dp: weak-scaling efficiency |" in (tmp_path / "gpu_results.md").read_text()
+
+
+def test_whole_cell_config_turns_the_speed_path_off(gpu_script):
+    shape = gpu_script.SHAPES["tiny"]
+    specs = {"encoder": "hf:/e", "llm": "hf:/l"}
+    off = CellConfig.model_validate(gpu_script.whole_cell_config(specs, shape, 5, 8, speed=False))
+    on = CellConfig.model_validate(gpu_script.whole_cell_config(specs, shape, 5, 8, speed=True, compile_=False))
+    assert (off.train.steps, off.train.batch_size, off.data.world.n_train) == (5, 8, gpu_script.SMALL_WORLD["n_train"])
+    for name in gpu_script.speed_switches():
+        assert getattr(off.train, name) is False
+        assert getattr(on.train, name) == (False if name == "compile" else TrainConfig.model_fields[name].default)
+
+
+def test_help_runs_without_a_gpu():
+    out = subprocess.run([sys.executable, "benchmarks/gpu.py", "--help"], capture_output=True, text=True,
+                         timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0 and "--dp-procs" in out.stdout and "--cell-steps" in out.stdout
+
+
+def test_synthetic_stage_batches_take_this_process_rows_from_the_step_reached(gpu_script):
+    from types import SimpleNamespace
+
+    shape = gpu_script.SHAPES["tiny"]
+    world = SimpleNamespace(read=lambda kind: [{"image": f"{i}.png"} for i in range(10)])
+    cfg = SimpleNamespace(connector=SimpleNamespace(tokens=4), train=SimpleNamespace(batch_size=4, seed=0))
+    stage = SimpleNamespace(seed=lambda seed: seed)
+    whole = gpu_script.synthetic_stage_batches(shape)(cfg, world, None)(stage, 0)
+    first, second = next(whole), next(whole)
+    mine = next(gpu_script.synthetic_stage_batches(shape)(cfg, world, None, rows=slice(2, 4))(stage, 1))
+    assert torch.equal(mine.input_ids, second.input_ids[2:4]) and mine.images == second.images[2:4]
+    assert mine.n_images.tolist() == [1, 1] and not torch.equal(mine.input_ids, first.input_ids[2:4])
