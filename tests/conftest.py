@@ -8,14 +8,13 @@ import os
 from pathlib import Path
 
 import pytest
+from tinyworld import TINY_WORLD
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-TINY_WORLD = {"image_size": 64, "n_train": 96, "n_test": 24, "n_demo": 12, "n_text_docs": 32,
-              "n_interleaved_docs": 16}
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import TINY_WORLD
+from tinyworld import TINY_WORLD
 
 from ablate.config.schema import CellConfig
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TINY_WORLD
+from tinyworld import TINY_WORLD
 
 from ablate.config.schema import CellConfig
 

@@ -5,7 +5,7 @@ import re
 
 import pytest
 import torch
-from conftest import TINY_WORLD
+from tinyworld import TINY_WORLD
 
 from ablate.config.schema import CellConfig, TrainConfig
 from ablate.config.stages import plan
