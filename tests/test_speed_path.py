@@ -6,6 +6,7 @@ losses as the whole batch in one pass (the loss is normalised over the whole ste
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import sys
@@ -230,3 +231,28 @@ def test_a_cell_logs_its_effective_switches_and_trains_with_grad_accum(tiny_grid
         "speed/fused_adamw": "False", "speed/activation_checkpointing": "False"}
     assert run.params["train.grad_accum"] == "2" and run.params["train.compile"] == "auto"
     assert run.metrics["cost/samples_per_s"] > 0
+
+
+def test_frozen_bf16_casts_the_parameters_of_modules_no_stage_trains_and_undo_restores_float32(tiny_backbones,
+                                                                                               cache):
+    from ablate.cell import stage_optimizer
+    from ablate.models.build import build_mllm
+    from ablate.train.speed import apply_switches
+
+    stages = [{"name": "align", "steps": 2, "lr_multipliers": {"llm": 0.0}}, {"name": "tune", "steps": 2}]
+    cfg = config(tiny_backbones, precision="bf16", frozen_bf16=True, stages=stages, steps=4)
+    model = build_mllm(cfg, cache, device="cpu")
+    buffers = {name: b.dtype for name, b in model.named_buffers()}
+    switches = resolve_switches(cfg.train, model.device)
+    stage_optimizer(cfg, model, switches["fused_adamw"])
+    applied = apply_switches(model, cfg.train, switches)
+    # the LLM is frozen in stage 1 only: it stays float32; the encoder never trains: bf16
+    assert applied.done["frozen_bf16"] == "encoder"
+    assert {p.dtype for p in model.encoder.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in model.llm.parameters()} == {p.dtype for p in model.connector.parameters()} == {
+        torch.float32}
+    assert {name: b.dtype for name, b in model.named_buffers()} == buffers
+    applied.undo()
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    losses, _, done = train_cell(cfg, cache)   # trains under bf16 autocast with the bf16 encoder
+    assert done["frozen_bf16"] == "encoder" and len(losses) == 4 and all(map(math.isfinite, losses))

@@ -60,7 +60,7 @@ class Applied:
 
     def undo(self) -> None:
         for part in self.cast:
-            part.float()
+            _cast_parameters(part, torch.float32)
         for block in self.compiled:
             block._compiled_call_impl = None   # what nn.Module.compile set: the block runs eagerly again
         self.cast, self.compiled = [], []
@@ -141,6 +141,11 @@ def compile_blocks(module: nn.Module, **compile_kwargs) -> int:
     return len(blocks)
 
 
+def _cast_parameters(module: nn.Module, dtype: torch.dtype) -> None:
+    for param in module.parameters():
+        param.data = param.data.to(dtype)
+
+
 def cast_frozen(model: nn.Module, parts: dict[str, nn.Module], dtype: torch.dtype = torch.bfloat16) -> list[str]:
     """Cast each part of `parts` whose parameters all have `requires_grad=False` to `dtype`; returns their names.
 
@@ -150,7 +155,7 @@ def cast_frozen(model: nn.Module, parts: dict[str, nn.Module], dtype: torch.dtyp
     for name, part in parts.items():
         params = list(part.parameters())
         if params and not any(p.requires_grad for p in params):
-            part.to(dtype)
+            _cast_parameters(part, dtype)   # buffers (rotary frequency tables) keep their precision
             cast.append(name)
     return cast
 
