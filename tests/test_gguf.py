@@ -117,13 +117,17 @@ def test_gguf_loads_as_written_and_reloads_from_the_cache(tiny_gguf, tmp_path, m
     spec = LLMConfig(name=f"gguf:{tiny_gguf['file']}")
     records = _Records()   # a handler on the module's own logger: what it logs, whatever other tests did to the root
     llm_module.log.addHandler(records)
-    level = llm_module.log.level
+    level, disabled, global_off = llm_module.log.level, llm_module.log.disabled, logging.root.manager.disable
     llm_module.log.setLevel(logging.INFO)
+    llm_module.log.disabled = False   # a library's logging.config call elsewhere in the session may have disabled it
+    logging.disable(logging.NOTSET)
     try:
         model, tok = llm_module.build_llm(spec, tmp_path)
     finally:
         llm_module.log.removeHandler(records)
         llm_module.log.setLevel(level)
+        llm_module.log.disabled = disabled
+        logging.disable(global_off)
     assert any("dequantised in" in m for m in records.messages), records.messages
     assert getattr(model, "hf_quantizer", None) is None and not hasattr(model.config, "quantization_config")
     (folder,) = [p for p in (tmp_path / "gguf").iterdir() if p.is_dir()]
