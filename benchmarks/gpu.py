@@ -49,6 +49,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -948,6 +949,7 @@ def main(argv: list[str] | None = None) -> dict:
             bench.row(part, "FAILED", error=f"{type(err).__name__}: {err}"[:300])
     bench.row("total", "script wall time", seconds=bench.elapsed())
     bench.stack.close()
+    shutil.rmtree(bench.root, ignore_errors=True)   # backbones, images, whole cells' workspace: gigabytes at full size
     print(markdown(bench.results))
     print(summary(bench.results))
     return bench.results
