@@ -23,7 +23,6 @@ from torch import nn
 
 from ablate.train.loop import micro_batches
 
-
 SWITCHES = ("compile", "frozen_bf16", "prefetch", "fused_adamw", "activation_checkpointing")
 
 
