@@ -1,9 +1,12 @@
 """One cell, start to finish: build the model, train it, evaluate it, log it all to its run."""
 from __future__ import annotations
 
+import json
 import logging
 import random
+import resource
 import time
+from itertools import islice
 
 import numpy as np
 import torch
@@ -13,6 +16,10 @@ from ablate.config.grid import Cell
 from ablate.config.schema import CellConfig
 from ablate.config.spec import Spec
 from ablate.config.stages import Stage, plan, stage_at
+from ablate.data import train_batches
+from ablate.evaluation.cells import evaluate_model
+from ablate.models.build import build_mllm
+from ablate.models.connectors import count_parameters, forward_flops
 from ablate.models.features import FeatureCache
 from ablate.progress import Progress
 from ablate.tracking.store import RunLogger
@@ -21,6 +28,8 @@ from ablate.train.loop import TrainState, train_stages
 from ablate.train.optim import SchedulerSlot, StageOptimizer
 from ablate.train.speed import apply_switches, batch_stream, resolve_switches
 from ablate.workspace import Workspace
+from ablate.world import build_world
+from ablate.zoo import ensure_built, model_dir
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +118,6 @@ class TrainCost:
         if device.type == "cuda":
             peak = torch.cuda.max_memory_allocated(device) / 2**30
         else:
-            import resource
-
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20   # KiB on Linux
         per_s = 1.0 / max(train_s, 1e-9)
         return {"cost/samples_per_s": samples * per_s, "cost/tokens_per_s": (text + visual) * per_s,
@@ -136,8 +143,6 @@ def step_metrics(stages: list[Stage] | None, step: int, loss: float, lr: float |
 def stage_batches(cfg: CellConfig, world, model, cache_dir=None, rows: slice | None = None):
     """`(stage, steps done in it) -> its batches from there on`: the stage's data and data-order seed; `rows`:
     this process's share of each global batch when several train the cell (`ablate.train.parallel.shard`)."""
-    from ablate.data import train_batches
-
     def batches_for(stage: Stage, done: int):
         return train_batches(stage.data(cfg.data), world, model.tokenizer, model.image_tokens, cfg.train.batch_size,
                              stage.seed(cfg.train.seed), start_step=done, cache_dir=cache_dir, rows=rows)
@@ -165,11 +170,6 @@ def run_cell(cell: Cell, workspace: Workspace, logger: RunLogger, feature_cache:
     Under a launcher (runners/multigpu.yaml) every rank calls this: each trains its share of every global batch
     (`ablate.train.parallel`); rank 0 alone logs (the others get a `SilentLogger`), writes checkpoints and
     evaluates, after the others have left (they return `{}` once training is done)."""
-    from ablate.evaluation.cells import evaluate_model
-    from ablate.models.build import build_mllm
-    from ablate.models.connectors import count_parameters, forward_flops
-    from ablate.world import build_world
-
     cfg = cell.config
     started = time.monotonic()
     parallel.announce("train")   # rank 0 holds the claim and a run: the other ranks train with it
@@ -240,9 +240,6 @@ def run_cell(cell: Cell, workspace: Workspace, logger: RunLogger, feature_cache:
 
 def prepare_assets(cells: list[Cell], workspace: Workspace, say=print) -> None:
     """Build once, before the first cell, what the cells share: the embedded worlds and the zoo backbones."""
-    from ablate.world import build_world
-    from ablate.zoo import ensure_built, model_dir
-
     for world_cfg in {cell.config.data.world for cell in cells}:
         build_world(world_cfg, workspace.cache)
     specs = dict.fromkeys(spec for cell in cells for spec in (cell.config.encoder.name, cell.config.llm.name)
@@ -258,10 +255,6 @@ def zoo_metrics(spec: str, workspace: Workspace, part: str = "encoder") -> dict[
     retrieval and build time (`encoder/build_s`), an LM's held-out perplexity and build time (`llm/build_s`)."""
     if Spec.parse(spec).family != "zoo":
         return {}
-    import json
-
-    from ablate.zoo import model_dir
-
     marker = model_dir(spec, workspace.cache) / "zoo.json"
     metrics = json.loads(marker.read_text()).get("metrics", {}) if marker.is_file() else {}
     return {f"{part}/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
@@ -269,8 +262,6 @@ def zoo_metrics(spec: str, workspace: Workspace, part: str = "encoder") -> dict[
 
 def padding_fraction(cfg, world, model, batches: int = 8) -> float:
     """Share of padding in the cell's first training batches (the cost of not packing; the first stage's data)."""
-    from itertools import islice
-
     stream = stage_batches(cfg, world, model)(plan(cfg.train)[0], 0)
     values = [batch.padding_fraction for batch in islice(stream, batches)]
     return float(sum(values) / max(len(values), 1))

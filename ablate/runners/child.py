@@ -33,6 +33,7 @@ def run_rank(grid_path: str, cell_id: str, home: str, tracking_uri: str, reports
     tells the other ranks whether the cell trains; they train their share of each batch, log nothing, and end
     when training ends (rank 0 evaluates alone). Rank 0's exit code is written to `$ABLATE_EXIT_FILE` for the
     launcher's wrapper (ablate.runners.multigpu), since torchrun reports any failure as 1."""
+    # lazy, as in run_claimed_cell: the training stack loads after main() has tied this process to its parent
     from ablate.runners.multigpu import EXIT_FILE_ENV
     from ablate.train import parallel
 
@@ -55,7 +56,7 @@ def run_rank(grid_path: str, cell_id: str, home: str, tracking_uri: str, reports
         if decision != "train":
             log.info("rank %d: rank 0 did not train the cell (%s)", parallel.rank(), decision)
             return protocol.EXIT_FINISHED
-        from ablate.cell import SilentLogger, run_cell
+        from ablate.cell import SilentLogger, run_cell  # lazy: as above
         from ablate.resolve import load_grid
         from ablate.workspace import Workspace
 
@@ -67,7 +68,7 @@ def run_rank(grid_path: str, cell_id: str, home: str, tracking_uri: str, reports
     except protocol.Terminated:
         return protocol.EXIT_TERMINATED
     except Exception as err:   # noqa: BLE001 - rank 0 records the cell's outcome; this rank's traceback: the log
-        from ablate.train.loop import Diverged
+        from ablate.train.loop import Diverged  # lazy: as above
 
         if isinstance(err, Diverged):   # every rank sees the same global loss: rank 0 records why, undisturbed
             log.info("rank %d: %s (rank 0 records it)", parallel.rank(), err)
@@ -80,6 +81,7 @@ def run_rank(grid_path: str, cell_id: str, home: str, tracking_uri: str, reports
 
 
 def run_claimed_cell(grid_path: str, cell_id: str, home: str, tracking_uri: str, reports: str | None = None) -> int:
+    # lazy: main() first asks Linux to end this process with its parent; torch and the store load seconds later
     from ablate.config.errors import GridError
     from ablate.progress import Progress
     from ablate.resolve import load_grid

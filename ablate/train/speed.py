@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ablate.config.stages import trains_in_any_stage
 from ablate.train.loop import micro_batches
 
 SWITCHES = ("compile", "frozen_bf16", "prefetch", "fused_adamw", "activation_checkpointing")
@@ -42,8 +43,6 @@ def resolve_switches(cfg, device: torch.device) -> dict[str, bool]:
 
 def frozen_throughout(model, cfg) -> dict[str, nn.Module]:
     """The parts of `model` that no stage of `cfg` trains (a part unfrozen by a later stage must keep fp32)."""
-    from ablate.config.stages import trains_in_any_stage
-
     return {name: part for name, part in vars(model.parts()).items() if not trains_in_any_stage(cfg, name)}
 
 
