@@ -32,3 +32,16 @@ def test_the_cli_and_validation_do_not_import_the_training_stack():
             "print(sorted(m for m in ('torch', 'mlflow', 'lmms_eval', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_dry_run_loads_neither_the_training_nor_the_tracking_stack(tmp_path):
+    """`ablate run GRID --dry-run` validates with the registries only: torch for the connectors' token rules, but not
+    transformers, peft, datasets, pandas, mlflow or lmms-eval (seconds of start-up each)."""
+    code = ("import sys; from ablate.cli import main; "
+            f"rc = main(['run', {str(ROOT / 'grids' / 'connectors.yaml')!r}, '--dry-run', '--home', "
+            f"{str(tmp_path / 'home')!r}]); "
+            "print(rc, sorted(m for m in ('transformers', 'peft', 'datasets', 'pandas', 'mlflow', 'lmms_eval') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "0 []", out.stdout + out.stderr
+    assert not (tmp_path / "home").exists()

@@ -14,14 +14,12 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ablate.cell import run_cell
 from ablate.config.grid import Cell, Grid
 from ablate.models.features import FeatureCache
 from ablate.progress import Progress
 from ablate.runners.claims import claim
 from ablate.runners.protocol import Terminated, sigterm_raises
 from ablate.tracking.store import Store, StoreError
-from ablate.train.loop import Diverged
 from ablate.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -104,6 +102,11 @@ def run_claimed(store: Store, experiment: str, grid: Grid, cell: Cell, workspace
     """Run one cell whose claim the caller holds: close its stale runs, start a run, train/evaluate, close it.
 
     Raises StoreError (and the grid stops) when the store or the disk fails; any other error fails the cell."""
+    # lazy: `ablate run --dry-run` builds this runner to validate a grid; the training stack (torch, transformers,
+    # peft, datasets: seconds) loads only when a cell runs
+    from ablate.cell import run_cell
+    from ablate.train.loop import Diverged
+
     outcome = outcome if outcome is not None else GridOutcome()
     try:
         if cell.id in store.finished_cells(experiment):   # finished while we waited for the claim
