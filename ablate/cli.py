@@ -39,6 +39,16 @@ def _global_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
                        help="log every module's INFO messages with timestamps (default: warnings only)")
 
 
+def grid_run_options(cmd: argparse.ArgumentParser, dry_run: str) -> None:
+    """What `run` and `eval` share: a dry run, the report at the end, the cap on a grid's size."""
+    cmd.add_argument("--dry-run", action="store_true", help=dry_run)
+    cmd.add_argument("--no-report", action="store_true",
+                     help="do not write the report at the end (default: off, the report is written)")
+    cmd.add_argument("--max-cells", type=int, metavar="N",
+                     help="accept a grid of up to N cells "
+                          "(default: 1000; a bigger grid is refused as a likely mistake)")
+
+
 def _version() -> str:
     """ablate's version and the libraries that decide its results, read from package metadata (no imports)."""
     def version(name: str) -> str:
@@ -77,23 +87,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--runner", metavar="FILE",
                      help="runner file, e.g. runners/subprocess.yaml or runners/workers.yaml "
                           "(default: one cell after another in this process, as runners/local.yaml)")
-    run.add_argument("--dry-run", action="store_true",
-                     help="validate the grid and list its cells, run nothing (default: off)")
-    run.add_argument("--no-report", action="store_true",
-                     help="do not write the report at the end (default: off, the report is written)")
-    run.add_argument("--max-cells", type=int, metavar="N",
-                     help="run a grid of up to N cells (default: 1000; a bigger grid is refused as a likely mistake)")
+    grid_run_options(run, dry_run="validate the grid and list its cells, run nothing (default: off)")
 
     evaluate = command(sub, "eval", "evaluate the finished cells on what they have not been evaluated on (new "
                                     "tasks, shot counts, limits, prompts) from their final checkpoints; train "
                                     "nothing, then write the report")
     grid_argument(evaluate)
-    evaluate.add_argument("--dry-run", action="store_true",
-                          help="validate the grid (custom task files included) and list its cells (default: off)")
-    evaluate.add_argument("--no-report", action="store_true",
-                          help="do not write the report at the end (default: off, the report is written)")
-    evaluate.add_argument("--max-cells", type=int, metavar="N",
-                          help="accept a grid of up to N cells (default: 1000)")
+    grid_run_options(evaluate, dry_run="validate the grid (custom task files included) and list its cells "
+                                       "(default: off)")
 
     for name, text in (("report", "re-render tables, plots and the PDF from the tracking store"),
                        ("ls", "list the cells and their state in the store")):

@@ -32,7 +32,7 @@ class Hooks:
         pass
 
 
-def _run(losses, state=None):
+def _run(losses, state=None, stage_start=0):
     model = Scripted(losses)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
@@ -40,7 +40,8 @@ def _run(losses, state=None):
                             labels=torch.zeros(1, 2, dtype=torch.long), images=[])
     cfg = TrainConfig(steps=len(losses) + (state.step if state else 0), checkpoint_every=1000, precision="fp32")
     hooks = Hooks()
-    return train(model, iter([batch] * len(losses)), cfg, optimizer, scheduler, hooks, state), hooks
+    return train(model, iter([batch] * len(losses)), cfg, optimizer, scheduler, hooks, state,
+                 stage_start=stage_start), hooks
 
 
 def test_a_loss_far_above_its_start_is_flagged_in_the_first_steps():
@@ -55,6 +56,18 @@ def test_a_loss_far_above_its_start_is_flagged_in_the_first_steps():
 def test_a_resumed_cell_keeps_its_starting_loss_as_the_reference():
     with pytest.raises(Diverged, match="starting value 2"):
         _run([7.0], TrainState(step=3, losses=[(1, 2.0), (2, 2.1), (3, 2.2)]))
+
+
+
+def test_the_divergence_guard_measures_each_stage_from_its_own_first_loss():
+    """An instruction stage starts on answer tokens alone (measured in grids/stages.yaml: 0.76 on captions, then
+    5.4 at the first instruction step): not divergence. Far above the stage's own start still is."""
+    def first():   # stage 1 on captions
+        return TrainState(step=3, losses=[(1, 0.76), (2, 0.74), (3, 0.7)])
+
+    assert _run([5.4, 5.7, 3.9], first(), stage_start=3)[0].step == 6
+    with pytest.raises(Diverged, match="starting value 5.4"):
+        _run([5.4, 5.0, 13.0], first(), stage_start=3)
 
 
 @pytest.mark.slow

@@ -12,10 +12,8 @@ import logging
 import numpy as np
 import pytest
 import torch
+from tinyworld import TINY_WORLD  # the world tests/conftest.py's tiny backbones were made with
 
-# the tiny world of tests/conftest.py (its fixtures build the encoder this test uses)
-TINY_WORLD = {"image_size": 64, "n_train": 96, "n_test": 24, "n_demo": 12, "n_text_docs": 32,
-              "n_interleaved_docs": 16}
 HEADS, KV_HEADS, HIDDEN, LAYERS = 2, 1, 64, 2
 SPECIAL = ["<pad>", "<bos>", "<eos>", "<|endoftext|>"]  # transformers' GGUF byte-level tokenizer adds the last one
                                                         # when a file lacks it

@@ -14,13 +14,12 @@ import sys
 import pytest
 import torch
 from pydantic import ValidationError
+from tinyworld import TINY_WORLD  # the world tests/conftest.py's tiny backbones were made with
 
 from ablate.config.schema import CellConfig, TrainConfig
 from ablate.resolve import cell_id
 from ablate.train.speed import SWITCHES, resolve_switches
 
-TINY_WORLD = {"image_size": 64, "n_train": 96, "n_test": 24, "n_demo": 12, "n_text_docs": 32,
-              "n_interleaved_docs": 16}   # tests/conftest.py's tiny backbones use this world's tokenizer
 CPU, CUDA = torch.device("cpu"), torch.device("cuda", 0)
 
 

@@ -5,11 +5,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from tinyworld import TINY_WORLD
 
 REPO = Path(__file__).resolve().parents[2]
 # the settings tests/conftest.py builds the tiny backbones' tokenizer from (the grid must use the same world)
-TINY_WORLD = {"image_size": 64, "n_train": 96, "n_test": 24, "n_demo": 12, "n_text_docs": 32,
-              "n_interleaved_docs": 16}
 
 
 @pytest.fixture
