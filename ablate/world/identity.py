@@ -11,7 +11,7 @@ from ablate.config.schema import WorldConfig
 from ablate.world.vocab import COLOURS, POSITIONS, SHAPES
 from ablate.world.vocab import words as vocab_words
 
-GENERATOR_VERSION = 3  # bump when the generator changes what it writes: old caches are then left alone
+GENERATOR_VERSION = 4  # bump when the generator changes what it writes: old caches are left alone (4: BPE tokens)
 
 
 def world_hash(cfg: WorldConfig) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ablate.world.tokenizer import word_id
 from ablate.zoo.data import ZooData, encode_texts, load_pixels, normalise
 from ablate.zoo.recipes import EncoderRecipe
 
@@ -96,7 +97,7 @@ def evaluate_encoder(r: EncoderRecipe, data: ZooData, vision, towers=None) -> di
 
 @torch.no_grad()
 def reading_accuracy(towers, rows: list[dict], tokenizer, sizes, batch: int = 128) -> dict:
-    first = torch.tensor([tokenizer.convert_tokens_to_ids(row["words"][0]) for row in rows])
+    first = torch.tensor([word_id(tokenizer, row["words"][0]) for row in rows])
     small = torch.tensor([row["word_sizes"][0] == "small" for row in rows])
     out = {}
     for size in sizes:

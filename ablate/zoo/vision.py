@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPVisionConfig, CLIPVisionModel
 
+from ablate.world.tokenizer import word_id
 from ablate.zoo import objectives
 from ablate.zoo.data import ZooData, encode_texts, load_pixels, normalise
 from ablate.zoo.recipes import EncoderRecipe
@@ -90,7 +91,7 @@ def patch_targets(tokenizer, rows: list[dict], size: int, patch: int, nothing: i
 
     for i, row in enumerate(rows):
         for word, (x0, y0, x1, y1) in zip(row["words"], row["word_boxes"]):
-            out[i][covered(y0, y1)[:, None] & covered(x0, x1)[None, :]] = tokenizer.convert_tokens_to_ids(word)
+            out[i][covered(y0, y1)[:, None] & covered(x0, x1)[None, :]] = word_id(tokenizer, word)
     return out.flatten(1)
 
 

@@ -2,12 +2,13 @@
 import pytest
 
 from ablate.data import Collator
+from ablate.world.tokenizer import word_id
 
 IMG = 4  # <image> id of the world tokenizer (specials come first: pad bos eos unk image)
 
 
 def _ids(tok, words):
-    return tok.convert_tokens_to_ids(words.split())
+    return [word_id(tok, w) for w in words.split()]  # each word after a space: one token
 
 
 def test_caption_row_layout_and_labels(tok):

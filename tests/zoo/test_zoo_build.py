@@ -140,10 +140,11 @@ def test_reading_head_learns_to_name_the_word_at_every_trained_resolution(tmp_pa
 
 
 def test_patch_targets_name_the_word_on_the_patches_its_ink_covers(word_data):
+    from ablate.world.tokenizer import word_id
     from ablate.zoo.vision import patch_targets
 
     tok = word_data.tokenizer
-    nothing, cat, owl = tok.pad_token_id, tok.convert_tokens_to_ids("cat"), tok.convert_tokens_to_ids("owl")
+    nothing, cat, owl = tok.pad_token_id, word_id(tok, "cat"), word_id(tok, "owl")
     rows = [{"words": ["cat"], "word_boxes": [[0.0, 0.0, 0.5, 0.25]]},          # top-left quarter-row
             {"words": ["cat", "owl"], "word_boxes": [[0.5, 0.5, 1.0, 1.0], [0.0, 0.9, 0.1, 1.0]]}]
     t = patch_targets(tok, rows, size=32, patch=8, nothing=nothing).view(2, 4, 4)
