@@ -105,10 +105,21 @@ def _parser() -> argparse.ArgumentParser:
 
     zoo = command(sub, "zoo", "the tiny pretrained backbones built here")
     zoo_sub = zoo.add_subparsers(dest="zoo_command", required=True, metavar="ZOO_COMMAND")
-    build = command(zoo_sub, "build", "build (pretrain) zoo backbones")
+    build = command(zoo_sub, "build", "build (pretrain) zoo backbones; weights shipped with ablate for the same "
+                                      "recipe are installed instead of training, unless --force")
     build.add_argument("names", nargs="*", metavar="NAME",
                        help="backbones to build, e.g. zoo:clip-s zoo:lm-s (default: all)")
-    command(zoo_sub, "ls", "list zoo backbones, built or not, with their retrieval accuracy")
+    build.add_argument("--force", action="store_true",
+                       help="train here even when cached or shipped, replacing the cached folder (default: off)")
+    command(zoo_sub, "ls", "list zoo backbones: in the cache (built here or shipped) or not, shipped with ablate "
+                           "or not, with their retrieval accuracy")
+    ship = command(zoo_sub, "ship", "maintainers: copy backbones built here into the package's shipped weights "
+                                    "(what loading needs, with a sha256 manifest; docs/backbones.md)")
+    ship.add_argument("names", nargs="+", metavar="NAME",
+                      help="backbones to ship, e.g. zoo:clip-read-s zoo:lm-s, each built here for its current recipe "
+                           "(required, no default)")
+    ship.add_argument("--to", metavar="DIR", help="folder of shipped weights (default: ablate/zoo/shipped/ of this "
+                                                  "installation, the source tree in an editable install)")
 
     tune = command(sub, "tune", "tune the learning rate per connector/encoder with Optuna, then write a tuned grid")
     grid_argument(tune)

@@ -333,21 +333,32 @@ def _recognise(store, grid: Grid) -> dict[str, set[str]]:
 
 
 def cmd_zoo(args, workspace: Workspace) -> int:
-    from ablate.zoo import build_zoo, zoo_status  # lazy: loads torch
+    from ablate.zoo import build_zoo, ship_zoo, zoo_status  # lazy: loads torch
 
+    if args.zoo_command == "ship":
+        try:
+            shipped = ship_zoo(args.names, workspace.cache, Path(args.to) if args.to else None)
+        except ValueError as err:   # not built here for its current recipe: one line, not a traceback
+            raise SystemExit(f"error: {err}") from None
+        for folder, manifest in shipped:
+            sizes = ", ".join(f"{name} {entry['bytes'] / 1e6:.2f} MB" for name, entry in manifest["files"].items())
+            total = sum(entry["bytes"] for entry in manifest["files"].values())
+            print(f"shipped {manifest['spec']} -> {folder} ({total / 1e6:.2f} MB: {sizes})")
+        return 0
     if args.zoo_command == "build":
-        build_zoo(args.names or None, workspace.cache)
-    print(f"{'model':<14} {'built':<6} {'build s':>8} {'retrieval (zero-shot / probe / chance)':>40}  "
-          f"{'held-out ppl':>12}  folder")
-    for spec, built, folder, metrics in zoo_status(workspace.cache):
-        m = metrics or {}
+        build_zoo(args.names or None, workspace.cache, force=args.force)
+    print(f"{'model':<14} {'in cache':<10} {'shipped':<8} {'build s':>8} "
+          f"{'retrieval (zero-shot / probe / chance)':>40}  {'held-out ppl':>12}  folder")
+    for entry in zoo_status(workspace.cache):
+        m = entry.metrics or {}
         retrieval = ""
         if "probe_i2t_top1" in m:
             zero = f"{100 * m['zero_shot_i2t_top1']:.1f}%" if "zero_shot_i2t_top1" in m else "-"
             retrieval = f"{zero} / {100 * m['probe_i2t_top1']:.1f}% / {100 * m['chance']:.1f}%"
         ppl = f"{m['heldout_ppl']:.2f}" if "heldout_ppl" in m else ""
         build_s = f"{m['build_s']:.0f}" if "build_s" in m else ""
-        print(f"{spec:<14} {'yes' if built else 'no':<6} {build_s:>8} {retrieval:>40}  {ppl:>12}  {folder}")
+        print(f"{entry.spec:<14} {entry.origin or 'no':<10} {entry.shipped:<8} {build_s:>8} {retrieval:>40}  "
+              f"{ppl:>12}  {entry.folder}")
     return 0
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import importlib
 
 _WHERE = {
-    "build_zoo": "build", "ensure_built": "build", "model_dir": "build", "zoo_status": "build", "ZooData": "data",
+    "build_zoo": "build", "ensure_built": "build", "model_dir": "build", "zoo_status": "build",
+    "ship_zoo": "build", "ZooEntry": "build", "ZooData": "data",
     "RECIPES": "recipes", "EncoderRecipe": "recipes", "LMRecipe": "recipes", "recipe_for": "recipes",
     "recipe_hash": "recipes",
 }

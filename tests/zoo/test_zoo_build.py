@@ -94,7 +94,7 @@ def test_zoo_specs_build_from_a_tiny_world(tmp_path, monkeypatch):
     assert enc.grid == (6, 6) and enc.dim == 32
     model, tok = build_llm(LLMConfig(name="zoo:lm-s"), tmp_path)
     assert tok.convert_tokens_to_ids("<image>") != tok.unk_token_id
-    status = {spec: (built, path, metrics) for spec, built, path, metrics in zoo_status(tmp_path)}
+    status = {entry.spec: (entry.built, entry.folder, entry.metrics) for entry in zoo_status(tmp_path)}
     assert status["zoo:clip-s"][0] and status["zoo:lm-s"][0] and not status["zoo:aim-s"][0]
     assert "probe_i2t_top1" in status["zoo:clip-s"][2] and status["zoo:aim-s"][2] is None
     assert zoo_build.build_zoo(["zoo:clip-s"], tmp_path) == [status["zoo:clip-s"][1]]
