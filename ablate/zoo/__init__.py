@@ -9,7 +9,7 @@ import importlib
 
 _WHERE = {
     "build_zoo": "build", "ensure_built": "build", "model_dir": "build", "zoo_status": "build",
-    "ship_zoo": "build", "ZooEntry": "build", "ZooData": "data",
+    "ship_zoo": "build", "shipped_folder": "build", "ZooEntry": "build", "ZooData": "data",
     "RECIPES": "recipes", "EncoderRecipe": "recipes", "LMRecipe": "recipes", "recipe_for": "recipes",
     "recipe_hash": "recipes",
 }

@@ -78,6 +78,11 @@ def ensure_built(spec: str, cache_root: Path, recipe: Recipe | None = None, data
     return folder
 
 
+def shipped_folder(spec: str) -> Path | None:
+    """The package's shipped weights for `spec`'s current recipe, if any (not yet verified: `ensure_built` does)."""
+    return shipping.find(model_dir(spec, Path(".")).name)
+
+
 def _install_shipped(name: str, folder: Path, say) -> bool:
     """Copy the package's shipped `folder.name` into the cache, verified; False when none ships or it is corrupt."""
     source = shipping.find(folder.name)

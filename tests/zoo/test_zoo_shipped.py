@@ -18,7 +18,17 @@ from ablate import cli
 from ablate.config.schema import EncoderConfig, LLMConfig
 from ablate.models.encoders import build_encoder
 from ablate.models.llm import build_llm
-from ablate.zoo import RECIPES, EncoderRecipe, LMRecipe, ZooData, ensure_built, model_dir, shipping, zoo_status
+from ablate.zoo import (
+    RECIPES,
+    EncoderRecipe,
+    LMRecipe,
+    ZooData,
+    ensure_built,
+    model_dir,
+    shipped_folder,
+    shipping,
+    zoo_status,
+)
 from ablate.zoo.recipes import recipe_hash, world_identity
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -175,6 +185,7 @@ def test_cli_build_ship_ls_force(trained, tmp_path, monkeypatch, capsys):
     shipped_line = capsys.readouterr().out
     assert "shipped zoo:lm-s ->" in shipped_line and "model.safetensors" in shipped_line and "MB" in shipped_line
     assert zoo("ls", home="user")["zoo:lm-s"] == ["no", "yes"]
+    assert shipped_folder("zoo:lm-s") is not None and shipped_folder("zoo:clip-s") is None
     assert zoo("build", "zoo:lm-s", home="user")["zoo:lm-s"] == ["shipped", "yes"] and trained == ["lm"]
     with pytest.raises(SystemExit, match="shipped weights, not weights built here"):
         cli.main(["zoo", "ship", "zoo:lm-s", "--home", str(tmp_path / "user")])
@@ -205,10 +216,8 @@ def test_package_data_glob_covers_every_shipped_file(trained, tmp_path):
     assert files <= covered, f"not in pyproject's package data: {sorted(files - covered)}"
 
 
-def test_shipped_weights_match_the_current_recipes():
-    """Fails when a recipe, the world or its generator changed after the weights were shipped: the package would
-    carry weights that no recipe uses (and the default grid would train them again on a user's first run)."""
-    root = ROOT / "ablate" / "zoo" / "shipped"
+def stale_shipped(root: Path) -> list[str]:
+    """What is wrong with the shipped folders under `root`, each with the command that fixes it."""
     problems = []
     for folder in shipping.shipped_folders(root):
         name, _ = shipping.split_name(folder.name)
@@ -224,7 +233,24 @@ def test_shipped_weights_match_the_current_recipes():
             shipping.verify(folder)
         except shipping.CorruptShipped as err:
             problems.append(f"{folder.name} is corrupt ({err}): refresh it with `{shipping.refresh_command([name])}`")
+    return problems
+
+
+def test_shipped_weights_match_the_current_recipes():
+    """Fails when a recipe, the world or its generator changed after the weights were shipped: the package would
+    carry weights that no recipe uses (and the default grid would train them again on a user's first run)."""
+    problems = stale_shipped(ROOT / "ablate" / "zoo" / "shipped")
     assert not problems, "stale shipped zoo weights (docs/backbones.md, 'Shipped weights'):\n" + "\n".join(problems)
+
+
+def test_stale_check_names_the_refresh_command(trained, tmp_path, monkeypatch):
+    monkeypatch.setitem(RECIPES, "lm-s", LM)
+    shipping.ship(ensure_built("lm-s", tmp_path / "cache", data=None))
+    assert stale_shipped(shipping.root()) == []
+    monkeypatch.setitem(RECIPES, "lm-s", LMRecipe(**{**LM.__dict__, "steps": 3}))      # the recipe changed
+    [problem] = stale_shipped(shipping.root())
+    assert "no longer matches the recipe of zoo:lm-s" in problem
+    assert "`ablate zoo build --force zoo:lm-s && ablate zoo ship zoo:lm-s`" in problem
 
 
 def test_record_hash_is_the_recipe_hash():
