@@ -92,7 +92,7 @@ def _install_shipped(name: str, folder: Path, say) -> bool:
         with _staging(folder) as tmp:
             shipping.install(source, tmp)
             _move_into_place(tmp, folder)
-    except shipping.CorruptShipped as err:
+    except (shipping.CorruptShipped, OSError) as err:   # OSError: an unreadable file, a copy that failed
         log.warning("zoo:%s: the shipped weights in %s are corrupt (%s): not used, training here instead",
                     name, source, err)
         return False
