@@ -347,7 +347,7 @@ def cmd_zoo(args, workspace: Workspace) -> int:
         return 0
     if args.zoo_command == "build":
         build_zoo(args.names or None, workspace.cache, force=args.force)
-    print(f"{'model':<14} {'in cache':<10} {'shipped':<8} {'build s':>8} "
+    print(f"{'model':<16} {'in cache':<10} {'shipped':<8} {'build s':>8} "
           f"{'retrieval (zero-shot / probe / chance)':>40}  {'held-out ppl':>12}  folder")
     for entry in zoo_status(workspace.cache):
         m = entry.metrics or {}
@@ -357,7 +357,7 @@ def cmd_zoo(args, workspace: Workspace) -> int:
             retrieval = f"{zero} / {100 * m['probe_i2t_top1']:.1f}% / {100 * m['chance']:.1f}%"
         ppl = f"{m['heldout_ppl']:.2f}" if "heldout_ppl" in m else ""
         build_s = f"{m['build_s']:.0f}" if "build_s" in m else ""
-        print(f"{entry.spec:<14} {entry.origin or 'no':<10} {entry.shipped:<8} {build_s:>8} {retrieval:>40}  "
+        print(f"{entry.spec:<16} {entry.origin or 'no':<10} {entry.shipped:<8} {build_s:>8} {retrieval:>40}  "
               f"{ppl:>12}  {entry.folder}")
     return 0
 
