@@ -35,7 +35,7 @@ from ablate.world import documents, questions
 from ablate.world.captions import alt_text, rich_caption
 from ablate.world.facts import scene_facts
 from ablate.world.identity import GENERATOR_VERSION, world_hash
-from ablate.world.render import render
+from ablate.world.render import save_images
 from ablate.world.scene import Scene, sample_scene
 from ablate.world.tokenizer import build_tokenizer, load_tokenizer
 from ablate.world.vocab import (
@@ -180,14 +180,16 @@ def _write_world(cfg: WorldConfig, tmp: Path) -> None:
     scenes: dict[str, list[Scene]] = {}
     paths: dict[str, list[str]] = {}
     sidecar = []
+    drawings = []
     for split, n in counts.items():
         scenes[split] = _scenes(cfg, split, n)
         paths[split] = []
         for i, scene in enumerate(scenes[split]):
             name = f"{split}-{i:05d}.png"
-            render(scene).save(tmp / "images" / name, format="PNG", compress_level=1)
+            drawings.append((scene, tmp / "images" / name))
             paths[split].append(f"images/{name}")   # relative to the world's folder
             sidecar.append({"image": paths[split][-1], "split": split, "scene": scene.to_dict()})
+    save_images(drawings)
     _write_jsonl(tmp / "scenes.jsonl", sidecar)
 
     captions = [_caption_row(_rng(cfg, STREAM_TEXT, i), scene, path)

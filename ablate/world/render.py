@@ -1,6 +1,11 @@
 """Draw a `Scene` into a square RGB image with Pillow."""
 from __future__ import annotations
 
+import os
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
 from PIL import Image, ImageDraw
 
 from ablate.world import vocab
@@ -56,3 +61,22 @@ def render(scene: Scene) -> Image.Image:
         left, top, _, _ = f.getbbox(w.text)
         draw.text((w.box[0] - left, w.box[1] - top), w.text, font=f, fill=INK)
     return image
+
+
+def _save_all(jobs: list[tuple[Scene, str]]) -> None:
+    for scene, path in jobs:
+        render(scene).save(path, format="PNG", compress_level=1)
+
+
+def save_images(jobs: list[tuple[Scene, Path]], processes: int | None = None) -> None:
+    """Render and write every `(scene, path)` as PNG, in `processes` processes (default: the cores this process may
+    use, at most 8). Drawing is deterministic, so the files are the same whatever the count. The workers are
+    spawned: a forked child would inherit the parent's torch thread pools."""
+    jobs = [(scene, str(path)) for scene, path in jobs]
+    processes = processes or min(8, len(os.sched_getaffinity(0)))
+    if processes < 2 or len(jobs) < 400:   # a pool costs about a second to start
+        _save_all(jobs)
+        return
+    chunks = [jobs[i::processes * 4] for i in range(processes * 4)]
+    with ProcessPoolExecutor(processes, mp_context=get_context("spawn")) as pool:
+        list(pool.map(_save_all, chunks))

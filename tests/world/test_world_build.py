@@ -97,3 +97,17 @@ def test_a_smaller_vocabulary_draws_only_its_words_and_is_another_world(tmp_path
     assert drawn <= set(vocab.words(3)) and len(drawn) == 3
     assert vocab.words(48) == vocab.WORDS and sorted(vocab.SUBSET_ORDER) == sorted(vocab.WORDS)
     assert world_hash(WorldConfig(**TINY)) != small.root.name.removeprefix("world-")
+
+
+def test_images_drawn_in_several_processes_are_the_same_files(tmp_path):
+    import numpy as np
+
+    from ablate.world.render import save_images
+    from ablate.world.scene import sample_scene
+
+    scenes = [sample_scene(np.random.default_rng(i), 48, 1, 12) for i in range(400)]
+    for name, processes in (("one", 1), ("two", 2)):
+        (tmp_path / name).mkdir()
+        save_images([(s, tmp_path / name / f"{i}.png") for i, s in enumerate(scenes)], processes=processes)
+    assert [(tmp_path / "one" / f"{i}.png").read_bytes() for i in range(400)] == \
+        [(tmp_path / "two" / f"{i}.png").read_bytes() for i in range(400)]
