@@ -17,7 +17,9 @@ from ablate.config.schema import CellConfig
 from ablate.config.spec import Spec
 from ablate.config.stages import Stage, plan, stage_at
 from ablate.data import train_batches
+from ablate.data.vocabulary import source_unk_metrics
 from ablate.evaluation.cells import evaluate_model
+from ablate.evaluation.vocabulary import task_unk_metrics
 from ablate.models.build import build_mllm
 from ablate.models.connectors import count_parameters, forward_flops
 from ablate.models.features import FeatureCache
@@ -182,6 +184,8 @@ def run_cell(cell: Cell, workspace: Workspace, logger: RunLogger, feature_cache:
     cost["visual_tokens_per_image"] = sum(len(model.image_tokens.block(p)) for p in sample) / len(sample)
     logger.log_metrics({**cost, **zoo_metrics(cfg.encoder.name, workspace),
                         **zoo_metrics(cfg.llm.name, workspace, "llm")})
+    if parallel.is_main():
+        logger.log_metrics(unk_metrics(cfg, world, model.tokenizer))
 
     switches = resolve_switches(cfg.train, model.device)   # the speed path: `auto` is on with CUDA only
     optim, slots = stage_optimizer(cfg, model, switches["fused_adamw"])
@@ -258,6 +262,18 @@ def zoo_metrics(spec: str, workspace: Workspace, part: str = "encoder") -> dict[
     marker = model_dir(spec, workspace.cache) / "zoo.json"
     metrics = json.loads(marker.read_text()).get("metrics", {}) if marker.is_file() else {}
     return {f"{part}/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+
+
+def unk_metrics(cfg: CellConfig, world, tokenizer) -> dict[str, float]:
+    """The share of tokens the LLM's tokenizer cannot spell in each training kind and evaluation task
+    (`data/<kind>/unk_share`, `eval/<task>/unk_share`; one warning line each above 2 %), on their first rows.
+    A failure here never stops the cell (its data is read again, and refused with its reason, when it trains)."""
+    try:
+        return {**source_unk_metrics([stage.data(cfg.data) for stage in plan(cfg.train)], world, tokenizer),
+                **task_unk_metrics(cfg.eval, world, tokenizer)}
+    except Exception as err:  # noqa: BLE001 - a measurement, not worth failing the cell for
+        log.warning("unknown-token shares not measured (%s: %s)", type(err).__name__, err)
+        return {}
 
 
 def padding_fraction(cfg, world, model, batches: int = 8) -> float:

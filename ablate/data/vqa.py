@@ -146,7 +146,8 @@ class QuestionFileError(ValueError):
         self.field, self.allowed = field, allowed
 
 
-def _first_records(path: Path, n: int) -> list:
+def first_records(path: Path, n: int) -> list:
+    """The first `n` records of a question file (a .jsonl is read no further than them)."""
     if path.suffix.lower() == ".jsonl":
         out = []
         with path.open(encoding="utf-8") as f:
@@ -174,7 +175,7 @@ def check_question_file(source) -> None:
     if not root.is_dir():
         raise QuestionFileError("image_root", f"instruction source {path}: no image folder {str(root)!r}")
     try:
-        records = _first_records(path, ROWS_CHECKED)
+        records = first_records(path, ROWS_CHECKED)
     except Exception as err:  # noqa: BLE001 - json / pandas / pyarrow raise many types: all are "does not parse"
         raise QuestionFileError("path", f"instruction source {path}: cannot be read ({type(err).__name__}: "
                                         f"{str(err).strip()[:200]})") from None

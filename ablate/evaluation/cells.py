@@ -19,6 +19,7 @@ from pathlib import Path
 from ablate.evaluation import keys
 from ablate.evaluation.baselines import reference_metrics
 from ablate.evaluation.runner import evaluate
+from ablate.evaluation.vocabulary import task_unk_metrics
 from ablate.tracking.store import REASON_TAG, RunLogger
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,8 @@ def evaluate_trained(cell, workspace, store, record, todo: dict[str, str]) -> Ce
     result = evaluate_model(model, cell.config, world, workspace.checkpoints(cell.id) / "eval", todo)
     seconds = time.monotonic() - started
     logger = RunLogger(store.client, record.run_id)
-    metrics = dict(result.metrics)
+    metrics = {**task_unk_metrics(cell.config.eval, world, model.tokenizer,
+                                  sorted({task for task, _ in keys.pairs(todo)})), **result.metrics}
     metrics["time/eval_s"] = float(record.metrics.get("time/eval_s", 0.0)) + seconds
     metrics["wall_s"] = float(record.metrics.get("wall_s", 0.0)) + seconds
     if record.status != "FINISHED":

@@ -62,6 +62,7 @@ class TaskResult:
     overall: Score
     by_type: dict[str, Score] = field(default_factory=dict)
     extra: dict[str, float] = field(default_factory=dict)  # e.g. {"anls": 0.71}
+    empty: float = float("nan")  # share of the questions answered with nothing (empty after stripping)
 
     @property
     def key(self) -> str:
@@ -85,7 +86,8 @@ class EvalResult:
     @property
     def metrics(self) -> dict[str, float]:
         """Flat metrics: `score/<task>/<k>shot`, `ci_low/...`, `ci_high/...`, `n/...`, per type
-        `score/<task>/<k>shot/<type>` (and its interval), extra metrics `<name>/<task>/<k>shot`."""
+        `score/<task>/<k>shot/<type>` (and its interval), extra metrics `<name>/<task>/<k>shot`, the share of
+        empty predictions `empty/<task>/<k>shot`."""
         out: dict[str, float] = {}
         for t in self.tasks:
             for suffix, s in [("", t.overall), *((f"/{ty}", s) for ty, s in sorted(t.by_type.items()))]:
@@ -95,6 +97,8 @@ class EvalResult:
                 out[f"n/{t.key}{suffix}"] = float(s.n)
             for name, value in t.extra.items():
                 out[f"{name}/{t.key}"] = value
+            if t.empty == t.empty:
+                out[f"empty/{t.key}"] = t.empty
         return out
 
     def to_dict(self) -> dict:
@@ -112,6 +116,12 @@ def _prediction(sample: dict) -> str:
     while isinstance(resp, (list, tuple)):
         resp = resp[-1] if resp else ""
     return str(resp)
+
+
+def empty_share(samples: list[dict]) -> float:
+    """The share of samples whose prediction is empty after stripping (an answer the model did not give, or one
+    its tokenizer decodes to nothing, as an unknown token)."""
+    return float(np.mean([not _prediction(s).strip() for s in samples])) if samples else float("nan")
 
 
 def _per_question(task: PlannedTask, samples: list[dict]) -> list[float]:
@@ -266,7 +276,8 @@ def evaluate(model, cfg, world, out_dir, only=None) -> EvalResult:
         if task.spec is not None:
             for name in task.spec.extra_metrics:
                 extra[name] = float(np.mean([s[name] for s in samples]))
-        results.append(TaskResult(task.base, task.shots, task.metric, summarise(scores, cfg.bootstrap), by_type, extra))
+        results.append(TaskResult(task.base, task.shots, task.metric, summarise(scores, cfg.bootstrap), by_type, extra,
+                                  empty_share(samples)))
         predictions.extend(_sample_predictions(task, samples, scores, cfg.n_predictions))
     return EvalResult(
         tasks=results,
