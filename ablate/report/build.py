@@ -16,6 +16,7 @@ import pandas as pd
 from . import formats, html, pdf, plots
 from .by_type import type_tables
 from .document import assemble
+from .empty import empty_table
 from .encoders import encoder_table
 from .examples import Loader, example_sets
 from .meta import ReportMeta, ReportPaths, TablePaths
@@ -33,7 +34,7 @@ def build_report(frame: pd.DataFrame, curves: dict, meta: ReportMeta, out_dir: P
     a mapping or a loader `cell_id -> DataFrame | None` (columns task, shots, id, image, question, prediction,
     references, correct, type); only the best and the worst cell's are read. Files are named after the
     sanitised grid name `<stem>`: `<stem>_report.pdf`, `<stem>_report.html`, `<stem>_table_<slug>.{csv,md,tex}`
-    (one per swept axis, `encoders`, `types-<task>`, `full`, `runs`) and `<stem>_fig_<kind>.png` (tokens,
+    (one per swept axis, `encoders`, `types-<task>`, `empty`, `full`, `runs`) and `<stem>_fig_<kind>.png` (tokens,
     resolution, mixture, cost, loss: only those the grid has axes for).
     """
     out_dir = Path(out_dir).absolute()
@@ -98,8 +99,9 @@ def _write(frame: pd.DataFrame, curves: dict, meta: ReportMeta, out_dir: Path,
     axis_tables = [axis_table(results, a, meta) for a in results.axes]
     full, runs = full_table(results, meta), runs_table(results)
     encoders, by_type = encoder_table(results, meta), type_tables(results, meta)
+    empty = empty_table(results, meta)
     paths = ReportPaths(pdf=out_dir / f"{stem}_report.pdf", html=out_dir / f"{stem}_report.html")
-    for t in [encoders] * (encoders is not None) + axis_tables + by_type + [full, runs]:
+    for t in [encoders] * (encoders is not None) + axis_tables + by_type + [empty] * (empty is not None) + [full, runs]:
         base = out_dir / f"{stem}_table_{sanitise(t.slug, 'table')}"
         tp = TablePaths(base.with_suffix(".csv"), base.with_suffix(".md"), base.with_suffix(".tex"))
         tp.csv.write_text(formats.to_csv(t), encoding="utf-8")
@@ -112,7 +114,7 @@ def _write(frame: pd.DataFrame, curves: dict, meta: ReportMeta, out_dir: Path,
         paths.figures[p.slug] = path
         figures.append((path, p.caption))
     doc = assemble(results, meta, axis_tables, full, runs, figures, encoders, by_type,
-                   example_sets(results, predictions))
+                   example_sets(results, predictions), empty)
     pdf.render(doc, paths.pdf)
     html.render(doc, paths.html)
     return paths

@@ -192,8 +192,9 @@ PPL_READ = (" Text PPL ↓ is the perplexity of the LLM on held-out text: lower 
 
 def assemble(results: Results, meta: ReportMeta, axis_tables: list[Table], full: Table, runs: Table,
              figures: list[tuple[Path, str]], encoders: Table | None = None, by_type: list[Table] | None = None,
-             examples: list[ExampleSet] | None = None) -> Document:
-    """Cover, encoder pre-training, results by axis, by question type, figures, sample predictions, appendix."""
+             examples: list[ExampleSet] | None = None, empty: Table | None = None) -> Document:
+    """Cover, encoder pre-training, results by axis, by question type, empty predictions, figures, sample
+    predictions, appendix."""
     doc = Document(title=meta.grid_name, subtitle="Ablation report",
                    footer=f"{meta.grid_name} · {meta.git_commit or 'unknown commit'}")
     b = doc.blocks
@@ -213,6 +214,9 @@ def assemble(results: Results, meta: ReportMeta, axis_tables: list[Table], full:
         for t in by_type:
             number += 1
             b.append(TableBlock(t, number))
+    if empty is not None:
+        number += 1
+        b += [Heading("Empty predictions"), TableBlock(empty, number)]
     if figures:
         b.append(Heading("Figures"))
         for i, (path, caption) in enumerate(figures, 1):

@@ -8,7 +8,9 @@ one column per swept axis, `seed`, `score/<task>/<k>shot` in 0..1 with `ci_low/<
 Optional columns the report uses when present: per question type `score/<task>/<k>shot/<type>` (with `ci_low/`,
 `ci_high/`, `n/`), `anls/<task>/<k>shot`, `text/perplexity` (held-out text perplexity of the LLM: lower is
 better), `encoder/<name>` (a zoo encoder's pre-training figures), `encoder.name`, `time/train_s`, `time/eval_s`,
-`cost/samples_per_s`, `cost/peak_memory_gib`, `cost/processes` (what training the cell cost, logged by cell.py).
+`cost/samples_per_s`, `cost/peak_memory_gib`, `cost/processes` (what training the cell cost, logged by cell.py),
+`empty/<task>/<k>shot` (the share of empty predictions) and `eval/<task>/unk_share` (the share of the task's
+prompt and answer tokens the LLM's tokenizer cannot spell): the table of empty predictions (`report.empty`).
 
 Reference levels, drawn on figures and printed as rows of the score tables (0..1, the same for every run):
 `chance/<task>` (or `chance/<task>/<k>shot`, per type `chance/<task>/<type>`) is the score of a random guess;
