@@ -16,6 +16,8 @@ world's facts train on their first answer (the one its captions use: "3", not "t
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +34,12 @@ WORLD_STREAM = 20   # the world's question draw for instruction rows (the world'
 FEATURES = Features({"text": Value("string"), "images": List(Value("string")), "answer": Value("string")})
 
 
-def world_rows(world) -> list[dict]:
-    """Questions over every train image of the world: one of each VQA type the image has a fact of (colour, shape,
-    count, position; drawn with a generator seeded by the world's seed and the image's index), and one per word
-    written in it."""
+def world_rows(world, images: int | None = None) -> list[dict]:
+    """Questions over every train image of the world (or its first `images`): one of each VQA type the image has a
+    fact of (colour, shape, count, position; drawn with a generator seeded by the world's seed and the image's
+    index), and one per word written in it."""
     rows = []
-    train = [r for r in world.read("scenes") if r.get("split") == "train"]
+    train = list(islice(train_scenes(world), images))
     for i, record in enumerate(train):
         scene = Scene.from_dict(record["scene"])
         facts = scene_facts(scene)
@@ -50,6 +52,13 @@ def world_rows(world) -> list[dict]:
         for fact in chosen + word_facts(scene):
             rows.append({"text": IMAGE_MARKER + fact.prompt, "images": [record["image"]], "answer": fact.answers[0]})
     return rows
+
+
+def train_scenes(world) -> Iterator[dict]:
+    """The world's train scene records in file order, read lazily (the first few cost no more than they are)."""
+    from ablate.world.build import _read_resolved  # the lazy reader behind `World.read`
+
+    return (r for r in _read_resolved(world.file("scenes")) if r.get("split") == "train")
 
 
 def from_world(world) -> Dataset:

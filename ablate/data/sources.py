@@ -143,6 +143,15 @@ def _real(source: SourceConfig, cache_dir: Path | None) -> Dataset:
     return validate.drop_bad_rows(Dataset.from_list(rows, features=FEATURES), name)
 
 
+def raw_texts(source: SourceConfig, cache_dir: Path | None = None, rows: int = 300) -> list[str]:
+    """The text column of a real (non-instruction) source's first `rows` rows, images left alone (for measuring
+    what the tokenizer makes of it, `ablate.data.vocabulary`)."""
+    table, name = _load(source, Path(cache_dir) if cache_dir else None)
+    _, text_col = _columns(source, table)
+    validate.require_columns(table, [text_col], name, source.kind)
+    return [str(t) for t in table.select(range(min(rows, len(table))))[text_col]]
+
+
 def _images_dir(cache_dir: Path | None) -> Path:
     """Where image bytes from parquet / webdataset sources are written out as files."""
     return (cache_dir or Path(datasets.config.HF_DATASETS_CACHE)) / "ablate-images"

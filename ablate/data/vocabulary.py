@@ -58,14 +58,6 @@ def unknown_word(tokenizer, unk: int, texts: list[str]) -> str | None:
     return None
 
 
-def row_texts(table, rows: int = SAMPLE_ROWS) -> list[str]:
-    """The first `rows` rows of a source table as the text trained on: `text`, then ` answer` for instruction
-    rows."""
-    head = table.select(range(min(rows, len(table))))
-    answers = head["answer"] if "answer" in head.column_names else [None] * len(head)
-    return [f"{text} {answer}" if answer else text for text, answer in zip(head["text"], answers)]
-
-
 def unk_metrics(shares: dict[str, UnkShare | None], kind: str, what: dict[str, str] | None = None
                 ) -> dict[str, float]:
     """`<kind>/<name>/unk_share` per measured name (`kind`: `data` or `eval`), and one warning line for each above
@@ -93,8 +85,7 @@ def source_shares(data_cfgs, world, tokenizer, cache_dir=None, rows: int = SAMPL
     """Per data kind the cell trains on (`data_cfgs`: its stages' data configs): the unknown-token share over the
     first `rows` rows of each of its sources (each local file, or the embedded world's), and how a warning names
     the kind (with its files)."""
-    from ablate.data.mixture import normalised  # lazy: datasets
-    from ablate.data.sources import load_source  # lazy: datasets
+    from ablate.data.mixture import normalised
 
     texts: dict[str, list[str]] = {}
     files: dict[str, list[str]] = {}
@@ -108,8 +99,35 @@ def source_shares(data_cfgs, world, tokenizer, cache_dir=None, rows: int = SAMPL
                 if where in files.setdefault(kind, []):
                     continue
                 files[kind].append(where)
-                table = (load_source(kind, source=source, cache_dir=cache_dir) if source is not None
-                         else load_source(kind, world=world))
-                texts.setdefault(kind, []).extend(row_texts(table, rows))
+                texts.setdefault(kind, []).extend(
+                    source_texts(source, cache_dir, rows) if source is not None else world_texts(kind, world, rows))
     names = {kind: f"{kind} data ({', '.join(files[kind])})" for kind in texts}
     return {kind: unk_share(tokenizer, sample) for kind, sample in texts.items()}, names
+
+
+def world_texts(kind: str, world, rows: int = SAMPLE_ROWS) -> list[str]:
+    """The text of the world's first `rows` rows of `kind`, as `ablate.data.sources` makes them (instruction: the
+    questions of its first `rows / 5` train images, about 5 each)."""
+    if kind == "instruction":
+        from ablate.data.instruction import world_rows  # lazy: datasets
+
+        return [f"{r['text']} {r['answer']}" for r in world_rows(world, images=max(1, rows // 5))][:rows]
+    if kind in ("caption", "synthetic"):
+        return [r["alt" if kind == "caption" else "rich"] for r in world.read("caption")[:rows]]
+    return [r["text"] for r in world.read(kind)[:rows]]
+
+
+def source_texts(source, cache_dir=None, rows: int = SAMPLE_ROWS) -> list[str]:
+    """The text of a real source's first `rows` rows (the prompt and the answer trained on, for instruction
+    rows), read without opening their images."""
+    if source.kind == "instruction":
+        from pathlib import Path
+
+        from ablate.data.instruction import record_rows  # lazy: datasets
+        from ablate.data.vqa import first_records
+
+        records = first_records(Path(source.path).expanduser(), rows)
+        return [f"{r['text']} {r['answer']}" for r in record_rows(source, records, lambda value: "")]
+    from ablate.data.sources import raw_texts  # lazy: datasets
+
+    return raw_texts(source, cache_dir, rows)
