@@ -4,7 +4,8 @@ A tokenizer with an unknown token (a word-level vocabulary, many older `hf:` mod
 know into that token: trained on as `<unk>`, generated as `<unk>`, decoded to nothing, scored 0 whatever the model
 saw. `unk_share` measures it on a bounded sample (the first `SAMPLE_ROWS` rows: well under a second); `unk_metrics`
 makes the metrics a cell logs and warns, one line per source or task, above `WARN_SHARE`. A tokenizer without an
-unknown token (byte-level BPE, the zoo's byte-fallback BPE) never produces one: its share is not measured.
+unknown token (some byte-level BPEs) is not measured; the zoo's byte-fallback BPE has one but never produces it
+(its share is 0).
 
 Training sources are measured per data kind (`data/<kind>/unk_share`, over the rows' text and, for instruction
 rows, the answer); evaluation tasks per task (`eval/<task>/unk_share`, over the prompts and reference answers,
