@@ -31,7 +31,8 @@ from ablate.train.optim import SchedulerSlot, StageOptimizer
 from ablate.train.speed import apply_switches, batch_stream, resolve_switches
 from ablate.workspace import Workspace
 from ablate.world import build_world
-from ablate.zoo import ensure_built, model_dir
+from ablate.zoo import ensure_built, model_dir, shipped_folder
+from ablate.zoo.shipping import is_shipped_install
 
 log = logging.getLogger(__name__)
 
@@ -250,18 +251,24 @@ def prepare_assets(cells: list[Cell], workspace: Workspace, say=print) -> None:
                           if Spec.parse(spec).family == "zoo")
     for spec in specs:
         if not (model_dir(spec, workspace.cache) / "zoo.json").is_file():
-            say(f"building {spec} (first use only: pretraining a tiny backbone on the embedded world)")
+            say(f"installing {spec} (the weights shipped with ablate)" if shipped_folder(spec) else
+                f"building {spec} (first use only: pretraining a tiny backbone on the embedded world)")
             ensure_built(spec, workspace.cache, log_fn=lambda text: say(f"    {text}"))
 
 
 def zoo_metrics(spec: str, workspace: Workspace, part: str = "encoder") -> dict[str, float]:
     """A zoo backbone's pre-training figures, logged as `<part>/<name>`: an encoder's held-out image-caption
-    retrieval and build time (`encoder/build_s`), an LM's held-out perplexity and build time (`llm/build_s`)."""
+    retrieval and build time (`encoder/build_s`), an LM's held-out perplexity and build time (`llm/build_s`), and
+    whether the weights are the ones shipped with ablate (`<part>/shipped`: 1, built by the maintainers)."""
     if Spec.parse(spec).family != "zoo":
         return {}
-    marker = model_dir(spec, workspace.cache) / "zoo.json"
+    folder = model_dir(spec, workspace.cache)
+    marker = folder / "zoo.json"
     metrics = json.loads(marker.read_text()).get("metrics", {}) if marker.is_file() else {}
-    return {f"{part}/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+    out = {f"{part}/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+    if out:   # build_s of shipped weights is the maintainers' build, not time spent here
+        out[f"{part}/shipped"] = float(is_shipped_install(folder))
+    return out
 
 
 def unk_metrics(cfg: CellConfig, world, tokenizer) -> dict[str, float]:

@@ -91,8 +91,9 @@ def _per_cell(runs: pd.DataFrame) -> str:
 BACKBONES = ("encoder", "llm")  # `<part>/build_s`: a zoo backbone's pre-training time, `<part>.name` its spec
 
 
-def pretraining(runs: pd.DataFrame, meta: ReportMeta) -> list[tuple[str, float]]:
-    """(spec, seconds) of every zoo backbone whose pre-training time the frame holds (`encoder/build_s`)."""
+def pretraining(runs: pd.DataFrame, meta: ReportMeta) -> list[tuple[str, float, bool]]:
+    """(spec, seconds, shipped) of every zoo backbone whose pre-training time the frame holds (`encoder/build_s`;
+    shipped: the weights came with ablate, so that time was the maintainers', not this run's)."""
     out = {}
     for part in BACKBONES:
         col = f"{part}/build_s"
@@ -100,10 +101,11 @@ def pretraining(runs: pd.DataFrame, meta: ReportMeta) -> list[tuple[str, float]]
             continue
         specs = runs[f"{part}.name"] if f"{part}.name" in runs.columns else \
             pd.Series(meta.fixed.get(f"{part}.name", part), index=runs.index)
-        for spec, secs in zip(specs, pd.to_numeric(runs[col], errors="coerce")):
+        shipped = pd.to_numeric(runs.get(f"{part}/shipped", pd.Series(0.0, index=runs.index)), errors="coerce")
+        for spec, secs, ship in zip(specs, pd.to_numeric(runs[col], errors="coerce"), shipped):
             if pd.notna(secs):
-                out.setdefault(str(spec), float(secs))
-    return list(out.items())
+                out.setdefault(str(spec), (float(secs), bool(ship == 1)))
+    return [(spec, secs, ship) for spec, (secs, ship) in out.items()]
 
 
 def _total(runs: pd.DataFrame, meta: ReportMeta) -> str:
@@ -125,8 +127,9 @@ def _pretraining_text(runs: pd.DataFrame, meta: ReportMeta) -> str | None:
         return None
     zoo = sorted({str(meta.fixed.get(f"{p}.name", "")) for p in BACKBONES} | set(
         str(v) for p in BACKBONES if f"{p}.name" in runs.columns for v in runs[f"{p}.name"].dropna()))
-    unknown = [z for z in zoo if z.startswith("zoo:") and z not in dict(built)]
-    text = ", ".join(f"{spec} {human_seconds(secs)}" for spec, secs in built)
+    unknown = [z for z in zoo if z.startswith("zoo:") and z not in {spec for spec, _, _ in built}]
+    text = ", ".join(f"{spec} {human_seconds(secs)}" + (" (shipped with ablate: not run here)" if ship else "")
+                     for spec, secs, ship in built)
     text += (f" (not recorded for {', '.join(unknown)})" if unknown else "")
     return text + "; done once, when a backbone is first used, and cached for later grids"
 

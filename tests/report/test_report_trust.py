@@ -211,3 +211,17 @@ def test_a_failure_mid_report_leaves_the_previous_report_whole(tmp_path, monkeyp
     assert sorted(p.name for p in out.parent.iterdir()) == ["grid"]
     assert (out / "notes.txt").read_text() == "mine"
     assert second.pdf == first.pdf and second.pdf.exists() and all(p.exists() for p in second.all())
+
+
+def test_shipped_backbones_are_not_counted_as_pretraining_done_here():
+    import pandas as pd
+
+    from ablate.report.document import _pretraining_text
+    from ablate.report.meta import ReportMeta
+
+    runs = pd.DataFrame({"encoder/build_s": [1304.0, 1304.0], "encoder/shipped": [1.0, 1.0],
+                         "llm/build_s": [151.0, 151.0], "llm/shipped": [0.0, 0.0]})
+    meta = ReportMeta(grid_name="g", fixed={"encoder.name": "zoo:clip-read-s", "llm.name": "zoo:lm-s"})
+    assert _pretraining_text(runs, meta) == ("zoo:clip-read-s 21 min 44 s (shipped with ablate: not run here), "
+                                             "zoo:lm-s 2 min 31 s; done once, when a backbone is first used, and "
+                                             "cached for later grids")
