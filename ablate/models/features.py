@@ -5,6 +5,7 @@ images, so a worker keeps one `FeatureCache` for the whole grid (DESIGN: "comput
 """
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 
 import torch
@@ -48,33 +49,45 @@ def load_images(paths: list[str]) -> list[Image.Image]:
     return images
 
 
+def image_key(image: str | Image.Image) -> str:
+    """A path as it is; an image in memory (evaluation's questions) by a digest of its pixels."""
+    if isinstance(image, str):
+        return image
+    return "pixels:" + hashlib.sha1(f"{image.mode}{image.size}".encode() + image.tobytes()).hexdigest()
+
+
 class ImageFeatures:
-    """Callable `paths -> (n_crops, n_patches, dim)`: the crops of every image in order (one per image unless the
-    encoder slices); uses the cache only while the encoder does not train."""
+    """Callable `images -> (n_crops, n_patches, dim)` (paths or PIL images): the crops of every image in order (one
+    per image unless the encoder slices); uses the cache only while the encoder does not train."""
 
     def __init__(self, encoder: torch.nn.Module, cache: FeatureCache | None, frozen: bool):
         self.encoder, self.cache, self.frozen = encoder, cache, frozen
         self.key = encoder.feature_key() if cache is not None and frozen else None
 
-    def _compute(self, paths: list[str], device) -> list[torch.Tensor]:
-        pixels, layouts = self.encoder.preprocess_with_layout(load_images(paths))
+    def _compute(self, images: list, device) -> list[torch.Tensor]:
+        paths = [i for i in images if isinstance(i, str)]
+        loaded = iter(load_images(paths))
+        pixels, layouts = self.encoder.preprocess_with_layout(
+            [next(loaded) if isinstance(i, str) else i.convert("RGB") for i in images])
         feats = self.encoder(pixels.to(device))
         counts = [1 + rows * cols for rows, cols in layouts]
         return list(torch.split(feats, counts))
 
-    def __call__(self, paths: list[str], device: torch.device | str = "cpu") -> torch.Tensor:
-        if not paths:
+    def __call__(self, images: list, device: torch.device | str = "cpu") -> torch.Tensor:
+        if not images:
             return torch.empty(0)
         if self.key is None:
             with torch.set_grad_enabled(not self.frozen and torch.is_grad_enabled()):
-                return torch.cat(self._compute(paths, device))
-        missing = [p for p in dict.fromkeys(paths) if self.cache.get((self.key, p)) is None]
-        self.cache.hits += len(paths) - len(missing)
+                return torch.cat(self._compute(images, device))
+        keys = [image_key(i) for i in images]
+        missing = {k: i for k, i in zip(keys, images) if self.cache.get((self.key, k)) is None}
+        self.cache.hits += len(images) - len(missing)
         self.cache.misses += len(missing)
-        for start in range(0, len(missing), 64):
-            chunk = missing[start:start + 64]
+        todo = list(missing.items())
+        for start in range(0, len(todo), 64):
+            chunk = todo[start:start + 64]
             with torch.no_grad():
-                feats = self._compute(chunk, device)
-            for path, feat in zip(chunk, feats):
-                self.cache.put((self.key, path), feat.detach().to("cpu"))
-        return torch.cat([self.cache.get((self.key, p)) for p in paths]).to(device)
+                feats = self._compute([i for _, i in chunk], device)
+            for (key, _), feat in zip(chunk, feats):
+                self.cache.put((self.key, key), feat.detach().to("cpu"))
+        return torch.cat([self.cache.get((self.key, k)) for k in keys]).to(device)

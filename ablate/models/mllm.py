@@ -118,6 +118,8 @@ class MLLM(nn.Module):
         return ids, images
 
     def _visual_from_pil(self, images: list[Image.Image]) -> torch.Tensor:
+        if getattr(self.features, "key", None) is not None:   # frozen encoder + feature cache: shared by the cells
+            return self.connector(self.features(images, self.device))
         pixels = self.encoder.preprocess(images).to(self.device)
         return self.connector(self.encoder(pixels))
 

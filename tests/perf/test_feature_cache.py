@@ -60,3 +60,21 @@ def test_prefetcher_prepares_features_ahead_and_propagates_errors(perf_setup):
         assert "loader broke" in str(err)
     else:
         raise AssertionError("the loader's error was swallowed")
+
+
+def test_generation_reuses_cached_features_of_images_in_memory(perf_setup):
+    """Evaluation hands the model PIL images: a frozen encoder's features of them are cached by their pixels, so the
+    cells of a grid that share an encoder encode the test images once, and generation is unchanged by it."""
+    bench, shape, paths = perf_setup["bench"], perf_setup["shape"], perf_setup["paths"][:4]
+    cfg = bench.cell_config(perf_setup["specs"], shape, "avg-pool", 4, 1)
+    cache = FeatureCache()
+    cached = build_mllm(cfg, perf_setup["root"], cache, device="cpu")
+    live = build_mllm(cfg, perf_setup["root"], None, device="cpu")
+    live.load_state_dict(cached.state_dict())
+    images = load_images(paths)
+    with torch.no_grad():
+        torch.testing.assert_close(cached._visual_from_pil(images), live._visual_from_pil(images))
+        assert (cache.hits, cache.misses) == (0, 4)
+        again = cached._visual_from_pil([img.copy() for img in images[::-1]])   # equal pixels, other objects
+    assert (cache.hits, cache.misses) == (4, 4)
+    torch.testing.assert_close(again, live._visual_from_pil(images[::-1]))
