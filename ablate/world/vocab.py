@@ -1,7 +1,7 @@
 """The closed vocabulary of the embedded world: shapes, colours, positions, words, phrases.
 
-Everything a scene can hold and every word a sentence can use is listed here, so the world tokenizer
-(`ablate.world.tokenizer`) covers the whole world with a word-level vocabulary and no unknown tokens.
+Everything a scene can hold and every word a sentence can use is listed here; the world tokenizer
+(`ablate.world.tokenizer`) makes each of these words one token (and spells any other text by bytes).
 """
 from __future__ import annotations
 
