@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from .examples import ExampleSet
+from .findings import METHOD, findings
 from .meta import ReportMeta
 from .names import axis_label, fixed_items, value_label
 from .results import Results
@@ -193,15 +194,25 @@ PPL_READ = (" Text PPL ↓ is the perplexity of the LLM on held-out text: lower 
             "lowest; it shows whether multimodal training cost the LLM its text-only ability.")
 
 
+def findings_blocks(results: Results, meta: ReportMeta) -> list:
+    """The "Findings" section: the grid's lessons in a handful of lines (`findings`); none without any."""
+    lines, left_out = findings(results, meta)
+    if not lines:
+        return []
+    more = f" {left_out} more, inside the noise or smaller, are in the tables." if left_out else ""
+    return [Heading("Findings", 2), Bullets(lines), Para(METHOD + more, small=True)]
+
+
 def assemble(results: Results, meta: ReportMeta, axis_tables: list[Table], full: Table, runs: Table,
              figures: list[tuple[Path, str]], encoders: Table | None = None, by_type: list[Table] | None = None,
              examples: list[ExampleSet] | None = None, empty: Table | None = None) -> Document:
-    """Cover, encoder pre-training, results by axis, by question type, empty predictions, figures, sample
+    """Cover, findings, encoder pre-training, results by axis, by question type, empty predictions, figures, sample
     predictions, appendix."""
     doc = Document(title=meta.grid_name, subtitle="Ablation report",
                    footer=f"{meta.grid_name} · {meta.git_commit or 'unknown commit'}")
     b = doc.blocks
     b += cover(results, meta)
+    b += findings_blocks(results, meta)
     b += [Heading("How to read this report", 2), Para(HOW_TO_READ + (PPL_READ if results.has_perplexity else ""))]
     number = 0
     if encoders is not None:

@@ -1,0 +1,212 @@
+"""The grid's lessons in words: main effects of each axis and settings that do not beat chance.
+
+Everything is computed from the runs, with the tables' statistics (`stats`): a cell's score is the mean of its
+seeds with the combined standard error (`stats.of_runs`); a main effect of value v of an axis is the equal-weight
+mean, over the other axes' settings where both v and the axis's baseline value finished, of the difference
+v - baseline, its standard error propagated from both cells' (sqrt(se_v² + se_b²), as `stats.within_noise`), and
+its interval mean ± 1.96 se (`stats.INTERVAL`). With every cell finished this is exactly the difference of the
+two rows of the axis's table and the dagger's test. "Beyond the noise" is said only when that interval excludes 0.
+A setting "is not above chance" when the lower end of its marginal interval (the table's) is not above chance.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import stats as st
+from .meta import ReportMeta
+from .names import value_label
+from .results import Metric, Results
+
+MAX_LINES = 8
+METHOD = ("Each difference is to the axis's baseline value (the first row of its table), averaged with equal weight "
+          "over the other axes' settings and the seeds; its 95% interval is mean ± 1.96 standard errors, the "
+          "standard error combining both settings' seed spread and bootstrap intervals over questions, as in the "
+          "tables. \"Beyond the noise\": the interval excludes 0. Largest effects first.")
+# what a score at chance on a task says about the model, as a reader wants it
+AT_CHANCE = {"world_textvqa": "it did not learn to read within this budget"}
+AT_CHANCE_DEFAULT = "it did no better than a random guess within this budget"
+
+
+@dataclass(frozen=True)
+class Effect:
+    """Value `value` of `axis` minus its baseline `base` on `metric` (0..1 scale)."""
+
+    axis: str
+    value: str
+    base: str
+    metric: Metric
+    diff: st.Stat
+    per_seed: dict[int, float]  # seed -> difference averaged over the other axes' settings (that seed's runs)
+
+    @property
+    def beyond_noise(self) -> bool:
+        return self.diff.ci is not None and (self.diff.ci[0] > 0 or self.diff.ci[1] < 0)
+
+
+@dataclass(frozen=True)
+class AtChance:
+    """Value `value` of `axis`: its marginal score on `metric` is not above `chance`."""
+
+    axis: str
+    value: str
+    metric: Metric
+    score: st.Stat
+    chance: float
+
+
+def main_metrics(results: Results) -> list[Metric]:
+    """Each task's main score: its overall score at the fewest shots."""
+    out: dict[str, Metric] = {}
+    for m in results.score_metrics:
+        if m.task not in out or m.shots < out[m.task].shots:
+            out[m.task] = m
+    return list(out.values())
+
+
+def _stat(runs: pd.DataFrame, m: Metric) -> st.Stat | None:
+    if m.ci_low:
+        return st.of_runs(runs[m.column], runs[m.ci_low], runs[m.ci_high])
+    return st.of_runs(runs[m.column])
+
+
+def baseline_value(results: Results, axis: str, meta: ReportMeta | None) -> str:
+    wanted = (meta.baseline or {}) if meta is not None else {}
+    if axis in wanted and value_label(wanted[axis]) in results.values[axis]:
+        return value_label(wanted[axis])
+    return results.values[axis][0]
+
+
+def _rest(key: tuple, i: int) -> tuple:
+    return key[:i] + key[i + 1:]
+
+
+def _difference(pairs: list[tuple[st.Stat, st.Stat]]) -> st.Stat:
+    diffs = [a.mean - b.mean for a, b in pairs]
+    mean = float(np.mean(diffs))
+    se = None
+    if all(a.se is not None and b.se is not None for a, b in pairs):
+        se = math.sqrt(sum(a.se**2 + b.se**2 for a, b in pairs)) / len(pairs)
+    ci = (mean - st.Z95 * se, mean + st.Z95 * se) if se is not None else None
+    return st.Stat(mean, sum(a.n + b.n for a, b in pairs), None, se, ci)
+
+
+def _per_seed(done: pd.DataFrame, i: int, value: str, base: str, m: Metric) -> dict[int, float]:
+    seeds = sorted(int(s) for s in done["seed"].dropna().unique())
+    if len(seeds) < 2:
+        return {}
+    out = {}
+    for seed in seeds:
+        runs = done[done["seed"] == seed]
+        score = {k: float(g[m.column].mean()) for k, g in runs.groupby("_key", sort=False)
+                 if g[m.column].notna().any()}
+        diffs = [score[k] - score[b] for k in score for b in score
+                 if k[i] == value and b[i] == base and _rest(k, i) == _rest(b, i)]
+        if diffs:
+            out[seed] = float(np.mean(diffs))
+    return out
+
+
+def effects(results: Results, meta: ReportMeta | None = None) -> list[Effect]:
+    """Every value of every axis with two or more values against the axis's baseline value, on each task's main
+    score, over the other axes' settings where both finished."""
+    done = results.finished()
+    out = []
+    for m in main_metrics(results):
+        cells = {k: s for k, g in done.groupby("_key", sort=False) if (s := _stat(g, m)) is not None}
+        for i, axis in enumerate(results.axes):
+            if len(results.values[axis]) < 2:
+                continue
+            base = baseline_value(results, axis, meta)
+            for value in results.values[axis]:
+                if value == base:
+                    continue
+                pairs = [(cells[k], cells[b]) for k in cells for b in cells
+                         if k[i] == value and b[i] == base and _rest(k, i) == _rest(b, i)]
+                if pairs:
+                    out.append(Effect(axis, value, base, m, _difference(pairs), _per_seed(done, i, value, base, m)))
+    return out
+
+
+def at_chance(results: Results) -> list[AtChance]:
+    """Each value of each axis (with two or more values) whose marginal score on a task's main score, equal-weight
+    over the other axes' settings as in the tables, is not above the task's chance level."""
+    done = results.finished()
+    out = []
+    for m in main_metrics(results):
+        chance = results.reference("chance", m)
+        if chance is None:
+            continue
+        cells = {k: s for k, g in done.groupby("_key", sort=False) if (s := _stat(g, m)) is not None}
+        for i, axis in enumerate(results.axes):
+            if len(results.values[axis]) < 2:
+                continue
+            for value in results.values[axis]:
+                s = st.of_cells([s for k, s in cells.items() if k[i] == value])
+                if s is None:
+                    continue
+                low = s.ci[0] if s.ci is not None else s.mean
+                if low <= chance:
+                    out.append(AtChance(axis, value, m, s, chance))
+    return out
+
+
+def _pp(x: float) -> str:
+    text = f"{100 * x:+.1f}"
+    return "0.0" if text[1:] == "0.0" else text.replace("-", "−")
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}".replace("-", "−")
+
+
+def _task(m: Metric) -> str:
+    return m.task if m.shots == 0 else f"{m.task} {m.shots}-shot"
+
+
+def _seeds_text(e: Effect) -> str:
+    if not e.per_seed:
+        return ""
+    if not e.beyond_noise:
+        return f"; per seed {', '.join(_pp(d) for d in e.per_seed.values())}"
+    sign = np.sign(e.diff.mean)
+    against = {s: d for s, d in e.per_seed.items() if np.sign(d) != sign or d == 0}
+    if not against:
+        return f"; in each of {len(e.per_seed)} seeds ({', '.join(_pp(d) for d in e.per_seed.values())})"
+    listed = ", ".join(f"{s} ({_pp(d)})" for s, d in against.items())
+    return f"; not in seed{'s' * (len(against) > 1)} {listed} of {len(e.per_seed)}"
+
+
+def effect_line(e: Effect) -> str:
+    text = f"{e.axis} {e.value} vs {e.base}: {_pp(e.diff.mean)} pp on {_task(e.metric)}"
+    if e.diff.ci is not None:
+        lo, hi = e.diff.ci
+        text += f" (95% interval {_pp(lo)} to {_pp(hi)})"
+        text += ": beyond the noise" if e.beyond_noise else ": inside the noise"
+    else:
+        text += " (noise unknown: no intervals, no replicates)"
+    return text + _seeds_text(e)
+
+
+def chance_line(c: AtChance) -> str:
+    ci = f" (95% interval {_pct(c.score.ci[0])} to {_pct(c.score.ci[1])})" if c.score.ci is not None else ""
+    why = AT_CHANCE.get(c.metric.task, AT_CHANCE_DEFAULT)
+    return (f"{c.axis} = {c.value}: {_task(c.metric)} {_pct(c.score.mean)} %{ci} is not above chance "
+            f"({_pct(c.chance)} %): {why}")
+
+
+def findings(results: Results, meta: ReportMeta | None = None, limit: int = MAX_LINES) -> tuple[list[str], int]:
+    """At most `limit` lines (effects beyond the noise first, then settings at chance, then effects inside the
+    noise, each largest first), shown effects first; and how many were left out."""
+    found = effects(results, meta)
+    strong = sorted([e for e in found if e.beyond_noise], key=lambda e: -abs(e.diff.mean))
+    weak = sorted([e for e in found if not e.beyond_noise], key=lambda e: -abs(e.diff.mean))
+    chance = sorted(at_chance(results), key=lambda c: c.score.mean - c.chance)
+    ranked = [("effect", e) for e in strong] + [("chance", c) for c in chance] + [("effect", e) for e in weak]
+    kept = ranked[:limit]
+    shown_effects = sorted([x for k, x in kept if k == "effect"], key=lambda e: -abs(e.diff.mean))
+    lines = [effect_line(e) for e in shown_effects] + [chance_line(c) for k, c in kept if k == "chance"]
+    return lines, len(ranked) - len(kept)
