@@ -25,7 +25,8 @@ MAX_LINES = 8
 METHOD = ("Each difference is to the axis's baseline value (the first row of its table), averaged with equal weight "
           "over the other axes' settings and the seeds; its 95% interval is mean ± 1.96 standard errors, the "
           "standard error combining both settings' seed spread and bootstrap intervals over questions, as in the "
-          "tables. \"Beyond the noise\": the interval excludes 0. Largest effects first.")
+          "tables; per seed, the same difference within one seed's runs. \"Beyond the noise\": the interval "
+          "excludes 0. Largest effects first.")
 # what a score at chance on a task says about the model, as a reader wants it
 AT_CHANCE = {"world_textvqa": "it did not learn to read within this budget"}
 AT_CHANCE_DEFAULT = "it did no better than a random guess within this budget"
@@ -170,8 +171,8 @@ def _task(m: Metric) -> str:
 def _seeds_text(e: Effect) -> str:
     if not e.per_seed:
         return ""
-    if not e.beyond_noise:
-        return f"; per seed {', '.join(_pp(d) for d in e.per_seed.values())}"
+    if not e.beyond_noise:  # the seeds of a difference inside the noise say nothing more at a glance
+        return ""
     sign = np.sign(e.diff.mean)
     against = {s: d for s, d in e.per_seed.items() if np.sign(d) != sign or d == 0}
     if not against:
