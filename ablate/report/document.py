@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from .examples import ExampleSet
-from .findings import METHOD, findings
+from .findings import METHOD, PER_SEED, findings
 from .meta import ReportMeta
 from .names import axis_label, fixed_items, value_label
 from .results import Results
@@ -200,7 +200,8 @@ def findings_blocks(results: Results, meta: ReportMeta) -> list:
     if not lines:
         return []
     more = f" {left_out} more, inside the noise or smaller, are in the tables." if left_out else ""
-    return [Heading("Findings", 2), Bullets(lines), Para(METHOD + more, small=True)]
+    method = METHOD + (PER_SEED if results.has_replicates else "")
+    return [Heading("Findings", 2), Bullets(lines), Para(method + more, small=True)]
 
 
 def assemble(results: Results, meta: ReportMeta, axis_tables: list[Table], full: Table, runs: Table,

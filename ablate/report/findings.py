@@ -25,8 +25,8 @@ MAX_LINES = 8
 METHOD = ("Each difference is to the axis's baseline value (the first row of its table), averaged with equal weight "
           "over the other axes' settings and the seeds; its 95% interval is mean ± 1.96 standard errors, the "
           "standard error combining both settings' seed spread and bootstrap intervals over questions, as in the "
-          "tables; per seed, the same difference within one seed's runs. \"Beyond the noise\": the interval "
-          "excludes 0. Largest effects first.")
+          "tables. \"Beyond the noise\": the interval excludes 0. Largest effects first.")
+PER_SEED = " Per seed: the same difference within one seed's runs."
 # what a score at chance on a task says about the model, as a reader wants it
 AT_CHANCE = {"world_textvqa": "it did not learn to read within this budget"}
 AT_CHANCE_DEFAULT = "it did no better than a random guess within this budget"
