@@ -18,6 +18,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # per-load bars of transformers / datasets: noise in a grid log
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")  # lmms-eval's per-task bars: ablate shows its own progress
+# OpenMP threads that wait by sleeping, not spinning (read when torch loads, later): on a CPU that other work shares,
+# spinning threads made a training step 4-10x slower (docs/performance.md, "Threads on a shared CPU")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _global_options(parser: argparse.ArgumentParser, defaults: bool) -> None:

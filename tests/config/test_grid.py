@@ -159,15 +159,17 @@ def test_cell_ids_of_the_connectors_grid_are_pinned():
     from the ids the code gave since issue 15 (the eval block included). Those are pinned as legacy ids: runs
     tagged with them are recognised as these cells' (`ablate.commands.adopt_legacy_runs`), so no finished cell
     of a grid run before is trained again. A legitimate change of what a cell means (world generator version, a zoo
-    recipe) changes both lists: update them then, knowing that finished cells of the old ids are run again."""
+    recipe) changes both lists: update them then, knowing that finished cells of the old ids are run again. Last
+    changed on 2026-12-02: the BPE world tokenizer (world generator 4, new zoo recipe hashes) and the grid's new
+    training data (instruction rows over 1,000 images, 400 steps)."""
     from ablate.resolve import legacy_cell_id
 
     grid = load_grid(Path(__file__).parents[2] / "grids" / "connectors.yaml")
-    assert [c.id for c in grid.cells] == ["a64034dde087", "be74e620ad20", "9908906e005c", "6c448f815326",
-                                          "7de9f47e5b2e", "9150193e6764", "87fe4e2c4ae0", "d84b7c8e6be4"]
+    assert [c.id for c in grid.cells] == ["003b2b9512d2", "64b90a321b7c", "d9658cd9219d", "d74dc0f3102e",
+                                          "df4e6cfc1622", "55fd88293050", "2243e94088ca", "cc11aff68cc1"]
     assert [legacy_cell_id(c.config) for c in grid.cells] == [
-        "dac78d771409", "cb8482915cf3", "023579bff34c", "167ba3b1cdf6",
-        "35b8d4efb6eb", "cad9e01a4570", "fff0a605bd33", "fd80a348b413"]
+        "4d5e66c6d52d", "fbd603a56514", "7b99e66d6b56", "c81b9ffed4ce",
+        "41dc26f59905", "75f63a205748", "7b1f25c9a967", "e0e8cdb721fb"]
 
 
 def test_the_same_point_twice_is_one_cell(tmp_path):
