@@ -49,7 +49,10 @@ def test_a_zoo_lms_build_time_is_logged_as_llm_build_s(workspace):
     folder = model_dir("zoo:lm-s", workspace.cache)
     folder.mkdir(parents=True)
     (folder / "zoo.json").write_text(json.dumps({"metrics": {"build_s": 43.5, "heldout_ppl": 2.1, "note": "x"}}))
-    assert zoo_metrics("zoo:lm-s", workspace, "llm") == {"llm/build_s": 43.5, "llm/heldout_ppl": 2.1}
+    assert zoo_metrics("zoo:lm-s", workspace, "llm") == {"llm/build_s": 43.5, "llm/heldout_ppl": 2.1,
+                                                         "llm/shipped": 0.0}   # built here, not installed
+    (folder / "shipped.json").write_text("{}")   # the manifest an installed shipped folder keeps
+    assert zoo_metrics("zoo:lm-s", workspace, "llm")["llm/shipped"] == 1.0
     assert zoo_metrics("hf:/some/folder", workspace, "llm") == {}
 
 

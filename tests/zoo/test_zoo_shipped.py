@@ -37,6 +37,20 @@ LM = LMRecipe(width=16, layers=1, heads=2, intermediate=32, seq_len=16, steps=1,
 ENC = EncoderRecipe("clip", width=16, layers=1, heads=2, resolution=32, steps=1)
 
 
+@pytest.fixture(autouse=True)
+def _zoo_log_heard():
+    """A library's `logging.config` call earlier in the session (lmms-eval, mlflow) may have disabled this module's
+    logger or all logging: these tests read its lines, so they hear it again, and leave things as they were."""
+    from ablate.zoo import build
+
+    disabled, global_off = build.log.disabled, logging.root.manager.disable
+    build.log.disabled = False
+    logging.disable(logging.NOTSET)
+    yield
+    build.log.disabled = disabled
+    logging.disable(global_off)
+
+
 @pytest.fixture
 def trained(monkeypatch, tmp_path):
     """Fake trainers (a tiny Llama + world tokenizer; a tiny CLIPVisionModel + preprocessor + text tower), the
