@@ -18,16 +18,12 @@ PROMPT_WORDS = "is the image red Answer question using a single word or phrase .
 def save_word_level_llm(folder) -> None:
     """A 1-layer Llama with a word-level tokenizer: the prompt's words and "no", not "yes"."""
     import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from wordlevel import word_tokenizer
 
-    vocab = ["<pad>", "<bos>", "<eos>", "<unk>", "<image>", *PROMPT_WORDS]
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>",
-                                   unk_token="<unk>", additional_special_tokens=["<image>"])
+    fast = word_tokenizer(PROMPT_WORDS)
     torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                                  num_attention_heads=2, num_key_value_heads=2, bos_token_id=1, eos_token_id=2,
                                  pad_token_id=0)).save_pretrained(folder)
     fast.save_pretrained(folder)

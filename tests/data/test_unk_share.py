@@ -3,22 +3,12 @@ import json
 import logging
 
 import pytest
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast
+from wordlevel import word_tokenizer
 
 from ablate.config.schema import DataConfig, SourceConfig
 from ablate.data.vocabulary import WARN_SHARE, source_unk_metrics, unk_share
 
 PROMPT_WORDS = "is the circle red blue Answer question using a single word or phrase .".split()
-
-
-def word_tokenizer(words) -> PreTrainedTokenizerFast:
-    """A word-level tokenizer over `words` (and the specials): anything else is <unk>."""
-    vocab = ["<pad>", "<bos>", "<eos>", "<unk>", "<image>", *dict.fromkeys(words)]
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>",
-                                   unk_token="<unk>", additional_special_tokens=["<image>"])
 
 
 @pytest.fixture

@@ -4,8 +4,7 @@ import logging
 
 import pytest
 from conftest import ColourGenerator, nearest_colour
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast
+from wordlevel import word_tokenizer
 
 from ablate.config.schema import EvalConfig, WorldConfig
 from ablate.data.vocabulary import WARN_SHARE
@@ -13,14 +12,6 @@ from ablate.evaluation.runner import empty_share
 from ablate.evaluation.vocabulary import task_unk_metrics
 
 PROMPT_WORDS = "is the image red Answer question using a single word or phrase . no".split()
-
-
-def word_tokenizer(words) -> PreTrainedTokenizerFast:
-    vocab = ["<pad>", "<bos>", "<eos>", "<unk>", "<image>", *dict.fromkeys(words)]
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>",
-                                   unk_token="<unk>", additional_special_tokens=["<image>"])
 
 
 @pytest.fixture(scope="module")
