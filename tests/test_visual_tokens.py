@@ -34,6 +34,17 @@ def test_slices_follow_the_llava_uhd_partition_with_separators():
     assert tokens.block(small) == crop
 
 
+def test_separators_of_a_sentencepiece_style_tokenizer_are_its_bare_punctuation_tokens():
+    """The world tokenizer (BPE, "▁" for spaces) encodes "," alone as "▁" + ",": the separator is "," itself."""
+    from ablate.world.tokenizer import build_tokenizer
+
+    tok = build_tokenizer(["the word is lamp, the circle is red. a square; a cross"])
+    cfg = EncoderConfig(resolution=32, image_handling="slice", max_slices=6)
+    tokens = ImageTokens(cfg, tokens=4, image_token_id=tok.convert_tokens_to_ids("<image>"), tokenizer=tok)
+    assert tok.decode([tokens.slice_sep]) == "," and tokens.row_sep != tokens.slice_sep
+    assert tok.decode([tokens.row_sep]) in ("\n", ".", ";")
+
+
 @pytest.mark.slow
 def test_slicing_cells_train_and_log_their_token_count(tiny_grid, workspace):
     from ablate.cli import main

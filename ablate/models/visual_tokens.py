@@ -19,8 +19,12 @@ ROW_SEPARATORS = ("\n", ".", ";")
 
 
 def _single_token(tokenizer, candidates: tuple[str, ...], avoid: int | None = None) -> int:
+    """The id of the first candidate that is one token: as the tokenizer encodes it alone, else as a bare vocabulary
+    entry (a sentencepiece-style tokenizer encodes "," alone as "▁" + "," but has "," itself)."""
     for text in candidates:
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1 and text in tokenizer.get_vocab():
+            ids = [tokenizer.get_vocab()[text]]
         if len(ids) == 1 and ids[0] != tokenizer.unk_token_id and ids[0] != avoid:
             return ids[0]
     raise ValueError(f"the tokenizer has none of {candidates!r} as a single token to separate image slices")
