@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from tinyworld import TINY_WORLD
+from tinyworld import TINY_WORLD, TINY_WORLD_YAML
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -48,7 +48,7 @@ def tiny_grid(tmp_path, tiny_backbones):
 
     def write(axes: str = "connector.name: [avg-pool, attn-pool]", steps: int = 12, extra: str = "",
               name: str = "tiny") -> Path:
-        world = ", ".join(f"{k}: {v}" for k, v in TINY_WORLD.items())
+        world = TINY_WORLD_YAML
         text = f"""name: {name}
 base:
   encoder: {{name: "{tiny_backbones['encoder']}", resolution: 64}}

@@ -68,12 +68,12 @@ def test_a_tokenizer_without_a_chat_template_is_refused(tiny_backbones, tmp_path
 
 def test_the_dry_run_refuses_a_chat_template_the_tokenizer_lacks_and_warns_of_frozen_adapters(
         tiny_backbones, chat_llm, tmp_path):
-    from tinyworld import TINY_WORLD
+    from tinyworld import TINY_WORLD_YAML
 
     from ablate.config.errors import GridError
     from ablate.resolve import load_grid
 
-    world = ", ".join(f"{k}: {v}" for k, v in TINY_WORLD.items())
+    world = TINY_WORLD_YAML
 
     def grid(llm: str, train: str = "") -> object:
         path = tmp_path / "grid.yaml"

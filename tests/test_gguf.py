@@ -12,7 +12,7 @@ import logging
 import numpy as np
 import pytest
 import torch
-from tinyworld import TINY_WORLD  # the world tests/conftest.py's tiny backbones were made with
+from tinyworld import TINY_WORLD, TINY_WORLD_YAML  # the world tests/conftest.py's tiny backbones were made with
 
 HEADS, KV_HEADS, HIDDEN, LAYERS = 2, 1, 64, 2
 SPECIAL = ["<pad>", "<bos>", "<eos>", "<|endoftext|>"]  # transformers' GGUF byte-level tokenizer adds the last one
@@ -152,7 +152,7 @@ def test_gguf_loads_as_written_and_reloads_from_the_cache(tiny_gguf, tmp_path, m
 
 
 def _grid(path, encoder: str, llm: str):
-    world = ", ".join(f"{k}: {v}" for k, v in TINY_WORLD.items())
+    world = TINY_WORLD_YAML
     path.write_text(f"""name: gguf
 base:
   encoder: {{name: "{encoder}", resolution: 64}}

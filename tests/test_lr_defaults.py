@@ -5,7 +5,7 @@ import re
 
 import pytest
 import torch
-from tinyworld import TINY_WORLD
+from tinyworld import TINY_WORLD_YAML
 
 from ablate.config.schema import CellConfig, TrainConfig
 from ablate.config.stages import plan
@@ -14,7 +14,7 @@ from ablate.config.stages import plan
 def _grid(tmp_path, tiny_backbones, axes: str, train: str = "") -> list:
     from ablate.resolve import load_grid
 
-    world = ", ".join(f"{k}: {v}" for k, v in TINY_WORLD.items())
+    world = TINY_WORLD_YAML
     path = tmp_path / "grid.yaml"
     path.write_text(f"""name: partial
 base:

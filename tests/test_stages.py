@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
-from tinyworld import TINY_WORLD  # the world tests/conftest.py's tiny backbones were made with
+from tinyworld import TINY_WORLD, TINY_WORLD_YAML  # the world tests/conftest.py's tiny backbones were made with
 
 from ablate.config.errors import GridError
 from ablate.config.schema import CellConfig, DataConfig, SourceConfig, TrainConfig
@@ -302,7 +302,7 @@ def test_staged_cells_log_each_stages_loss_and_its_boundaries():
 # ---------------------------------------------------------------------------------------------- grid files
 
 def grid(tmp_path: Path, tiny_backbones, train: str = "", data: str = "", axes: str = "seeds: [0]") -> Path:
-    world = ", ".join(f"{k}: {v}" for k, v in TINY_WORLD.items())
+    world = TINY_WORLD_YAML
     text = f"""name: stages-test
 base:
   encoder: {{name: "{tiny_backbones['encoder']}", resolution: 64}}

@@ -5,7 +5,7 @@ import json
 import logging
 
 import pytest
-from tinyworld import TINY_WORLD
+from tinyworld import TINY_WORLD_YAML
 
 from ablate.cli import main
 from ablate.resolve import load_grid
@@ -49,7 +49,7 @@ def test_a_cell_logs_and_warns_the_unknown_token_share_and_logs_empty_prediction
                                                                                     tmp_path, caplog):
     save_word_level_llm(tmp_path / "llm")
     write_questions(tmp_path / "vqa")
-    world = ", ".join(f"{k}: {v}" for k, v in TINY_WORLD.items())
+    world = TINY_WORLD_YAML
     grid_path = tmp_path / "yesno.yaml"
     grid_path.write_text(f"""name: yesno
 base:

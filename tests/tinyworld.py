@@ -2,3 +2,5 @@
 whichever conftest.py pytest loaded first under that name, so it breaks with the order tests run in)."""
 TINY_WORLD = {"image_size": 64, "n_train": 96, "n_test": 24, "n_demo": 12, "n_text_docs": 32,
               "n_interleaved_docs": 16}
+# the same settings as the inside of a YAML flow mapping, for grids the tests write: `world: {{{TINY_WORLD_YAML}}}`
+TINY_WORLD_YAML = ", ".join(f"{k}: {v}" for k, v in TINY_WORLD.items())

@@ -5,7 +5,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from tinyworld import TINY_WORLD
+from tinyworld import TINY_WORLD_YAML
 
 REPO = Path(__file__).resolve().parents[2]
 # the settings tests/conftest.py builds the tiny backbones' tokenizer from (the grid must use the same world)
@@ -17,7 +17,7 @@ def make_grid(tmp_path, tiny_backbones):
 
     def write(axes: str = "connector.name: [avg-pool, mlp]", steps: int = 8, checkpoint_every: int = 3,
               lr: float = 0.003, name: str = "tiny", extra: str = "", warmup: float = 0.0) -> Path:
-        world = ", ".join(f"{k}: {v}" for k, v in TINY_WORLD.items())
+        world = TINY_WORLD_YAML
         text = f"""name: {name}
 base:
   encoder: {{name: "{tiny_backbones['encoder']}", resolution: 64}}
