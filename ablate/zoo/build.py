@@ -23,7 +23,7 @@ from ablate.zoo.data import ZooData, world_data
 from ablate.zoo.recipes import RECIPES, Recipe, recipe_for, recipe_hash, world_identity
 
 log = logging.getLogger(__name__)
-MARKER = "zoo.json"
+MARKER = shipping.MARKER   # zoo.json: recipe + metrics, written last
 
 
 def zoo_dir(cache_root: Path) -> Path:
@@ -60,7 +60,8 @@ def ensure_built(spec: str, cache_root: Path, recipe: Recipe | None = None, data
             return folder
         start = time.perf_counter()
         data = data or world_data(recipe.world, Path(cache_root))
-        with _staging(folder) as tmp:
+        with _staging(folder) as staged:
+            tmp = Path(staged)
             if recipe.kind == "lm":
                 from ablate.zoo.language import train_lm  # lazy: the training code only when a backbone is built
 
@@ -89,7 +90,8 @@ def _install_shipped(name: str, folder: Path, say) -> bool:
     if source is None:
         return False
     try:
-        with _staging(folder) as tmp:
+        with _staging(folder) as staged:
+            tmp = Path(staged)
             shipping.install(source, tmp)
             _move_into_place(tmp, folder)
     except (shipping.CorruptShipped, OSError) as err:   # OSError: an unreadable file, a copy that failed
@@ -102,19 +104,9 @@ def _install_shipped(name: str, folder: Path, say) -> bool:
     return True
 
 
-class _staging:
+def _staging(folder: Path) -> tempfile.TemporaryDirectory:
     """A hidden temporary folder beside `folder`, removed on exit unless it was moved into place."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-
-    def __enter__(self) -> Path:
-        self.tmp = Path(tempfile.mkdtemp(dir=self.folder.parent, prefix=f".{self.folder.name}-"))
-        return self.tmp
-
-    def __exit__(self, *exc) -> None:
-        if self.tmp.exists():
-            shutil.rmtree(self.tmp, ignore_errors=True)
+    return tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}-", ignore_cleanup_errors=True)
 
 
 def _move_into_place(tmp: Path, folder: Path) -> None:

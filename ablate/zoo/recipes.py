@@ -118,7 +118,12 @@ def world_identity(world_cfg: dict) -> str:
 
 
 def recipe_hash(recipe: Recipe, data_identity: str = "") -> str:
-    what = {"kind": recipe.kind, **asdict(recipe), "data": data_identity}
+    return fields_hash(recipe.kind, asdict(recipe), data_identity)
+
+
+def fields_hash(kind: str, fields: dict, data_identity: str) -> str:
+    """The hash of a recipe given as plain fields (a recipe's `asdict`, or the `recipe` of a built `zoo.json`)."""
+    what = {"kind": kind, **fields, "data": data_identity}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -13,6 +13,8 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ablate.zoo.recipes import fields_hash
+
 SHIPPED_ROOT = Path(__file__).parent / "shipped"   # read at call time: tests point it elsewhere
 MANIFEST = "shipped.json"
 MARKER = "zoo.json"
@@ -36,8 +38,7 @@ def sha256(path: Path) -> str:
 
 def record_hash(record: dict) -> str:
     """The recipe hash of a `zoo.json` record (what `recipes.recipe_hash` gives for its recipe and data)."""
-    what = {"kind": record["kind"], **record["recipe"], "data": record["data"]}
-    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
+    return fields_hash(record["kind"], record["recipe"], record["data"])
 
 
 def split_name(folder_name: str) -> tuple[str, str]:
