@@ -7,9 +7,10 @@ stage it was killed in.
 from __future__ import annotations
 
 import logging
+import math
+from functools import partial
 
 import torch
-from transformers import get_cosine_schedule_with_warmup
 
 from ablate.config.schema import TrainConfig
 from ablate.config.stages import Stage, plan
@@ -55,8 +56,23 @@ def build_optimizer(model: MLLM, cfg: TrainConfig | Stage, fused: bool | None = 
     fused = on_cuda if fused is None else fused and on_cuda   # the fused kernel needs CUDA tensors
     optimizer = torch.optim.AdamW(groups, lr=stage.lr, betas=(0.9, 0.95), fused=fused or None)
     warmup = int(round(stage.warmup_ratio * stage.steps))
-    scheduler = get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=warmup, num_training_steps=stage.steps)
+    scheduler = cosine_with_warmup(optimizer, warmup, stage.steps)
     return optimizer, scheduler
+
+
+def cosine_with_warmup(optimizer, warmup: int, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up from 0, then a half cosine to 0: transformers' `get_cosine_schedule_with_warmup`, value for
+    value (tests/test_schedule.py), without its import, which loads `transformers.trainer_utils` and peft
+    (5-10 s in every cell's process on 2 CPU cores). A `partial` of a module function, as transformers builds it, so
+    checkpoints written before keep loading."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, partial(_cosine_factor, warmup=warmup, steps=steps))
+
+
+def _cosine_factor(step: int, *, warmup: int, steps: int) -> float:
+    if step < warmup:
+        return float(step) / float(max(1, warmup))
+    progress = float(step - warmup) / float(max(1, steps - warmup))
+    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * 0.5 * 2.0 * progress)))
 
 
 class StageOptimizer:
