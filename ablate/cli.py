@@ -89,7 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     grid_argument(run)
     run.add_argument("--runner", metavar="FILE",
                      help="runner file, e.g. runners/subprocess.yaml or runners/workers.yaml "
-                          "(default: one cell after another in this process, as runners/local.yaml)")
+                          "(default: a `workers` runner with its defaults: each cell in a process of its own, as many "
+                          "at once as there are GPUs, or CPU cores without a GPU; runners/local.yaml: in this process)")
     grid_run_options(run, dry_run="validate the grid and list its cells, run nothing (default: off)")
 
     evaluate = command(sub, "eval", "evaluate the finished cells on what they have not been evaluated on (new "

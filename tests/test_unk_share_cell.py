@@ -5,7 +5,7 @@ import json
 import logging
 
 import pytest
-from tinyworld import TINY_WORLD_YAML
+from tinyworld import IN_PROCESS, TINY_WORLD_YAML
 
 from ablate.cli import main
 from ablate.resolve import load_grid
@@ -69,7 +69,7 @@ base:
 """)
     with caplog.at_level(logging.WARNING, logger="ablate.data.vocabulary"):
         assert main(["--home", str(workspace.home), "--reports", str(workspace.reports), "run",
-                     str(grid_path)]) == 0
+                     str(grid_path), *IN_PROCESS]) == 0   # in this process: caplog reads the cell's warnings
     frame, _ = results_frame(Store(workspace.tracking_uri, workspace.artifacts), load_grid(grid_path))
     row = frame.iloc[0]
     # a row: "is the image red" (4), "Answer the question using a single word or phrase ." (10), the answer (1)

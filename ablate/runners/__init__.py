@@ -1,4 +1,5 @@
-"""Where cells run. A runner file (runners/*.yaml) picks one; without one, cells run one after another here.
+"""Where cells run. A runner file (runners/*.yaml) picks one; without one, a `workers` runner with its defaults:
+each cell in a process of its own, as many at once as there are GPUs (or CPU cores without a GPU).
 
 `load_runner(path)` returns an object with `.run(grid, workspace) -> GridOutcome`. Kinds: local, subprocess,
 workers, multigpu, slurm (`ablate.runners.config`); docs/runners.md says what each does on a fault.
@@ -13,12 +14,10 @@ __all__ = ["GridOutcome", "LocalRunner", "load_runner", "run_cells"]
 
 
 def load_runner(path: str | Path | None):
+    from ablate.runners.config import WorkersConfig, build_runner, load_runner_file
+
     if path is None:
-        from ablate.runners.local import LocalRunner
-
-        return LocalRunner()
-    from ablate.runners.config import load_runner_file
-
+        return build_runner(WorkersConfig(kind="workers"))
     return load_runner_file(Path(path))
 
 

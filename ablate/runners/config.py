@@ -171,6 +171,14 @@ def multigpu_slot_name(processes: int, gpu_count: int | None = None) -> str:
     return f"{processes} GPU{plural}" if gpu_count else f"{processes} process{'es' if plural else ''} (no GPU)"
 
 
+def usable_cpus() -> int:
+    """The cores this process may run on (its affinity mask, e.g. a Slurm or taskset allocation), not the machine's."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:   # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def worker_slots(cfg: WorkersConfig, gpu_count: int | None = None, cpu_count: int | None = None) -> list:
     """One slot per worker: a GPU each (round-robin over `gpus`), or CPU threads each."""
     from ablate.runners.process import Slot  # lazy: loads torch
@@ -185,7 +193,7 @@ def worker_slots(cfg: WorkersConfig, gpu_count: int | None = None, cpu_count: in
         gpus = list(range(gpu_count))
     else:
         gpus = list(cfg.gpus)
-    cpu_count = cpu_count or os.cpu_count() or 1
+    cpu_count = cpu_count or usable_cpus()
     threads = str(cfg.threads_per_worker)
     n = cfg.workers if cfg.workers != "auto" else (len(gpus) or max(1, cpu_count // cfg.threads_per_worker))
     cpu_env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}

@@ -4,6 +4,7 @@ a run made before ids left the eval block out (tagged with the legacy id) is rec
 import shutil
 
 import pytest
+from tinyworld import IN_PROCESS
 
 from ablate.cli import main
 from ablate.evaluation import keys
@@ -14,8 +15,9 @@ from ablate.tracking.store import CELL_TAG, Store
 pytestmark = pytest.mark.slow   # trains a tiny cell and evaluates it through lmms-eval (about a minute)
 
 
-def cli(workspace, *argv) -> int:
-    return main(["--home", str(workspace.home), "--reports", str(workspace.reports), *argv, "--no-report"])
+def cli(workspace, *argv) -> int:   # in this process: the tests patch what a cell does
+    extra = IN_PROCESS if argv[0] == "run" else []
+    return main(["--home", str(workspace.home), "--reports", str(workspace.reports), *argv, *extra, "--no-report"])
 
 
 def the_run(store, grid):

@@ -1,8 +1,10 @@
 """Runner files: validated like grids (file, key, allowed values); worker slots; the multigpu launch command."""
+import os
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from ablate.config.errors import GridError
 from ablate.runners import LocalRunner, load_runner
@@ -18,7 +20,11 @@ def test_every_shipped_runner_file_loads():
     kinds = {p.stem: type(load_runner(p)) for p in sorted((REPO / "runners").glob("*.yaml"))}
     assert kinds == {"local": LocalRunner, "multigpu": ProcessRunner, "slurm": SlurmRunner,
                      "slurm-2x8": SlurmRunner, "subprocess": ProcessRunner, "workers": ProcessRunner}
-    assert isinstance(load_runner(None), LocalRunner)
+    default, workers = load_runner(None), load_runner(REPO / "runners" / "workers.yaml")
+    assert isinstance(default, ProcessRunner)   # without --runner: a process per cell, one per GPU or CPU core
+    assert [(s.name, s.env) for s in default.slots] == [(s.name, s.env) for s in workers.slots]
+    assert len(default.slots) == (torch.cuda.device_count() or len(os.sched_getaffinity(0)))
+    assert all(s.env["OMP_NUM_THREADS"] == "1" for s in default.slots)
     slurm = read_runner_config(REPO / "runners" / "slurm.yaml")
     assert slurm.timeout_min == 120 and slurm.wait is True
 
