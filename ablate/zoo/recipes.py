@@ -101,6 +101,7 @@ RECIPES: dict[str, Recipe] = {
     "aim-m": EncoderRecipe("aim", **{**_M, "lr": 1e-3}),
     "random-m": EncoderRecipe("random", **{**_M, "steps": 0}),
     "lm-s": LMRecipe(),
+    "lm-xs": LMRecipe(layers=2),   # the default grid's LM: a step costs about 0.4x lm-s's (docs/performance.md)
     "lm-m": LMRecipe(width=256, layers=6, heads=8, intermediate=768, steps=600),
 }
 

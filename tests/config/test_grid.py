@@ -161,15 +161,16 @@ def test_cell_ids_of_the_connectors_grid_are_pinned():
     of a grid run before is trained again. A legitimate change of what a cell means (world generator version, a zoo
     recipe) changes both lists: update them then, knowing that finished cells of the old ids are run again. Last
     changed on 2026-12-02: the BPE world tokenizer (world generator 4, new zoo recipe hashes) and the grid's new
-    training data (instruction rows over 1,000 images, 400 steps)."""
+    training data (instruction rows over 1,000 images, 400 steps); then its LM, `zoo:lm-xs` (2 layers), instead of
+    `zoo:lm-s`."""
     from ablate.resolve import legacy_cell_id
 
     grid = load_grid(Path(__file__).parents[2] / "grids" / "connectors.yaml")
-    assert [c.id for c in grid.cells] == ["003b2b9512d2", "64b90a321b7c", "d9658cd9219d", "d74dc0f3102e",
-                                          "df4e6cfc1622", "55fd88293050", "2243e94088ca", "cc11aff68cc1"]
+    assert [c.id for c in grid.cells] == ["d2c5b5a80e94", "b915b2939aac", "367c49a9cb31", "75100310816a",
+                                          "5385bb812cf2", "5f58f5bfa3e4", "c21bfd5c3829", "6375efa48f45"]
     assert [legacy_cell_id(c.config) for c in grid.cells] == [
-        "4d5e66c6d52d", "fbd603a56514", "7b99e66d6b56", "c81b9ffed4ce",
-        "41dc26f59905", "75f63a205748", "7b1f25c9a967", "e0e8cdb721fb"]
+        "b2bda42a1fd2", "ae90653e707a", "d405d7cff3a6", "67592c5e4fb1",
+        "5be9362e9161", "d9129b3f97d3", "8293a509ad77", "91eceafc0f35"]
 
 
 def test_the_same_point_twice_is_one_cell(tmp_path):
