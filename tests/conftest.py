@@ -4,6 +4,7 @@ Cells built from these go through the same code as real runs (`hf:<folder>` spec
 """
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -91,6 +92,22 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     return tried
+
+
+def pytest_collectreport(report):
+    """Move what the imports so far allocated (torch, transformers: millions of objects) out of the cyclic
+    garbage collector's reach: its full collections otherwise walk all of them again, time and again (about a
+    third of the collection's CPU time). Reference counting still frees everything; only cycles among the
+    frozen objects are never collected, and those are the imported modules'."""
+    gc.freeze()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    """The same after each test (tests import the heavy modules too): collect the test's own garbage, then freeze
+    what is left alive, so later collections walk only what later tests allocate (about a tenth of the run)."""
+    gc.collect()
+    gc.freeze()
 
 
 _deselected: list = []
