@@ -71,7 +71,17 @@ def test_whole_cell_config_turns_the_speed_path_off(gpu_script):
         assert getattr(on.train, name) == (False if name == "compile" else TrainConfig.model_fields[name].default)
 
 
+def test_help_lists_the_options(gpu_script, capsys):
+    """The script's options, in this process (the script as a process: the slow test below)."""
+    with pytest.raises(SystemExit) as exit_:
+        gpu_script.main(["--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and "--dp-procs" in out and "--cell-steps" in out
+
+
+@pytest.mark.slow
 def test_help_runs_without_a_gpu():
+    """`python benchmarks/gpu.py --help` as its own process: a fresh interpreter that imports torch (seconds)."""
     out = subprocess.run([sys.executable, "benchmarks/gpu.py", "--help"], capture_output=True, text=True,
                          timeout=120, cwd=Path(__file__).resolve().parents[2])
     assert out.returncode == 0 and "--dp-procs" in out.stdout and "--cell-steps" in out.stdout
