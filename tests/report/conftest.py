@@ -5,9 +5,10 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+import pdfplumber
 import pytest
 
-from ablate.report import ReportMeta
+from ablate.report import ReportMeta, build_report
 
 TASKS = ["world_vqa", "world_textvqa"]
 SHOTS = [0, 4]
@@ -185,3 +186,66 @@ def make_connectors_meta(**kw) -> ReportMeta:
             "total_wall_s": 1500.0, "elapsed_s": 1560.0, "swept_axes": CONNECTORS_AXES, "fixed": CONNECTORS_FIXED}
     args.update(kw)
     return ReportMeta(**args)
+
+
+TEXT, VQA = "score/world_textvqa/0shot", "score/world_vqa/0shot"
+EFFECT = {0: 0.10, 1: 0.11, 2: 0.12}  # resolution 160 minus 96 on TextVQA, per seed
+HALF = 0.02  # each run's bootstrap interval: score ± 0.02
+
+
+def injected_frame() -> pd.DataFrame:
+    """The connectors grid with known scores: TextVQA at chance (1/12) with attn-pool at either resolution, 30 %
+    with avg-pool at 96 px and 20/22/24 points more at 160 px in seeds 0/1/2: resolution 160 vs 96 is +10/+11/+12
+    points over both connectors (+11 on average); tokens change nothing beyond small per-run noise."""
+    f = make_connectors_frame()
+    rng = np.random.default_rng(0)
+    for i, r in f.iterrows():
+        seed = int(r["seed"])
+        reads = r["connector.name"] == "avg-pool"
+        text = 0.30 + 2 * EFFECT[seed] * (r["encoder.resolution"] == 160) if reads else 0.0845
+        text += rng.normal(0, 0.003)
+        vqa = 0.40 + rng.normal(0, 0.003)
+        for col, v in ((TEXT, text), (VQA, vqa)):
+            tail = col.removeprefix("score/")
+            f.loc[i, col], f.loc[i, f"ci_low/{tail}"], f.loc[i, f"ci_high/{tail}"] = v, v - HALF, v + HALF
+    return f
+
+
+EMPTY = {"avg-pool": 0.25, "c-abstractor": 0.0, "mlp": 0.75}   # mean of the seeds (seed 0: -0.05, seed 1: +0.05)
+
+
+def with_empty(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with the share of empty predictions each finished run logs (`EMPTY`, seeds -0.05 / +0.05 apart,
+    c-abstractor none) and TextVQA's share of unknown tokens in the references."""
+    frame = frame.copy()
+    done = frame["status"] == "FINISHED"
+    for task in TASKS:
+        for k in (0, 4):
+            shift = np.where(frame["seed"] == 0, -0.05, 0.05) * (frame["connector.name"] != "c-abstractor")
+            frame[f"empty/{task}/{k}shot"] = (frame["connector.name"].map(EMPTY) + shift).where(done)
+    frame["eval/world_textvqa/unk_share"] = 0.125   # world_vqa: not logged
+    return frame
+
+
+# A report build is seconds (figures, PDF layout) and reading a PDF back with pdfplumber about a second: the
+# reports that several test files read are built once per session.
+
+@pytest.fixture(scope="session")
+def frame_report(tmp_path_factory):
+    """The report of `make_frame` with its loss curves and the empty-prediction shares of `with_empty`
+    (test_report_pdf, test_report_empty), and its PDF read back once: (paths, words with their font, text)."""
+    frame = with_empty(make_frame())
+    paths = build_report(frame, make_curves(frame), make_meta(), tmp_path_factory.mktemp("report"))
+    with pdfplumber.open(paths.pdf) as pdf:
+        words = [w for page in pdf.pages for w in page.extract_words(extra_attrs=["fontname"])]
+        text = "\n".join(page.extract_text() for page in pdf.pages)
+    return paths, words, text
+
+
+@pytest.fixture(scope="session")
+def connectors_report(tmp_path_factory):
+    """The report of the connectors-shaped frame with known scores (`injected_frame`): test_report_findings reads
+    its findings, test_report_trust its cover and HTML table of contents."""
+    frame = injected_frame()
+    return build_report(frame, make_connectors_curves(frame), make_connectors_meta(),
+                        tmp_path_factory.mktemp("connectors") / "connectors")

@@ -1,25 +1,9 @@
 """The share of empty predictions per task, per setting: computed from known shares, shown in the report."""
-import numpy as np
-import pandas as pd
-import pdfplumber
 import pytest
-from conftest import TASKS, make_frame, make_meta
+from conftest import make_frame, make_meta, with_empty
 
-from ablate.report import build_report, results
+from ablate.report import results
 from ablate.report.empty import empty_table
-
-EMPTY = {"avg-pool": 0.25, "c-abstractor": 0.0, "mlp": 0.75}   # mean of the seeds (seed 0: -0.05, seed 1: +0.05)
-
-
-def with_empty(frame: pd.DataFrame) -> pd.DataFrame:
-    frame = frame.copy()
-    done = frame["status"] == "FINISHED"
-    for task in TASKS:
-        for k in (0, 4):
-            shift = np.where(frame["seed"] == 0, -0.05, 0.05) * (frame["connector.name"] != "c-abstractor")
-            frame[f"empty/{task}/{k}shot"] = (frame["connector.name"].map(EMPTY) + shift).where(done)
-    frame["eval/world_textvqa/unk_share"] = 0.125   # world_vqa: not logged
-    return frame
 
 
 @pytest.fixture
@@ -48,12 +32,10 @@ def test_no_table_for_runs_that_did_not_log_it():
     assert empty_table(results.load(make_frame(), make_meta().swept_axes), make_meta()) is None
 
 
-def test_the_report_shows_the_empty_predictions(tmp_path):
-    paths = build_report(with_empty(make_frame()), {}, make_meta(), tmp_path / "out")
+def test_the_report_shows_the_empty_predictions(frame_report):
+    paths, _, text = frame_report     # the report of with_empty(make_frame())
     assert "empty" in paths.tables
     md = paths.tables["empty"].md.read_text()
     assert "Empty predictions" in md and "75.0" in md
     assert "Empty predictions" in paths.html.read_text()
-    with pdfplumber.open(paths.pdf) as pdf:
-        text = "\n".join(page.extract_text() for page in pdf.pages)
     assert "Empty predictions" in text and "Unknown tokens" in text

@@ -5,37 +5,20 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pdfplumber
 import pytest
-from conftest import make_connectors_curves, make_connectors_frame, make_connectors_meta
+from conftest import (
+    TEXT,
+    injected_frame,
+    make_connectors_curves,
+    make_connectors_frame,
+    make_connectors_meta,
+)
 
 from ablate.report import build_report, results
 from ablate.report import stats as st
 from ablate.report.findings import at_chance, effects, findings
 from ablate.report.tables import marginal_entries
-
-TEXT, VQA = "score/world_textvqa/0shot", "score/world_vqa/0shot"
-EFFECT = {0: 0.10, 1: 0.11, 2: 0.12}  # resolution 160 minus 96 on TextVQA, per seed
-HALF = 0.02  # each run's bootstrap interval: score ± 0.02
-
-
-def injected_frame():
-    """The connectors grid with known scores: TextVQA at chance (1/12) with attn-pool at either resolution, 30 %
-    with avg-pool at 96 px and 20/22/24 points more at 160 px in seeds 0/1/2: resolution 160 vs 96 is +10/+11/+12
-    points over both connectors (+11 on average); tokens change nothing beyond small per-run noise."""
-    f = make_connectors_frame()
-    rng = np.random.default_rng(0)
-    for i, r in f.iterrows():
-        seed = int(r["seed"])
-        reads = r["connector.name"] == "avg-pool"
-        text = 0.30 + 2 * EFFECT[seed] * (r["encoder.resolution"] == 160) if reads else 0.0845
-        text += rng.normal(0, 0.003)
-        vqa = 0.40 + rng.normal(0, 0.003)
-        for col, v in ((TEXT, text), (VQA, vqa)):
-            tail = col.removeprefix("score/")
-            f.loc[i, col], f.loc[i, f"ci_low/{tail}"], f.loc[i, f"ci_high/{tail}"] = v, v - HALF, v + HALF
-    return f
 
 
 @pytest.fixture(scope="module")
@@ -112,10 +95,8 @@ def test_at_most_eight_lines_largest_first():
     assert len(lines3) == 3 and left3 == len(lines) + left_out - 3
 
 
-def test_findings_in_pdf_and_html_before_the_tables(tmp_path, injected):
-    meta = make_connectors_meta()
-    f = injected_frame()
-    paths = build_report(f, make_connectors_curves(f), meta, tmp_path / "r")
+def test_findings_in_pdf_and_html_before_the_tables(connectors_report):
+    paths = connectors_report
     page = paths.html.read_text(encoding="utf-8")
     assert page.index(">Findings<") < page.index("How to read this report") < page.index("Results by axis")
     assert "encoder.resolution 160 vs 96: +" in page and "beyond the noise" in page

@@ -15,17 +15,14 @@ from ablate.report import build_report
 STEM = "mm1-table-2-connectors-tokens"
 
 
-@pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    frame = make_frame()
-    out = tmp_path_factory.mktemp("report")
-    return build_report(frame, make_curves(frame), make_meta(), out)
+@pytest.fixture
+def report(frame_report):
+    return frame_report[0]
 
 
-@pytest.fixture(scope="module")
-def words(report):
-    with pdfplumber.open(report.pdf) as pdf:
-        return [w for page in pdf.pages for w in page.extract_words(extra_attrs=["fontname"])]
+@pytest.fixture
+def words(frame_report):
+    return frame_report[1]
 
 
 def _text(path):
@@ -37,20 +34,21 @@ def test_file_names_are_sanitised(report):
     names = sorted(p.name for p in report.all())
     assert all(re.fullmatch(r"[a-z0-9._-]+", n) for n in names)
     assert report.pdf.name == f"{STEM}_report.pdf" and report.html.name == f"{STEM}_report.html"
-    assert set(report.tables) == {"connector-name", "connector-tokens", "full", "runs"}
+    assert set(report.tables) == {"connector-name", "connector-tokens", "empty", "full", "runs"}  # empty: logged
     assert report.tables["full"].tex.name == f"{STEM}_table_full.tex"
     # the grid has tokens and connectors but no resolution or mixture axis
     assert set(report.figures) == {"tokens", "cost", "loss"}
     assert all(p.exists() and p.stat().st_size > 0 for p in report.all())
 
 
-def test_pdf_text_has_cover_values_and_status_rows(report):
-    text = _text(report.pdf)
+def test_pdf_text_has_cover_values_and_status_rows(frame_report):
+    text = frame_report[2]
     for needle in ["MM1 Table 2: connectors / tokens", "grids/mm1_connectors.yaml", "abc1234", "1x NVIDIA H100 80GB",
                    "31 min 40 s", "12 cells: 8 finished, 2 failed, 2 missing (1 running, 1 pending)",
                    "43.0 ± 1.4", "50.0 ± 1.4", "Δ −1.0", "Δ +7.0", "[47.1, 52.9]", "VQA 0-shot", "TextVQA",
                    "failed (seed 0, 1): RuntimeError: CUDA out of memory", "missing (seed 0): running",
-                   "missing (seed 1): pending", "mlp144s0", "1.2M", "158–356 MFLOPs", "Table 3. All settings"]:
+                   "missing (seed 1): pending", "mlp144s0", "1.2M", "158–356 MFLOPs",
+                   "Table 4. All settings"]:  # Table 3: the empty predictions
         assert needle in text, needle
 
 

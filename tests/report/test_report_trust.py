@@ -36,11 +36,10 @@ def _text(path):
         return " ".join(p.extract_text() for p in doc.pages).replace("\n", " ")
 
 
-@pytest.fixture(scope="module")
-def connectors(tmp_path_factory):
-    frame = make_connectors_frame()
-    return build_report(frame, make_connectors_curves(frame), make_connectors_meta(),
-                        tmp_path_factory.mktemp("connectors") / "connectors")
+@pytest.fixture
+def connectors(connectors_report):
+    """The connectors-shaped report (its scores as test_report_findings injects them: nothing here reads them)."""
+    return connectors_report
 
 
 def test_row_labels_are_repeated_on_the_page_a_table_continues_on(tmp_path):
