@@ -230,16 +230,29 @@ def with_empty(frame: pd.DataFrame) -> pd.DataFrame:
 # A report build is seconds (figures, PDF layout) and reading a PDF back with pdfplumber about a second: the
 # reports that several test files read are built once per session.
 
+def overflow(pdf) -> list[tuple[int, str, int]]:
+    """The characters of an open pdfplumber PDF closer than 20 pt to a side or 10 pt to the bottom of their page:
+    (page number, character, right edge)."""
+    bad = []
+    for i, page in enumerate(pdf.pages, 1):
+        for c in page.chars:
+            if c["x0"] < 20 or c["x1"] > page.width - 20 or c["bottom"] > page.height - 10:
+                bad.append((i, c["text"], round(c["x1"])))
+    return bad
+
+
 @pytest.fixture(scope="session")
 def frame_report(tmp_path_factory):
     """The report of `make_frame` with its loss curves and the empty-prediction shares of `with_empty`
-    (test_report_pdf, test_report_empty), and its PDF read back once: (paths, words with their font, text)."""
+    (test_report_pdf, test_report_empty), and its PDF read back once: (paths, words with their font, text,
+    characters off the page)."""
     frame = with_empty(make_frame())
     paths = build_report(frame, make_curves(frame), make_meta(), tmp_path_factory.mktemp("report"))
     with pdfplumber.open(paths.pdf) as pdf:
         words = [w for page in pdf.pages for w in page.extract_words(extra_attrs=["fontname"])]
         text = "\n".join(page.extract_text() for page in pdf.pages)
-    return paths, words, text
+        off = overflow(pdf)
+    return paths, words, text, off
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,7 @@ def test_no_table_for_runs_that_did_not_log_it():
 
 
 def test_the_report_shows_the_empty_predictions(frame_report):
-    paths, _, text = frame_report     # the report of with_empty(make_frame())
+    paths, _, text, _ = frame_report     # the report of with_empty(make_frame())
     assert "empty" in paths.tables
     md = paths.tables["empty"].md.read_text()
     assert "Empty predictions" in md and "75.0" in md

@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pdfplumber
 import pytest
-from conftest import make_curves, make_frame, make_meta
+from conftest import make_curves, make_frame, make_meta, overflow
 
 from ablate.report import build_report
 
@@ -62,17 +62,12 @@ def test_best_value_is_bold_and_others_are_not(words):
 
 
 def _overflow(path):
-    bad = []
     with pdfplumber.open(path) as pdf:
-        for i, page in enumerate(pdf.pages, 1):
-            for c in page.chars:
-                if c["x0"] < 20 or c["x1"] > page.width - 20 or c["bottom"] > page.height - 10:
-                    bad.append((i, c["text"], round(c["x1"])))
-    return bad
+        return overflow(pdf)
 
 
-def test_nothing_runs_off_the_page(report):
-    assert _overflow(report.pdf) == []
+def test_nothing_runs_off_the_page(frame_report):
+    assert frame_report[3] == []
 
 
 @pytest.mark.slow
