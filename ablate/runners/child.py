@@ -1,4 +1,5 @@
-"""One cell in a process of its own: `python -m ablate.runners.child GRID CELL_ID --home H --tracking-uri U`.
+"""One cell in a process of its own: `python -m ablate.runners.child GRID CELL_ID --home H --tracking-uri U`; or,
+with `--serve FD` instead of GRID CELL_ID, a worker's process that runs the cells the parent names one after another.
 
 What the subprocess, workers, multigpu and slurm runners start (argv and exit codes: `ablate.runners.protocol`).
 The child reloads the grid file (so it needs nothing but the file and the workspace), takes the cell's claim, runs
@@ -14,16 +15,63 @@ import logging
 import os
 import signal
 import sys
+from contextlib import contextmanager
 
 from ablate.runners import protocol
 
 
-def run_one(grid_path: str, cell_id: str, home: str, tracking_uri: str, reports: str | None = None) -> int:
+def run_one(grid_path: str, cell_id: str, home: str, tracking_uri: str, reports: str | None = None,
+            feature_cache=None) -> int:
     """Run one cell of a grid file under its claim; the exit code above. Under a launcher (RANK and WORLD_SIZE
     set, runners/multigpu.yaml) every rank trains: `run_rank`."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return run_rank(grid_path, cell_id, home, tracking_uri, reports)
-    return run_claimed_cell(grid_path, cell_id, home, tracking_uri, reports)
+    return run_claimed_cell(grid_path, cell_id, home, tracking_uri, reports, feature_cache)
+
+
+def serve(home: str, tracking_uri: str, reports: str | None, results_fd: int) -> int:
+    """A worker's process (runners/workers.yaml): cells one after another as the parent sends them, one line
+    `<grid file>\t<cell id>\t<log file>` each on stdin; each cell's output goes to its own log and its exit code
+    (as `run_one` returns it) is written as a line to `results_fd`. Ends at the end of its input, or after a cell
+    that was interrupted or could not write the store. What the first cell loaded (torch, transformers, MLflow,
+    lmms-eval) and a frozen encoder's features stay for the next cells: about 15 s a cell on 2 CPU cores."""
+    from ablate.models.features import FeatureCache  # lazy: as in run_claimed_cell
+
+    results = os.fdopen(results_fd, "w", buffering=1)
+    feature_cache = FeatureCache()
+    try:
+        for count, line in enumerate(sys.stdin, 1):
+            grid_path, cell_id, log_path = line.rstrip("\n").split("\t")
+            with output_to(log_path):
+                logging.getLogger(__name__).info("worker process %d: cell %s, its cell %d", os.getpid(), cell_id, count)
+                code = run_one(grid_path, cell_id, home, tracking_uri, reports, feature_cache)
+            results.write(f"{code}\n")
+            if code in (protocol.EXIT_STORE, protocol.EXIT_INTERRUPTED, protocol.EXIT_TERMINATED):
+                return code
+    except KeyboardInterrupt:   # between cells: nothing to close
+        return protocol.EXIT_INTERRUPTED
+    return protocol.EXIT_FINISHED
+
+
+@contextmanager
+def output_to(path: str):
+    """This process's stdout and stderr (file descriptors 1 and 2, so logging, progress and C libraries alike)
+    appended to `path` for the duration."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
 
 
 def run_rank(grid_path: str, cell_id: str, home: str, tracking_uri: str, reports: str | None = None) -> int:
@@ -80,7 +128,8 @@ def run_rank(grid_path: str, cell_id: str, home: str, tracking_uri: str, reports
     return protocol.EXIT_FINISHED
 
 
-def run_claimed_cell(grid_path: str, cell_id: str, home: str, tracking_uri: str, reports: str | None = None) -> int:
+def run_claimed_cell(grid_path: str, cell_id: str, home: str, tracking_uri: str, reports: str | None = None,
+                     feature_cache=None) -> int:
     # lazy: main() first asks Linux to end this process with its parent; torch and the store load seconds later
     from ablate.config.errors import GridError
     from ablate.progress import Progress
@@ -97,7 +146,7 @@ def run_claimed_cell(grid_path: str, cell_id: str, home: str, tracking_uri: str,
         workspace = Workspace.create(home, tracking_uri, reports)
         progress = Progress(1)
         try:
-            outcome = run_cells(grid, cells, workspace, progress)
+            outcome = run_cells(grid, cells, workspace, progress, feature_cache)
         finally:
             progress.close()
     except GridError as err:
@@ -132,14 +181,20 @@ def die_with_parent() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m {protocol.CHILD_MODULE}", description=__doc__.splitlines()[0])
-    parser.add_argument("grid")
-    parser.add_argument("cell_id")
+    parser.add_argument("grid", nargs="?")
+    parser.add_argument("cell_id", nargs="?")
     parser.add_argument("--home", required=True)
     parser.add_argument("--tracking-uri", required=True)
     parser.add_argument("--reports")
+    parser.add_argument("--serve", metavar="FD", type=int,
+                        help="run the cells named on stdin, writing each one's exit code to this file descriptor")
     ns = parser.parse_args(argv)
+    if (ns.serve is None) == (ns.cell_id is None):
+        parser.error("give GRID and CELL_ID, or --serve FD")
     die_with_parent()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if ns.serve is not None:
+        return serve(ns.home, ns.tracking_uri, ns.reports, ns.serve)
     return run_one(ns.grid, ns.cell_id, ns.home, ns.tracking_uri, ns.reports)
 
 

@@ -151,7 +151,7 @@ def build_runner(cfg):
     if isinstance(cfg, SubprocessConfig):
         return ProcessRunner(slots=[Slot("subprocess")], **common)
     if isinstance(cfg, WorkersConfig):
-        return ProcessRunner(slots=worker_slots(cfg), **common)
+        return ProcessRunner(slots=worker_slots(cfg), reuse=True, **common)
     if isinstance(cfg, MultiGPUConfig):
         from ablate.runners.multigpu import launcher_argv
 

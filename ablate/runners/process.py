@@ -1,16 +1,19 @@
 """Cells in processes of their own: runners/subprocess.yaml (one at a time) and runners/workers.yaml (N at once).
 
-Each cell runs in a fresh `python -m ablate.runners.child` whose output goes to `<home>/logs/<grid>/<cell>.log`.
-The parent watches it: a crash, an out-of-memory kill (SIGKILL) or a hang past `time_limit_s` marks that cell
-FAILED with the reason in the store, and the grid goes on. The child takes the cell's claim (a file lock), so no
-two workers, nor two `ablate run` started by mistake, run one cell. A child dies with its parent (Linux
-PR_SET_PDEATHSIG), so killing `ablate run` never leaves a cell training unseen.
+With `subprocess`, each cell runs in a fresh `python -m ablate.runners.child`; with `workers`, each worker keeps
+one such process and hands it its cells one after another (`child.serve`: what it loaded and a frozen encoder's
+features stay), and starts a fresh one after a cell that took its process down. A cell's output goes to
+`<home>/logs/<grid>/<cell>.log`. The parent watches the process: a crash, an out-of-memory kill (SIGKILL) or a hang
+past `time_limit_s` marks that cell FAILED with the reason in the store, and the grid goes on. The child takes the
+cell's claim (a file lock), so no two workers, nor two `ablate run` started by mistake, run one cell. A child dies
+with its parent (Linux PR_SET_PDEATHSIG), so killing `ablate run` never leaves a cell training unseen.
 """
 from __future__ import annotations
 
 import logging
 import os
 import queue
+import select
 import signal
 import subprocess
 import sys
@@ -49,9 +52,11 @@ class ProcessRunner:
     env: dict[str, str] = field(default_factory=dict)
     python: str | None = None
     launcher: list[str] | None = None          # argv before the child's module (multigpu: accelerate / torchrun)
+    reuse: bool = False                         # a worker's process runs its cells one after another (workers)
 
     def __post_init__(self):
         self._children: dict[int, subprocess.Popen] = {}
+        self._servers: dict[str, _Server] = {}     # slot name -> the process that runs its cells (reuse)
         self._lock = threading.Lock()
         self._stop = threading.Event()
 
@@ -70,19 +75,22 @@ class ProcessRunner:
         errors: list[BaseException] = []
 
         def work(slot: Slot) -> None:
-            while not self._stop.is_set():
-                try:
-                    index, cell = todo.get_nowait()
-                except queue.Empty:
-                    return
-                try:
-                    result = self.run_cell(grid, cell, workspace, store, experiment, slot, progress, index)
-                except BaseException as err:  # noqa: BLE001 - reported by the main thread
-                    errors.append(err)
-                    self._stop.set()          # no new cells (a StoreError: the disk is full, the store is gone)
-                    return
-                with self._lock:
-                    outcome.merge(result)
+            try:
+                while not self._stop.is_set():
+                    try:
+                        index, cell = todo.get_nowait()
+                    except queue.Empty:
+                        return
+                    try:
+                        result = self.run_cell(grid, cell, workspace, store, experiment, slot, progress, index)
+                    except BaseException as err:  # noqa: BLE001 - reported by the main thread
+                        errors.append(err)
+                        self._stop.set()          # no new cells (a StoreError: the disk is full, the store is gone)
+                        return
+                    with self._lock:
+                        outcome.merge(result)
+            finally:
+                self._close_server(slot)
 
         threads = [threading.Thread(target=work, args=(slot,), name=f"ablate-worker-{slot.name}", daemon=True)
                    for slot in self.slots]
@@ -113,19 +121,21 @@ class ProcessRunner:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         if progress:
             progress.cell_started(index, cell.label() or cell.id, where=f"on {slot.name} (log {log_path})")
-        prefix = self.launcher or [self.python or sys.executable, "-m"]
-        argv = protocol.child_argv(grid.path, cell.id, workspace, prefix)
-        env = {**os.environ, **self.env, **slot.env, protocol.PARENT_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
         started = time.monotonic()
-        with open(log_path, "ab") as log_file:
-            proc = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-            with self._lock:
-                self._children[proc.pid] = proc
-            try:
-                rc, timed_out = self._wait(proc)
-            finally:
+        if self.reuse and self.launcher is None:
+            rc, timed_out = self._run_in_server(slot, grid, cell, workspace, log_path)
+        else:
+            argv = protocol.child_argv(grid.path, cell.id, workspace, self._prefix())
+            with open(log_path, "ab") as log_file:
+                proc = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, env=self._env(slot),
+                                        start_new_session=True)
                 with self._lock:
-                    self._children.pop(proc.pid, None)
+                    self._children[proc.pid] = proc
+                try:
+                    rc, timed_out = self._wait(proc)
+                finally:
+                    with self._lock:
+                        self._children.pop(proc.pid, None)
         wall = time.monotonic() - started
         if self._stop.is_set():
             return outcome
@@ -157,6 +167,73 @@ class ProcessRunner:
                                    ran=not (outcome.claimed_elsewhere or outcome.skipped))
         return outcome
 
+    def _prefix(self) -> list[str]:
+        return self.launcher or [self.python or sys.executable, "-m"]
+
+    def _env(self, slot: Slot) -> dict[str, str]:
+        return {**os.environ, **self.env, **slot.env, protocol.PARENT_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
+
+    # ---- a worker's process, reused from cell to cell ----
+    def _run_in_server(self, slot: Slot, grid: Grid, cell: Cell, workspace: Workspace,
+                       log_path: Path) -> tuple[int, bool]:
+        """The cell's exit code from the slot's process (started if it has none), and whether it timed out. A
+        process that died, hung or was told to stop is dropped: the slot's next cell starts a fresh one."""
+        server = self._servers.get(slot.name)
+        if server is None:
+            server = self._servers[slot.name] = self._start_server(slot, workspace, log_path.parent)
+        try:
+            server.proc.stdin.write(f"{grid.path}\t{cell.id}\t{log_path}\n".encode())
+            server.proc.stdin.flush()
+        except BrokenPipeError:   # it died between cells: what it said is in its own log
+            pass
+        rc, timed_out, alive = self._wait_server(server)
+        if not alive or rc in (protocol.EXIT_STORE, protocol.EXIT_INTERRUPTED, protocol.EXIT_TERMINATED):
+            self._close_server(slot)
+        return rc, timed_out
+
+    def _start_server(self, slot: Slot, workspace: Workspace, logs: Path) -> _Server:
+        read_fd, write_fd = os.pipe()
+        argv = protocol.server_argv(workspace, write_fd, self._prefix())
+        with open(logs / f"worker-{slot.name}.log", "ab") as log_file:   # its output between cells
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=log_file, stderr=subprocess.STDOUT,
+                                    env=self._env(slot), start_new_session=True, pass_fds=(write_fd,))
+        os.close(write_fd)
+        with self._lock:
+            self._children[proc.pid] = proc
+        return _Server(proc, os.fdopen(read_fd, "rb"))
+
+    def _wait_server(self, server: _Server) -> tuple[int, bool, bool]:
+        """(exit code, timed out, process still alive) of the cell the server is running."""
+        deadline = None if self.time_limit_s is None else time.monotonic() + self.time_limit_s
+        while True:
+            ready, _, _ = select.select([server.results], [], [], 0.5)
+            if ready:
+                line = server.results.readline()
+                if line:
+                    return int(line), False, True
+                rc = server.proc.wait()   # the end of its results: the process ended during the cell
+                return (rc if rc != protocol.EXIT_FINISHED else 1), False, False
+            if deadline is not None and time.monotonic() > deadline:
+                _kill_group(server.proc, signal.SIGKILL)   # a hang may not answer SIGTERM: no grace
+                return server.proc.wait(), True, False
+
+    def _close_server(self, slot: Slot) -> None:
+        server = self._servers.pop(slot.name, None)
+        if server is None:
+            return
+        try:
+            server.proc.stdin.close()   # the end of its input: it exits after the cell it runs, if any
+        except OSError:
+            pass
+        try:
+            server.proc.wait(timeout=self.grace_s + 5)
+        except subprocess.TimeoutExpired:
+            _kill_group(server.proc, signal.SIGKILL)
+            server.proc.wait()
+        server.results.close()
+        with self._lock:
+            self._children.pop(server.proc.pid, None)
+
     def _wait(self, proc: subprocess.Popen) -> tuple[int, bool]:
         deadline = None if self.time_limit_s is None else time.monotonic() + self.time_limit_s
         while True:
@@ -180,6 +257,14 @@ class ProcessRunner:
             except subprocess.TimeoutExpired:
                 _kill_group(proc, signal.SIGKILL)
                 proc.wait()
+
+
+@dataclass
+class _Server:
+    """A worker's process (`child.serve`): cells go in on its stdin, exit codes come back on `results`."""
+
+    proc: subprocess.Popen
+    results: object   # the read end of its results pipe (binary file)
 
 
 def _kill_group(proc: subprocess.Popen, sig: int) -> None:

@@ -55,3 +55,10 @@ def child_args(grid_path, cell_id: str, workspace) -> list[str]:
 def child_argv(grid_path, cell_id: str, workspace, prefix: list[str] | None = None) -> list[str]:
     """The argv that runs one cell in a fresh interpreter; `prefix` replaces `python -m` (a launcher)."""
     return [*(prefix or [sys.executable, "-m"]), CHILD_MODULE, *child_args(grid_path, cell_id, workspace)]
+
+
+def server_argv(workspace, results_fd: int, prefix: list[str] | None = None) -> list[str]:
+    """The argv of a worker's process that runs the cells named on its stdin (`child.serve`), one exit code a line
+    on `results_fd`."""
+    return [*(prefix or [sys.executable, "-m"]), CHILD_MODULE, "--serve", str(results_fd), "--home",
+            str(workspace.home), "--tracking-uri", workspace.tracking_uri, "--reports", str(workspace.reports)]

@@ -1,4 +1,5 @@
 """runners/subprocess.yaml: a crash, an OOM-style SIGKILL or a hang fails that cell only; the grid goes on."""
+import re
 import time
 
 import pytest
@@ -50,3 +51,34 @@ def test_killed_and_hung_cells_fail_with_reasons_and_the_grid_goes_on(make_grid,
     assert runs[hung][0].metrics["connector_params"] > 0     # what the run logged before the hang is kept
     log = (workspace.home / "logs" / grid.name / f"{hung}.log").read_text()
     assert "training 6 steps" in log
+
+
+@pytest.mark.slow
+def test_a_workers_process_runs_its_cells_one_after_another_and_a_crash_costs_only_its_cell(
+        make_grid, runner_file, fault_env, workspace):
+    """runners/workers.yaml: one worker's process runs the cells the parent hands it, one after another (what it
+    loaded stays); a cell that kills the process fails alone, and the next cell gets a fresh process."""
+    grid = load_grid(make_grid(axes="connector.name: [mlp, avg-pool, linear, pixel-shuffle]", steps=4))
+    env = fault_env({"avg-pool": ("sigkill", 2)})
+    runner = load_runner(runner_file(f"""
+        kind: workers
+        workers: 1
+        gpus: none
+        env: {{PYTHONPATH: "{env['PYTHONPATH']}"}}
+        """))
+    outcome = runner.run(grid, workspace)
+
+    first, killed, third, fourth = (c.id for c in grid.cells)
+    assert sorted(outcome.finished) == sorted([first, third, fourth])
+    assert set(outcome.failed) == {killed} and "killed by SIGKILL" in outcome.failed[killed]
+    assert [r.status for r in runs_by_cell(workspace, grid)[killed]] == ["FAILED"]
+
+    def worker(cell_id: str) -> tuple[int, int]:   # (pid of the process that ran it, its how-manieth cell)
+        log = (workspace.home / "logs" / grid.name / f"{cell_id}.log").read_text()
+        pid, count = re.search(r"worker process (\d+): cell \w+, its cell (\d+)", log).groups()
+        return int(pid), int(count)
+
+    assert worker(first)[1] == 1 and worker(killed) == (worker(first)[0], 2)   # the same process, its 2nd cell
+    assert worker(third)[0] != worker(first)[0] and worker(third)[1] == 1     # a fresh one after the crash
+    assert worker(fourth) == (worker(third)[0], 2)
+    assert "training 4 steps" in (workspace.home / "logs" / grid.name / f"{fourth}.log").read_text()

@@ -15,7 +15,8 @@ from ablate.cli import main
 from ablate.resolve import load_grid
 from ablate.runners.claims import claim
 
-RUNNERS = {"subprocess": "kind: subprocess\ngrace_s: 5\n", "local": "kind: local\n"}
+RUNNERS = {"subprocess": "kind: subprocess\ngrace_s: 5\n", "local": "kind: local\n",
+           "workers": "kind: workers\nworkers: 1\ngpus: none\ngrace_s: 5\n"}   # one process runs both cells
 
 
 def wait_for(predicate, timeout: float, what: str, proc=None) -> None:
@@ -29,7 +30,9 @@ def wait_for(predicate, timeout: float, what: str, proc=None) -> None:
 
 
 @pytest.mark.parametrize("sig, runner", [(signal.SIGKILL, "subprocess"), (signal.SIGTERM, "local"),
-                                         (signal.SIGINT, "local")], ids=["sigkill", "sigterm", "ctrl-c"])
+                                         (signal.SIGINT, "local"), (signal.SIGINT, "workers"),
+                                         (signal.SIGKILL, "workers")],
+                         ids=["sigkill", "sigterm", "ctrl-c", "ctrl-c-workers", "sigkill-workers"])
 @pytest.mark.slow
 def test_interrupted_grid_resumes_with_one_finished_run_per_cell(sig, runner, make_grid, runner_file, workspace):
     grid_path = make_grid(steps=9, checkpoint_every=3)
