@@ -108,3 +108,30 @@ def test_multigpu_runner_runs_a_cell_under_torchrun_on_cpu(make_grid, runner_fil
     store = Store(workspace.tracking_uri, workspace.artifacts)
     runs = [r for r in store.runs(store.experiment_id(grid)) if r.cell_id == grid.cells[0].id]
     assert [r.status for r in runs] == ["FINISHED"]
+
+
+def test_several_workers_start_the_dearest_cells_first(tmp_path, workspace, monkeypatch):
+    """With more than one worker the cells are handed out by steps x visual tokens, dearest first (the last ones to
+    start are short, so no worker waits long on another at the end); each keeps its index in the grid."""
+    from ablate.resolve import load_grid
+    from ablate.runners.local import GridOutcome
+    from ablate.runners.process import Slot
+
+    path = tmp_path / "g.yaml"
+    path.write_text("name: order\nbase: {train: {steps: 10}}\naxes:\n  connector.tokens: [16, 144, 64]\n"
+                    "  train.steps: [10, 30]\n")
+    grid = load_grid(path)
+    started = []
+
+    def record(self, grid, cell, workspace, store, experiment, slot, progress=None, index=0):
+        started.append((index, cell.config.train.steps * cell.config.connector.tokens))
+        return GridOutcome(finished=[cell.id])
+
+    monkeypatch.setattr(ProcessRunner, "run_cell", record)
+    outcome = ProcessRunner(slots=[Slot("a")]).run(grid, workspace)
+    assert [i for i, _ in started] == [1, 2, 3, 4, 5, 6] and len(outcome.finished) == 6   # one worker: grid order
+    started.clear()
+    ProcessRunner(slots=[Slot("a"), Slot("b")]).run(grid, workspace)
+    costs = [cost for _, cost in started]
+    assert sorted(costs[:2], reverse=True) == [4320, 1920] and sorted(costs[-2:]) == [160, 480]
+    assert sorted(i for i, _ in started) == [1, 2, 3, 4, 5, 6]
