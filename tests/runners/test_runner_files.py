@@ -110,12 +110,14 @@ def test_multigpu_runner_runs_a_cell_under_torchrun_on_cpu(make_grid, runner_fil
     assert [r.status for r in runs] == ["FINISHED"]
 
 
-def test_several_workers_start_the_dearest_cells_first(tmp_path, workspace, monkeypatch):
+def test_several_workers_start_the_dearest_cells_first(tmp_path, monkeypatch):
     """With more than one worker the cells are handed out by steps x visual tokens, dearest first (the last ones to
     start are short, so no worker waits long on another at the end); each keeps its index in the grid."""
     from ablate.resolve import load_grid
+    from ablate.runners import process
     from ablate.runners.local import GridOutcome
     from ablate.runners.process import Slot
+    from ablate.workspace import Workspace
 
     path = tmp_path / "g.yaml"
     path.write_text("name: order\nbase: {train: {steps: 10}}\naxes:\n  connector.tokens: [16, 144, 64]\n"
@@ -127,7 +129,13 @@ def test_several_workers_start_the_dearest_cells_first(tmp_path, workspace, monk
         started.append((index, cell.config.train.steps * cell.config.connector.tokens))
         return GridOutcome(finished=[cell.id])
 
+    class NothingFinished:   # the store's one question here, without opening an MLflow store (seconds)
+        def finished_cells(self, experiment):
+            return set()
+
     monkeypatch.setattr(ProcessRunner, "run_cell", record)
+    monkeypatch.setattr(process, "open_store", lambda workspace, grid: (NothingFinished(), "0"))
+    workspace = Workspace.create(home=tmp_path / "home")
     outcome = ProcessRunner(slots=[Slot("a")]).run(grid, workspace)
     assert [i for i, _ in started] == [1, 2, 3, 4, 5, 6] and len(outcome.finished) == 6   # one worker: grid order
     started.clear()
