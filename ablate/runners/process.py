@@ -100,7 +100,7 @@ class ProcessRunner:
         threads = [threading.Thread(target=work, args=(slot,), name=f"ablate-worker-{slot.name}", daemon=True)
                    for slot in self.slots]
         try:
-            with sigterm_raises():
+            with sigterm_raises(protocol.END_WITHIN_S + int(self.grace_s)):   # room to stop the children
                 for thread in threads:
                     thread.start()
                 while any(t.is_alive() for t in threads):

@@ -28,15 +28,23 @@ class Terminated(BaseException):
     Ctrl-C (130) and SIGTERM (143) stay apart."""
 
 
-def _raise_terminated(signum, frame):
-    raise Terminated(f"signal {signum}")
+END_WITHIN_S = 30   # after SIGTERM, a process that has not ended by then is ended by the kernel (SIGALRM)
 
 
 @contextmanager
-def sigterm_raises():
-    """Turn SIGTERM into `Terminated` for the duration (main thread only; elsewhere a no-op)."""
+def sigterm_raises(end_within_s: int = END_WITHIN_S):
+    """Turn SIGTERM into `Terminated` for the duration (main thread only; elsewhere a no-op), and make sure the
+    process ends: `Terminated` is raised wherever the main thread is, possibly inside a library holding a lock
+    (SQLAlchemy's pool, logging) that closing the run then waits for. So SIGTERM also arms an alarm whose default
+    action ends the process `end_within_s` seconds later: a child whose parent died (PR_SET_PDEATHSIG) has no one
+    else to end it, and its claim must come free. A run left RUNNING is closed as KILLED by the next run."""
+    def raise_terminated(signum, frame):
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.alarm(end_within_s)
+        raise Terminated(f"signal {signum}")
+
     try:
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+        previous = signal.signal(signal.SIGTERM, raise_terminated)
     except ValueError:   # not the main thread
         yield
         return

@@ -6,6 +6,7 @@ as KILLED; the cell finished before the interruption keeps its run; the interrup
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -14,6 +15,7 @@ from runner_helpers import cli, runs_by_cell
 from ablate.cli import main
 from ablate.resolve import load_grid
 from ablate.runners.claims import claim
+from ablate.runners.protocol import END_WITHIN_S
 
 RUNNERS = {"subprocess": "kind: subprocess\ngrace_s: 5\n", "local": "kind: local\n",
            "workers": "kind: workers\nworkers: 1\ngpus: none\ngrace_s: 5\n"}   # one process runs both cells
@@ -27,6 +29,30 @@ def wait_for(predicate, timeout: float, what: str, proc=None) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+STUCK_AFTER_SIGTERM = """
+import sys, threading
+from ablate.runners.protocol import Terminated, sigterm_raises
+with sigterm_raises(end_within_s=1):
+    try:
+        print("ready", flush=True)
+        threading.Event().wait()
+    except Terminated:
+        print("closing", flush=True)
+        threading.Event().wait()   # closing the run hangs: a lock the interrupted code held
+"""
+
+
+def test_a_process_whose_closing_hangs_after_sigterm_still_ends():
+    proc = subprocess.Popen([sys.executable, "-c", STUCK_AFTER_SIGTERM], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.stdout.readline() == "closing\n"
+        assert proc.wait(timeout=60) == -signal.SIGALRM   # the alarm SIGTERM armed (1 s here), not our kill
+    finally:
+        proc.kill()
 
 
 @pytest.mark.parametrize("sig, runner", [(signal.SIGKILL, "subprocess"), (signal.SIGTERM, "local"),
@@ -64,7 +90,8 @@ def test_interrupted_grid_resumes_with_one_finished_run_per_cell(sig, runner, ma
     def free() -> bool:
         with claim(workspace.home / "claims", second.id) as mine:
             return mine
-    wait_for(free, 20, "the interrupted cell's claim to come free")
+    # (the kernel ends it within protocol.END_WITHIN_S of SIGTERM even if closing the run hangs: see the test below)
+    wait_for(free, 3 * END_WITHIN_S, "the interrupted cell's claim to come free")
     before = runs_by_cell(workspace, grid)
     assert [r.status for r in before[first.id]] == ["FINISHED"]
     assert [r.status for r in before[second.id]] != ["FINISHED"]
