@@ -11,10 +11,13 @@ aside and created again; one that cannot be opened or written raises `StoreError
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+import signal
 import sqlite3
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -69,8 +72,8 @@ class Store:
         import mlflow.tracking  # noqa: F401 - ~2 s: only when a store is used; first, as it sets up its loggers
 
         with quiet_mlflow():
-            self.client = (_open_client(tracking_uri) if db is None else
-                           _open_sqlite(tracking_uri, db, self.artifact_root))
+            self.client = WholeCalls(_open_client(tracking_uri) if db is None else
+                                     _open_sqlite(tracking_uri, db, self.artifact_root))
 
     # ---- experiments and runs ----
     def experiment_id(self, grid: "Grid", create: bool = True) -> str | None:
@@ -192,6 +195,51 @@ def quiet_mlflow():
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
+
+
+class WholeCalls:
+    """The MLflow client, each call made whole: Ctrl-C or SIGTERM during a call takes effect when it returns.
+
+    Raised inside SQLAlchemy, the interrupt left an SQLite transaction open in a frame that the exception kept alive,
+    so the write lock stayed held: closing the run as KILLED then failed with "database is locked" and the run stayed
+    RUNNING (6 interrupts in 60 at random times while logging), and other processes waited on the lock meanwhile."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def whole(*args, **kwargs):
+            with signals_held():
+                return attr(*args, **kwargs)
+        return whole
+
+
+@contextmanager
+def signals_held():
+    """Hold Ctrl-C and SIGTERM for the duration (main thread only; elsewhere a no-op), then act on the first one
+    as the handler in place before would have: raise KeyboardInterrupt (or Terminated), or end the process."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: held.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if held:
+            handler = previous[held[0]]
+            if callable(handler):
+                handler(held[0], None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(held[0])
 
 
 def _open_client(tracking_uri: str):
@@ -356,8 +404,8 @@ class RunLogger:
 
     def flush(self) -> None:
         if self._buffer:
-            self.client.log_batch(self.run_id, metrics=self._buffer)
-            self._buffer = []
+            batch, self._buffer = self._buffer, []   # an interrupt after the call must not send it twice
+            self.client.log_batch(self.run_id, metrics=batch)
 
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
         for key, value in metrics.items():

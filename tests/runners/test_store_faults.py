@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -12,8 +14,9 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
+from ablate.runners.protocol import Terminated, sigterm_raises
 from ablate.tracking import store as store_module
-from ablate.tracking.store import Store, StoreError, sqlite_path
+from ablate.tracking.store import RunLogger, Store, StoreError, sqlite_path
 
 # One process of the race: imports first (slow), says it is ready, waits for the start file, then opens the store,
 # makes the grid's experiment and a finished run in it.
@@ -158,3 +161,34 @@ def test_a_moved_workspace_keeps_its_artifacts_and_writes_new_ones_inside_it(tmp
     second = moved.client.create_run(experiment).info.run_id
     moved.client.log_dict(second, {"y": 2}, "y.json")
     assert [p.relative_to(tmp_path).parts[0] for p in tmp_path.rglob("*.json")] == ["after", "after"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_during_a_store_call_takes_effect_after_it_and_the_run_closes_as_killed(sig, tmp_path):
+    # before: Ctrl-C raised inside SQLAlchemy left an SQLite write lock held by a frame the exception kept alive;
+    # closing the run as KILLED then failed ("database is locked") and the run stayed RUNNING
+    store = Store(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "artifacts")
+    experiment = store.experiment_id(grid())
+    run_id = store.client.create_run(experiment).info.run_id
+    logger = RunLogger(store.client, run_id)
+    inner = store.client._client
+    real_log_batch = inner.log_batch
+    calls = []
+
+    def interrupted_log_batch(*args, **kwargs):
+        os.kill(os.getpid(), sig)          # the signal arrives in the middle of the call
+        calls.append("interrupted")
+        real_log_batch(*args, **kwargs)    # the write still happens whole
+        calls.append("written")
+
+    inner.log_batch = interrupted_log_batch
+    with sigterm_raises():
+        with pytest.raises(KeyboardInterrupt if sig == signal.SIGINT else Terminated):
+            logger.log_metrics({"train/loss": 1.5}, step=3)
+    assert calls == ["interrupted", "written"]            # raised after the call, not inside it
+    inner.log_batch = real_log_batch
+    logger.finish("KILLED", "interrupted (Ctrl-C)")
+    closed = store.client.get_run(run_id)
+    assert closed.info.status == "KILLED"
+    assert [(m.step, m.value) for m in store.client.get_metric_history(run_id, "train/loss")] == [(3, 1.5)]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # the handlers are given back
