@@ -89,8 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     grid_argument(run)
     run.add_argument("--runner", metavar="FILE",
                      help="runner file, e.g. runners/subprocess.yaml or runners/workers.yaml "
-                          "(default: a `workers` runner with its defaults: each cell in a process of its own, as many "
-                          "at once as there are GPUs, or CPU cores without a GPU; runners/local.yaml: in this process)")
+                          "(default: a `workers` runner with its defaults: one worker per GPU, or per CPU core without "
+                          "a GPU, each with a process of its own that runs its cells one after another, the dearest "
+                          "first; runners/local.yaml: in this process)")
     grid_run_options(run, dry_run="validate the grid and list its cells, run nothing (default: off)")
 
     evaluate = command(sub, "eval", "evaluate the finished cells on what they have not been evaluated on (new "

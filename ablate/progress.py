@@ -2,8 +2,10 @@
 
 Per cell it says the wall time when the cell is done; once one cell has finished it also says how long the grid
 has left: the mean wall time of the cells finished so far times the cells still to do, divided by how many run at
-once (failed cells, and cells skipped because they were already finished, are not in the mean). Runners call
-`cell_started` and `cell_finished`, from several threads when cells run in parallel.
+once (failed cells, and cells skipped because they were already finished, are not in the mean). When the runner
+says what each cell costs (`costs`: steps x visual tokens, `runners.process.expected_cost`), the mean is per unit
+of cost, so that cheap cells left after dear ones (workers hand out the dearest first) are not counted as dear.
+Runners call `cell_started` and `cell_finished`, from several threads when cells run in parallel.
 """
 from __future__ import annotations
 
@@ -26,11 +28,13 @@ def duration(seconds: float) -> str:
 class Progress:
     """Cells done / total, each cell's wall time, the time left for the grid, the current cell's step and loss.
 
-    `clock` (seconds, monotonic) and `now` (wall-clock datetime, for the timestamps) can be replaced in tests.
+    `costs` (label -> a number proportional to the cell's expected wall time) weights the estimate; cells without
+    one count as the mean of the known costs. `clock` (seconds, monotonic) and `now` (wall-clock datetime, for the
+    timestamps) can be replaced in tests.
     """
 
     def __init__(self, total_cells: int, stream=None, every_s: float = 10.0, done: int = 0,
-                 clock=time.monotonic, now=datetime.now):
+                 clock=time.monotonic, now=datetime.now, costs: dict[str, float] | None = None):
         self.stream = stream or sys.stderr
         self.total, self.done, self.every_s = total_cells, done, every_s
         self.clock, self.now = clock, now
@@ -38,6 +42,8 @@ class Progress:
         self.failed: set[str] = set()
         self._started: dict[str, float] = {}     # label -> clock at its start, while it runs
         self._parallel = 1                       # the most cells seen running at once
+        self.costs = dict(costs or {})
+        self._ended: set[str] = set()            # labels of cells over, whatever their outcome
         self._lock = threading.RLock()
         self._last = float("-inf")
         self._label = ""
@@ -90,6 +96,7 @@ class Progress:
         starts with 'FAILED'."""
         with self._lock:
             self.done += 1
+            self._ended.add(label)
             started = self._started.pop(label, None)
             failed = outcome.startswith("FAILED") if failed is None else failed
             parts = [outcome] if outcome else []
@@ -115,14 +122,22 @@ class Progress:
         """Seconds the grid still needs, or None before any cell run here has finished. Only finished cells are
         the estimate's sample: a cell that failed in 2 s says nothing about how long the others take."""
         with self._lock:
-            sample = [w for label, w in self.walls.items() if label not in self.failed]
+            sample = [label for label in self.walls if label not in self.failed]
             if not sample:
                 return None
-            mean = sum(sample) / len(sample)
+            per_unit = sum(self.walls[label] for label in sample) / sum(self._cost(label) for label in sample)
             now = self.clock()
-            running = [max(0.0, mean - (now - t)) for t in self._started.values()]
+            running = [max(0.0, self._cost(label) * per_unit - (now - t)) for label, t in self._started.items()]
             waiting = max(0, self.total - self.done - len(running))
-            return (waiting * mean + sum(running)) / max(1, self._parallel)
+            unstarted = [c for label, c in self.costs.items() if label not in self._ended | set(self._started)]
+            known = sorted(unstarted)[:waiting]
+            waiting_cost = sum(known) + (waiting - len(known)) * self._cost(None)
+            return (waiting_cost * per_unit + sum(running)) / max(1, self._parallel)
+
+    def _cost(self, label: str | None) -> float:
+        if label in self.costs:
+            return self.costs[label]
+        return sum(self.costs.values()) / len(self.costs) if self.costs else 1.0
 
     def close(self) -> None:
         if self.live:

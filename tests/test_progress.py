@@ -160,3 +160,17 @@ def test_a_terminal_gets_the_live_view():
         p.close()
     text = stream.getvalue()
     assert "done in 30 s" in text and "about 30 s left" in text
+
+
+def test_with_costs_the_estimate_is_per_unit_of_cost():
+    # workers hand out the dearest cells first: after a dear one, cheap ones must not be counted as dear
+    p, stream, clock = progress(3, costs={"dear": 144, "cheap1": 64, "cheap2": 64})
+    p.cell_started(1, "dear")
+    clock.t += 72                            # 0.5 s per unit of cost
+    p.cell_finished("dear", "")
+    assert p.time_left() == (64 + 64) * 0.5  # not 2 x 72 s, the plain mean
+    p.cell_started(2, "cheap1")
+    clock.t += 12
+    assert p.time_left() == (32 - 12) + 32
+    p.cell_finished("cheap1", "held by another process", ran=False)   # not a sample, not waiting any more
+    assert p.time_left() == 32

@@ -1,5 +1,6 @@
 """Where cells run. A runner file (runners/*.yaml) picks one; without one, a `workers` runner with its defaults:
-each cell in a process of its own, as many at once as there are GPUs (or CPU cores without a GPU).
+one worker per GPU (or per CPU core without a GPU), each with a process of its own that runs its cells one after
+another.
 
 `load_runner(path)` returns an object with `.run(grid, workspace) -> GridOutcome`. Kinds: local, subprocess,
 workers, multigpu, slurm (`ablate.runners.config`); docs/runners.md says what each does on a fault.

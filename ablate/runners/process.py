@@ -76,7 +76,8 @@ class ProcessRunner:
             pending.sort(key=lambda item: -expected_cost(item[1]))
         for item in pending:
             todo.put(item)
-        progress = Progress(len(grid.cells), done=len(outcome.skipped))
+        progress = Progress(len(grid.cells), done=len(outcome.skipped),
+                            costs={cell.label() or cell.id: expected_cost(cell) for _, cell in pending})
         errors: list[BaseException] = []
 
         def work(slot: Slot) -> None:
