@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import ColourGenerator, make_world  # noqa: E402
+from colour_world import ColourGenerator, make_world  # noqa: E402
 
 from ablate.config.schema import EvalConfig  # noqa: E402
 from ablate.evaluation import evaluate  # noqa: E402

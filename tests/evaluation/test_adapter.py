@@ -1,6 +1,6 @@
 """`AblateLMM` answers lmms-eval's three request types, batching and keeping order."""
 import pytest
-from conftest import COLOURS, ColourGenerator
+from colour_world import COLOURS, ColourGenerator
 from PIL import Image
 
 pytest.importorskip("lmms_eval")

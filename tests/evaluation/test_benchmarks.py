@@ -3,7 +3,7 @@ import pytest
 
 pytest.importorskip("lmms_eval")
 
-from conftest import ColourGenerator  # noqa: E402  (at collection time: this folder's conftest)
+from colour_world import ColourGenerator  # noqa: E402  (at collection time: this folder's conftest)
 
 from ablate.config.schema import EvalConfig  # noqa: E402
 from ablate.evaluation.benchmarks import BenchmarkUnavailable, check_available, is_builtin, resolve_benchmark  # noqa: E402

@@ -3,7 +3,7 @@ tenacity `RetryError` (issue 17: a wrong answers column ended in `RetryError[<Fu
 import json
 
 import pytest
-from conftest import ColourGenerator
+from colour_world import ColourGenerator
 
 from ablate.config.schema import EvalConfig
 from ablate.evaluation.runner import EvaluationError, real_cause

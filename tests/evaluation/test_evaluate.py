@@ -7,7 +7,7 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import ColourGenerator
+from colour_world import ColourGenerator
 
 pytest.importorskip("lmms_eval")
 

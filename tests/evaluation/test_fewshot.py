@@ -2,7 +2,7 @@
 import json
 
 import pytest
-from conftest import nearest_colour
+from colour_world import nearest_colour
 
 from ablate.evaluation.fewshot import DemoPool, majority_answer
 from ablate.evaluation.spec import TaskSpec

@@ -4,7 +4,7 @@ import sys
 import types
 
 import pytest
-from conftest import ColourGenerator
+from colour_world import ColourGenerator
 
 pytest.importorskip("lmms_eval")
 

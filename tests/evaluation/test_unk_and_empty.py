@@ -3,7 +3,7 @@ import json
 import logging
 
 import pytest
-from conftest import ColourGenerator, nearest_colour
+from colour_world import ColourGenerator, nearest_colour
 from wordlevel import word_tokenizer
 
 from ablate.config.schema import EvalConfig, WorldConfig

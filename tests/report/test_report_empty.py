@@ -1,6 +1,6 @@
 """The share of empty predictions per task, per setting: computed from known shares, shown in the report."""
 import pytest
-from conftest import make_frame, make_meta, with_empty
+from report_frames import make_frame, make_meta, with_empty
 
 from ablate.report import results
 from ablate.report.empty import empty_table

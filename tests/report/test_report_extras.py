@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pdfplumber
 import pytest
-from conftest import RICH_AXES, make_curves, make_frame, make_meta, make_rich_frame
 from PIL import Image
+from report_frames import RICH_AXES, make_curves, make_frame, make_meta, make_rich_frame
 
 from ablate.report import build_report, plots, results
 from ablate.report.by_type import type_table

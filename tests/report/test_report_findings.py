@@ -7,7 +7,7 @@ import math
 
 import pdfplumber
 import pytest
-from conftest import (
+from report_frames import (
     TEXT,
     injected_frame,
     make_connectors_curves,

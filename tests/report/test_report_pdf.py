@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pdfplumber
 import pytest
-from conftest import make_curves, make_frame, make_meta, overflow
+from report_frames import make_curves, make_frame, make_meta, overflow
 
 from ablate.report import build_report
 

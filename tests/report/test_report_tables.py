@@ -5,7 +5,7 @@ import math
 
 import pandas as pd
 import pytest
-from conftest import PARAMS, make_frame, make_meta, make_rich_frame, with_cost
+from report_frames import PARAMS, make_frame, make_meta, make_rich_frame, with_cost
 
 from ablate.report import by_type, formats, results, stats, tables
 from ablate.report.names import sanitise, value_label

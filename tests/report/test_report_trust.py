@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pdfplumber
 import pytest
-from conftest import (
+from report_frames import (
     CONNECTORS_AXES,
     make_connectors_curves,
     make_connectors_frame,
