@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ablate.config.grid import Grid
+from ablate.config.grid import Grid, axis_short_name
 from ablate.config.schema import CellConfig
 from ablate.config.spec import Spec
 from ablate.evaluation import keys
@@ -293,11 +293,14 @@ def cmd_ls(grid: Grid, workspace: Workspace) -> int:
     store = Store(workspace.tracking_uri, workspace.artifacts)
     pending = _recognise(store, grid)
     frame, _ = results_frame(store, grid, with_curves=False)
-    scores = [c for c in frame.columns if c.startswith("score/")]
+    scores = [c for c in frame.columns if c.startswith("score/") and c.count("/") == 2]   # per type: the report
     shown = frame[["cell_id", *grid.axes, "status", *scores]].copy()
     for col in scores:
         shown[col] = shown[col].map(lambda v: "" if v != v else f"{100 * v:.1f}")
-    print(shown.rename(columns=lambda c: c.removeprefix("score/")).to_string(index=False))
+    names = {**{axis: axis_short_name(axis) for axis in grid.axes}, **{c: c.removeprefix("score/") for c in scores}}
+    print(shown.rename(columns=names).to_string(index=False))
+    if scores:
+        print("scores in % (per question type and with their intervals: `ablate report`)")
     counts = frame["status"].value_counts().to_dict()
     print("  ".join(f"{k.lower()}: {v}" for k, v in sorted(counts.items())))
     if pending:
