@@ -129,8 +129,8 @@ class Progress:
             now = self.clock()
             running = [max(0.0, self._cost(label) * per_unit - (now - t)) for label, t in self._started.items()]
             waiting = max(0, self.total - self.done - len(running))
-            unstarted = [c for label, c in self.costs.items() if label not in self._ended | set(self._started)]
-            known = sorted(unstarted)[:waiting]
+            over_or_running = self._ended | set(self._started)
+            known = sorted(c for label, c in self.costs.items() if label not in over_or_running)[:waiting]
             waiting_cost = sum(known) + (waiting - len(known)) * self._cost(None)
             return (waiting_cost * per_unit + sum(running)) / max(1, self._parallel)
 
