@@ -202,7 +202,8 @@ class WholeCalls:
 
     Raised inside SQLAlchemy, the interrupt left an SQLite transaction open in a frame that the exception kept alive,
     so the write lock stayed held: closing the run as KILLED then failed with "database is locked" and the run stayed
-    RUNNING (6 runs in 60 interrupted at random times while logging), and other processes waited on the lock meanwhile."""
+    RUNNING (6 runs in 60 interrupted at random times while logging), and other processes waited on the lock
+    meanwhile."""
 
     def __init__(self, client):
         self._client = client
