@@ -170,6 +170,10 @@ def _combos(path: Path, raw: dict, lines: dict, axes: dict[str, list[_Label]], b
             for axis in axes:   # an include leaves the other axes at the base value
                 combo.setdefault(axis, _Label(_get_dotted(base_tree, axis)))
             combos.append(combo)
+    # a key only an include sets is swept too: every other cell has its base value there (a label, never missing)
+    for key in dict.fromkeys(k for c in combos for k in c):
+        for combo in combos:
+            combo.setdefault(key, _Label(_get_dotted(base_tree, key)))
     return combos
 
 

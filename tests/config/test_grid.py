@@ -211,3 +211,20 @@ def test_hf_encoder_patch_grid_is_read_from_its_config_json(tmp_path, config):
     assert load_grid(write(tmp_path, grid)).cells
     message = error_of(tmp_path, grid.replace("tokens: 64", "tokens: 100"))
     assert "8x8 patch grid" in message and "key 'connector.tokens'" in message
+
+
+def test_an_include_key_that_is_no_axis_labels_the_other_cells_with_the_base_value(tmp_path):
+    """A non-factorial grid: the include sets encoder.resolution, which no axis sweeps. The base cells carry the
+    base value 96 as their label (never a missing value shown as `nan`), and their ids are those of the grid without
+    the include."""
+    plain = load_grid(write(tmp_path, BASE + "axes:\n  connector.tokens: [16, 64]\n"))
+    grid = load_grid(write(tmp_path, BASE + """
+axes:
+  connector.tokens: [16, 64]
+include:
+  - {connector.tokens: 64, encoder.resolution: 128}
+"""))
+    assert grid.axes == ["connector.tokens", "encoder.resolution"]
+    labels = [(c.axes["connector.tokens"], c.axes["encoder.resolution"]) for c in grid.cells]
+    assert labels == [(16, 96), (64, 96), (64, 128)]
+    assert [c.id for c in grid.cells[:2]] == [c.id for c in plain.cells]
