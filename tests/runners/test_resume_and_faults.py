@@ -61,6 +61,8 @@ def test_diverging_cell_fails_with_step_and_reason_and_the_grid_goes_on(make_gri
     assert 2 <= step <= 4                                        # stopped early, not after the last step
     run = runs_by_cell(workspace, grid)[huge][0]
     assert run.status == "FAILED" and run.tags["ablate.failure"] == reason
+    assert run.metrics["train/diverged_step"] == step                 # the step and loss that tripped the guard
+    assert f"{run.metrics['train/diverged_loss']:.3g}" in reason     # "loss is nan" or "(this step 1.2e+09)"
 
 
 @pytest.mark.slow
