@@ -26,7 +26,7 @@ from ablate.models.features import FeatureCache
 from ablate.progress import Progress
 from ablate.tracking.store import RunLogger
 from ablate.train import parallel
-from ablate.train.loop import TrainState, train_stages
+from ablate.train.loop import Diverged, TrainState, train_stages
 from ablate.train.optim import SchedulerSlot, StageOptimizer
 from ablate.train.speed import apply_switches, batch_stream, resolve_switches
 from ablate.workspace import Workspace
@@ -214,8 +214,12 @@ def run_cell(cell: Cell, workspace: Workspace, logger: RunLogger, feature_cache:
     with parallel.rank_failures_named():
         batches_for = batch_stream(stage_batches(cfg, world, model, rows=rows), cfg.train.grad_accum,
                                    model if switches["prefetch"] else None)
-        state = train_stages(parallel.parallelize(model), cfg.train, optim, cost.counted(batches_for),
-                             cost.timed(hooks), state, slots)
+        try:
+            state = train_stages(parallel.parallelize(model), cfg.train, optim, cost.counted(batches_for),
+                                 cost.timed(hooks), state, slots)
+        except Diverged as err:   # the loss that tripped the guard, beside the reason the runner records
+            logger.log_metrics({"train/diverged_loss": err.loss, "train/diverged_step": float(err.step)})
+            raise
         train_s = time.monotonic() - train_started
         logger.log_metrics(cost.metrics(train_s, model.device))   # all ranks: the counts are summed over them
     speed.undo()   # evaluation and the final checkpoint see the plain model (float32 frozen parts, eager blocks)
