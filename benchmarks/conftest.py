@@ -1,10 +1,7 @@
 """Fixtures for the CPU benchmarks (`pytest benchmarks --benchmark-only`): a tiny world and tiny backbones."""
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -13,15 +10,6 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 WORLD = {"image_size": 64, "n_train": 96, "n_test": 8, "n_demo": 8, "n_text_docs": 32, "n_interleaved_docs": 16}
-
-
-def gpu_bench():
-    if "ablate_gpu_bench" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("ablate_gpu_bench", Path(__file__).with_name("gpu.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["ablate_gpu_bench"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["ablate_gpu_bench"]
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +25,8 @@ def tiny(tmp_path_factory):
     import torch
 
     torch.set_num_threads(2)
-    bench = gpu_bench()
+    from benchmarks.gpubench import common as bench
+
     root = tmp_path_factory.mktemp("bench")
     shape = bench.SHAPES["tiny"]
     return {"bench": bench, "root": root, "shape": shape,

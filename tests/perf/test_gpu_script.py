@@ -11,11 +11,12 @@ import pytest
 import torch
 
 from ablate.config.schema import CellConfig, TrainConfig
+from benchmarks.gpubench import cli, common, wholecell
 
 
-def test_tiny_step_and_eval_parts(tmp_path, gpu_script):
-    results = gpu_script.main(["--tiny", "--no-compile", "--parts", "step,eval", "--steps", "2", "--warm", "1",
-                                "--out", str(tmp_path), "--threads", "1"])
+def test_tiny_step_and_eval_parts(tmp_path):
+    results = cli.main(["--tiny", "--no-compile", "--parts", "step,eval", "--steps", "2", "--warm", "1",
+                        "--out", str(tmp_path), "--threads", "1"])
     rows = {r["name"].strip(): r for r in results["rows"]}
     assert "FAILED" not in rows
     eager, fused = rows["eager baseline (full logits, HF loss)"], rows["+ fused loss"]
@@ -28,21 +29,21 @@ def test_tiny_step_and_eval_parts(tmp_path, gpu_script):
     assert "| step | + fused loss |" in (tmp_path / "gpu_results.md").read_text()
 
 
-def test_synthetic_batches_label_only_text(gpu_script):
-    batch = next(gpu_script.synthetic_batches(["a.png", "b.png", "c.png"], 4, 6, 2, 50, seed=0))
+def test_synthetic_batches_label_only_text():
+    batch = next(common.synthetic_batches(["a.png", "b.png", "c.png"], 4, 6, 2, 50, seed=0))
     assert batch.input_ids.shape == (2, 1 + 4 + 5)
     assert (batch.input_ids[:, 1:5] == 4).all() and (batch.labels[:, :5] == -100).all()
     assert torch.equal(batch.labels[:, 5:], batch.input_ids[:, 5:]) and len(batch.images) == 2
 
 
 @pytest.mark.slow
-def test_tiny_whole_cell_speed_off_on_and_two_process_data_parallel(tmp_path, gpu_script):
+def test_tiny_whole_cell_speed_off_on_and_two_process_data_parallel(tmp_path):
     """Parts cell and dp on the CPU: fresh worker processes run `run_cell` (2 ranks under gloo for dp), on the
     synthetic batches the GPU image (no `datasets`) uses."""
-    if not gpu_script.speed_switches():
+    if not wholecell.speed_switches():
         pytest.skip("no speed switches in train: in this version")
-    results = gpu_script.main(["--tiny", "--no-compile", "--parts", "cell,dp", "--dp-procs", "2", "--threads", "1",
-                               "--cell-steps", "3", "--synthetic-data", "--out", str(tmp_path)])
+    results = cli.main(["--tiny", "--no-compile", "--parts", "cell,dp", "--dp-procs", "2", "--threads", "1",
+                        "--cell-steps", "3", "--synthetic-data", "--out", str(tmp_path)])
     rows = {r["name"].strip(): r for r in results["rows"]}
     assert not any("FAILED" in name or name.startswith("skipped") for name in rows), rows
     off, on = rows["whole cell, speed path off"], rows["whole cell, speed path on (auto)"]
@@ -60,21 +61,21 @@ def test_tiny_whole_cell_speed_off_on_and_two_process_data_parallel(tmp_path, gp
     assert "| dp: weak-scaling efficiency |" in (tmp_path / "gpu_results.md").read_text()
 
 
-def test_whole_cell_config_turns_the_speed_path_off(gpu_script):
-    shape = gpu_script.SHAPES["tiny"]
+def test_whole_cell_config_turns_the_speed_path_off():
+    shape = common.SHAPES["tiny"]
     specs = {"encoder": "hf:/e", "llm": "hf:/l"}
-    off = CellConfig.model_validate(gpu_script.whole_cell_config(specs, shape, 5, 8, speed=False))
-    on = CellConfig.model_validate(gpu_script.whole_cell_config(specs, shape, 5, 8, speed=True, compile_=False))
-    assert (off.train.steps, off.train.batch_size, off.data.world.n_train) == (5, 8, gpu_script.SMALL_WORLD["n_train"])
-    for name in gpu_script.speed_switches():
+    off = CellConfig.model_validate(wholecell.whole_cell_config(specs, shape, 5, 8, speed=False))
+    on = CellConfig.model_validate(wholecell.whole_cell_config(specs, shape, 5, 8, speed=True, compile_=False))
+    assert (off.train.steps, off.train.batch_size, off.data.world.n_train) == (5, 8, wholecell.SMALL_WORLD["n_train"])
+    for name in wholecell.speed_switches():
         assert getattr(off.train, name) is False
         assert getattr(on.train, name) == (False if name == "compile" else TrainConfig.model_fields[name].default)
 
 
-def test_help_lists_the_options(gpu_script, capsys):
+def test_help_lists_the_options(capsys):
     """The script's options, in this process (the script as a process: the slow test below)."""
     with pytest.raises(SystemExit) as exit_:
-        gpu_script.main(["--help"])
+        cli.main(["--help"])
     out = capsys.readouterr().out
     assert exit_.value.code == 0 and "--dp-procs" in out and "--cell-steps" in out
 
@@ -87,15 +88,15 @@ def test_help_runs_without_a_gpu():
     assert out.returncode == 0 and "--dp-procs" in out.stdout and "--cell-steps" in out.stdout
 
 
-def test_synthetic_stage_batches_take_this_process_rows_from_the_step_reached(gpu_script):
+def test_synthetic_stage_batches_take_this_process_rows_from_the_step_reached():
     from types import SimpleNamespace
 
-    shape = gpu_script.SHAPES["tiny"]
+    shape = common.SHAPES["tiny"]
     world = SimpleNamespace(read=lambda kind: [{"image": f"{i}.png"} for i in range(10)])
     cfg = SimpleNamespace(connector=SimpleNamespace(tokens=4), train=SimpleNamespace(batch_size=4, seed=0))
     stage = SimpleNamespace(seed=lambda seed: seed)
-    whole = gpu_script.synthetic_stage_batches(shape)(cfg, world, None)(stage, 0)
+    whole = wholecell.synthetic_stage_batches(shape)(cfg, world, None)(stage, 0)
     first, second = next(whole), next(whole)
-    mine = next(gpu_script.synthetic_stage_batches(shape)(cfg, world, None, rows=slice(2, 4))(stage, 1))
+    mine = next(wholecell.synthetic_stage_batches(shape)(cfg, world, None, rows=slice(2, 4))(stage, 1))
     assert torch.equal(mine.input_ids, second.input_ids[2:4]) and mine.images == second.images[2:4]
     assert mine.n_images.tolist() == [1, 1] and not torch.equal(mine.input_ids, first.input_ids[2:4])
