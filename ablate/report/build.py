@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import formats, html, pdf, plots
+from . import formats, html, pdf, plots, training
 from .by_type import type_tables
 from .document import assemble
 from .empty import empty_table
@@ -26,7 +26,7 @@ from .tables import axis_table, full_table, runs_table
 
 
 def build_report(frame: pd.DataFrame, curves: dict, meta: ReportMeta, out_dir: Path,
-                 predictions: Loader | Mapping | None = None) -> ReportPaths:
+                 predictions: Loader | Mapping | None = None, score_curves: dict | None = None) -> ReportPaths:
     """Write the report of one grid into `out_dir` and return every path written.
 
     `out_dir` is the report's own folder: it is replaced as a whole once the new report is complete (files in it
@@ -35,14 +35,15 @@ def build_report(frame: pd.DataFrame, curves: dict, meta: ReportMeta, out_dir: P
     references, correct, type); only the best and the worst cell's are read. Files are named after the
     sanitised grid name `<stem>`: `<stem>_report.pdf`, `<stem>_report.html`, `<stem>_table_<slug>.{csv,md,tex}`
     (one per swept axis, `encoders`, `types-<task>`, `empty`, `full`, `runs`) and `<stem>_fig_<kind>.png` (tokens,
-    resolution, mixture, cost, loss: only those the grid has axes for).
+    resolution, mixture, cost, loss: only those the grid has axes for; training, from `score_curves`: cell id ->
+    {`during/<task>/<k>shot`: [(step, score)]}, the mid-training scores of cells run with `eval.every`).
     """
     out_dir = Path(out_dir).absolute()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(out_dir)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        paths = _write(frame, curves, meta, tmp, predictions)
+        paths = _write(frame, curves, meta, tmp, predictions, score_curves or {})
         _replace(tmp, out_dir, {p.name for p in paths.all()})
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -93,7 +94,7 @@ def _moved(paths: ReportPaths, tmp: Path, out_dir: Path) -> ReportPaths:
 
 
 def _write(frame: pd.DataFrame, curves: dict, meta: ReportMeta, out_dir: Path,
-           predictions: Loader | Mapping | None) -> ReportPaths:
+           predictions: Loader | Mapping | None, score_curves: dict) -> ReportPaths:
     stem = sanitise(meta.grid_name)
     results = load(frame, meta.swept_axes, meta.fixed)
     axis_tables = [axis_table(results, a, meta) for a in results.axes]
@@ -109,7 +110,9 @@ def _write(frame: pd.DataFrame, curves: dict, meta: ReportMeta, out_dir: Path,
         tp.tex.write_text(formats.to_latex(t), encoding="utf-8")
         paths.tables[t.slug] = tp
     figures = []
-    for p in plots.all_plots(results, curves or {}):
+    results.leader_changes = training.leader_changes(results, score_curves)
+    over_training = training.score_over_training(results, score_curves)
+    for p in plots.all_plots(results, curves or {}) + [over_training] * (over_training is not None):
         path = plots.save(p, out_dir / f"{stem}_fig_{p.slug}.png")
         paths.figures[p.slug] = path
         figures.append((path, p.caption))

@@ -69,3 +69,20 @@ def read_json_artifact(store: Store, run_id: str, name: str):
         return json.loads((Path(unquote(urlparse(root).path)) / name).read_text())
     with tempfile.TemporaryDirectory() as tmp:
         return json.loads(Path(store.client.download_artifacts(run_id, name, tmp)).read_text())
+
+
+DURING = "during/"   # mid-training scores (`eval.every`, ablate.evaluation.during)
+
+
+def score_curves(store: Store, frame: pd.DataFrame) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """Cell id -> {`during/<task>/<k>shot`: [(step, score), ...]} for the finished runs that logged mid-training
+    scores (the frame's columns say which metrics a run has)."""
+    metrics = [c for c in frame.columns if isinstance(c, str) and c.startswith(DURING)]
+    out = {}
+    if not metrics or "run_id" not in frame:
+        return out
+    for row in frame[frame["status"] == "FINISHED"].to_dict("records"):
+        curves = {m: store.loss_curve(row["run_id"], m) for m in metrics if pd.notna(row.get(m))}
+        if any(curves.values()):
+            out[row["cell_id"]] = curves
+    return out
