@@ -153,7 +153,7 @@ def train(model: MLLM, batches: Iterator[Batch], cfg: TrainConfig, optimizer, sc
         guard.check(state.step + 1, value)
         if backward is not None:
             backward()
-        parallel.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], cfg.grad_clip)
+        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], cfg.grad_clip)
         optimizer.step()
         scheduler.step()
         state.step += 1
