@@ -13,7 +13,6 @@ from pathlib import Path
 
 from ablate.config.grid import Grid, axis_short_name
 from ablate.config.schema import CellConfig
-from ablate.config.spec import Spec
 from ablate.evaluation import keys
 from ablate.evaluation.cells import (
     ENDED_IN_EVALUATION,
@@ -22,13 +21,14 @@ from ablate.evaluation.cells import (
     final_checkpoint,
     reference_updates,
 )
+from ablate.models.families import spec_family
 from ablate.resolve import MAX_CELLS, Resolver, load_grid
 from ablate.runners import load_runner
 from ablate.runners.claims import claim
 from ablate.tracking.dashboard import VIEW_TAG, runs_url, serve, write_view
-from ablate.tracking.store import CELL_TAG, REASON_TAG, RunLogger, Store
+from ablate.tracking.store import CELL_TAG, REASON_TAG, RunLogger, Store, StoreError, sqlite_path
 from ablate.tune import tune_grid
-from ablate.workspace import Workspace
+from ablate.workspace import Workspace, folder_problem
 
 
 def needs_hub(grid: Grid) -> bool:
@@ -36,8 +36,9 @@ def needs_hub(grid: Grid) -> bool:
     world need none)."""
     for cell in grid.cells:
         cfg = cell.config
-        for spec in (Spec.parse(cfg.encoder.name), Spec.parse(cfg.llm.name)):
-            if (spec.family == "hf" and spec.path is None) or (spec.family == "timm" and not spec.weights):
+        for name in (cfg.encoder.name, cfg.llm.name):
+            spec, family = spec_family(name)
+            if family.needs_hub(spec):
                 return True
         if any(source.format == "hub" for source in cfg.data.sources):
             return True
@@ -47,6 +48,8 @@ def needs_hub(grid: Grid) -> bool:
 def dispatch(args) -> int:
     """Run one command. A grid is read and validated before anything is created on disk (no `.ablate/` folder for
     a grid that is refused, nor for a dry run)."""
+    check_command_line(args)
+
     def workspace() -> Workspace:
         return Workspace.create(args.home, args.tracking_uri, args.reports)
 
@@ -58,14 +61,26 @@ def dispatch(args) -> int:
         return cmd_eval(grid, workspace, args.dry_run, not args.no_report)
     if args.command == "report":
         grid = load_grid(args.grid)
-        paths = make_report(grid, workspace())
+        paths = make_report(grid, existing_store(Workspace.create(args.home, args.tracking_uri, args.reports,
+                                                                  make=False), "nothing to report"))
         print(f"report: {paths.pdf}")
         return 0
     if args.command == "ls":
         grid = load_grid(args.grid)
-        return cmd_ls(grid, workspace())
+        found = Workspace.create(args.home, args.tracking_uri, args.reports, make=False)
+        if store_missing(found):
+            print_cells(grid)
+            print(f"no runs yet: there is no store at {found.tracking_uri} (nothing has run with this home); "
+                  f"`ablate run {grid.path}` runs the grid")
+            return 0
+        return cmd_ls(grid, found)
+    if args.command == "show":
+        grid = load_grid(args.grid)
+        return cmd_show(grid, existing_store(Workspace.create(args.home, args.tracking_uri, args.reports, make=False),
+                                             "nothing to show"), args.cell)
     if args.command == "ui":
-        return cmd_ui(workspace(), args.port)
+        return cmd_ui(existing_store(Workspace.create(args.home, args.tracking_uri, args.reports, make=False),
+                                     "nothing to show"), args.port)
     if args.command == "zoo":
         return cmd_zoo(args, workspace())
     if args.command == "tune":
@@ -74,6 +89,42 @@ def dispatch(args) -> int:
         return tune_grid(grid, workspace(), trials=args.trials, per=args.per,
                          objective=args.objective, steps=args.steps, warmup=args.warmup)
     raise SystemExit(f"unknown command {args.command}")
+
+
+def check_command_line(args) -> None:
+    """Options that cannot work, refused before anything is read, created or trained (a dry run included): one line
+    naming the option (`GridError`, exit 2)."""
+    from ablate.config.errors import GridError
+
+    read_only = args.command in ("ls", "report", "ui", "show")
+    home = args.home or os.environ.get("ABLATE_HOME") or ".ablate"
+    folders = [("--home", home)] + ([("--reports", args.reports or "reports")]
+                                    if args.command in ("run", "eval", "report", "tune") else [])
+    for option, path in folders:
+        problem = folder_problem(path, write=not (read_only and option == "--home"))
+        if problem:
+            raise GridError(option, f"{problem}: give a folder ablate can create and write in")
+    if getattr(args, "max_cells", None) is not None and args.max_cells < 1:
+        raise GridError("--max-cells", f"{args.max_cells} is not a number of cells: give a whole number >= 1 (the "
+                                       f"default refuses grids of more than {MAX_CELLS} cells)")
+    if args.command == "ui" and not 1 <= args.port <= 65535:
+        raise GridError("--port", f"{args.port} is not a TCP port: give a number from 1 to 65535 (1024 and above "
+                                  "without root; default 5000)")
+
+
+def store_missing(workspace: Workspace) -> bool:
+    """Whether the workspace's local store does not exist yet (nothing has run with this home)."""
+    db = sqlite_path(workspace.tracking_uri)
+    return db is not None and not db.exists()
+
+
+def existing_store(workspace: Workspace, what: str) -> Workspace:
+    """The workspace of a command that only reads the store; a `StoreError` (one line, exit 2) where there is no
+    store yet, so that reading never creates one."""
+    if store_missing(workspace):
+        raise StoreError(workspace.tracking_uri, f"{what}: there is no store here yet (nothing has run with this "
+                         "home; --home or ABLATE_HOME choose another): `ablate run GRID` first")
+    return workspace
 
 
 def print_cells(grid: Grid) -> None:
@@ -310,6 +361,48 @@ def cmd_ls(grid: Grid, workspace: Workspace) -> int:
     return 0
 
 
+def find_cell(grid: Grid, text: str):
+    """The grid's cell whose id is `text` or starts with it; a `GridError` naming the candidates otherwise."""
+    from ablate.config.errors import GridError
+
+    matches = [cell for cell in grid.cells if cell.id.startswith(text.strip())] if text.strip() else []
+    if len(matches) == 1:
+        return matches[0]
+    listed = "; ".join(f"{c.id} ({c.label() or 'no axes'})" for c in (matches or grid.cells)[:12])
+    why = f"matches {len(matches)} cells" if matches else "is not the id (or the start of one) of any cell"
+    raise GridError("CELL", f"{text!r} {why} of grid {grid.name} ({grid.path}): {listed}")
+
+
+def cmd_show(grid: Grid, workspace: Workspace, text: str) -> int:
+    """`ablate show GRID CELL`: the cell's run, its main scores and its run record (`ablate.record`)."""
+    from ablate.record import RECORD_FILE, describe
+    from ablate.tracking.results import latest_per_cell, read_json_artifact  # lazy: pandas
+
+    cell = find_cell(grid, text)
+    print(f"cell {cell.id} of grid {grid.name} ({grid.path}): {cell.label() or 'no swept axes'}")
+    store = Store(workspace.tracking_uri, workspace.artifacts)
+    experiment = store.experiment_id(grid, create=False)
+    run = latest_per_cell(store.runs(experiment)).get(cell.id) if experiment else None
+    if run is None:
+        print(f"no run yet in {workspace.tracking_uri}: `ablate run {grid.path}` runs it")
+        return 1
+    wall = run.metrics.get("wall_s")
+    print(f"run {run.run_id}: {run.status}" + (f", wall time {wall:.0f} s" if wall is not None else "")
+          + (f" ({run.tags[REASON_TAG]})" if run.tags.get(REASON_TAG) else ""))
+    scores = {k.removeprefix("score/"): v for k, v in sorted(run.metrics.items())
+              if k.startswith("score/") and k.count("/") == 2}
+    if scores:
+        print("scores: " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in scores.items()))
+    rec = read_json_artifact(store, run.run_id, RECORD_FILE)
+    if rec is None:
+        print(f"no run record ({RECORD_FILE}) on this run; its config as logged (params):")
+        for key, value in sorted(run.params.items()):
+            print(f"  {key} = {value}")
+        return 0
+    print("\n".join(describe(rec)))
+    return 0
+
+
 def _recognise(store, grid: Grid) -> dict[str, set[str]]:
     """Recognise the grid's legacy runs (`adopt_legacy_runs`, a warning where the store is read-only) and say which
     finished cells have evaluations pending: cell id -> {"<task>/<k>shot", ...}."""
@@ -368,7 +461,7 @@ def cmd_zoo(args, workspace: Workspace) -> int:
 def make_report(grid: Grid, workspace: Workspace):
     """Read the grid's runs back from the store and write reports/<grid>/ (never from runner memory)."""
     from ablate.report import ReportMeta, build_report  # lazy: pandas and matplotlib, only to write a report
-    from ablate.tracking.results import read_predictions, results_frame  # lazy
+    from ablate.tracking.results import read_predictions, results_frame, score_curves  # lazy
 
     store = Store(workspace.tracking_uri, workspace.artifacts)
     pending = _recognise(store, grid)
@@ -383,7 +476,10 @@ def make_report(grid: Grid, workspace: Workspace):
     out = workspace.reports / _safe(grid.name)
     run_ids = dict(zip(frame["cell_id"], frame["run_id"])) if "run_id" in frame else {}
     paths = build_report(frame, curves, meta, out, predictions=lambda cell_id: (
-        read_predictions(store, run_ids[cell_id]) if isinstance(run_ids.get(cell_id), str) else None))
+        read_predictions(store, run_ids[cell_id]) if isinstance(run_ids.get(cell_id), str) else None),
+        score_curves=score_curves(store, frame),
+        questions=lambda cell_id: (read_predictions(store, run_ids[cell_id], "questions.json")
+                                   if isinstance(run_ids.get(cell_id), str) else None))
     experiment = store.experiment_id(grid, create=False)
     if experiment is not None:
         _log_report(store, experiment, grid, paths)

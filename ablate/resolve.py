@@ -23,24 +23,24 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
-import os
 import typing
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from ablate.config.defaults import check_llm_options
 from ablate.config.errors import CellCheckError
 from ablate.config.grid import Cell, Grid, expand_grid
 from ablate.config.schema import CellConfig, EncoderConfig
-from ablate.config.spec import ENCODER_FAMILIES, ENCODER_FORMS, LLM_FAMILIES, LLM_FORMS, Spec, SpecError
+from ablate.config.spec import Spec, SpecError
 from ablate.config.stages import plan
-from ablate.data.vqa import QuestionFileError, check_question_file
-from ablate.evaluation.checks import TaskDataError, check_custom_task, check_fewshot_template
+from ablate.data.vqa import QuestionFileError, check_instruction_source
+from ablate.evaluation.checks import check_custom_task, check_fewshot_template
 from ablate.evaluation.tasks import known_task_names
+from ablate.models import families
+from ablate.models.families.registry import LLM_FAMILIES
 from ablate.world.identity import world_hash
-from ablate.zoo.recipes import RECIPES, recipe_for, recipe_hash, world_identity
+from ablate.zoo.recipes import RECIPES, recipe_for
 
 MAX_CELLS = 1000   # `ablate run` refuses bigger grids unless told `--max-cells N`
 
@@ -70,7 +70,7 @@ def load_grid(path: str | Path, max_cells: int | None = None) -> Grid:
     expanded = expand_grid(path, max_cells)
     resolver = Resolver()
     warnings: dict[str, None] = {}
-    for check in (resolver.check, resolver.check_connector):   # the connector check imports torch: last
+    for check in (resolver.check, resolver.check_connector, resolver.check_lora):   # these import torch: last
         for config, labels in expanded.points:
             try:
                 warnings.update(dict.fromkeys(check(config)))
@@ -208,14 +208,11 @@ class Resolver:
     def provenance(self, config: CellConfig) -> dict[str, str]:
         out = {"world": self._once(("world", config.data.world), lambda: world_hash(config.data.world))}
         for text in (config.encoder.name, config.llm.name):
-            try:
-                spec = Spec.parse(text)
-            except SpecError:
-                continue
-            recipe = RECIPES.get(spec.name) if spec.family == "zoo" else None
-            if recipe is not None:  # an unknown zoo name is reported by the checks, not here
-                out[text] = self._once(("recipe", spec.name),
-                                       lambda: recipe_hash(recipe, world_identity(recipe.world)))
+            found = families.spec_family(text)     # a malformed name is reported by the checks, not here
+            if found is not None:
+                value = self._once(("provenance of", text), lambda: found[1].provenance(found[0]))
+                if value is not None:
+                    out[text] = value
         return out
 
     def cell_id(self, config: CellConfig, canonical: str | None = None) -> str:
@@ -236,13 +233,16 @@ class Resolver:
     def check(self, config: CellConfig) -> list[str]:
         """Everything but the connector: raise `CellCheckError` for the first problem; return warnings (text) for
         what will run but may surprise."""
-        self._once(("llm", config.llm.name), lambda: _check_spec("llm.name", config.llm.name, LLM_FAMILIES,
-                                                                  LLM_FORMS, "lm"))
+        self._once(("llm", config.llm.name), lambda: _check_spec("llm.name", config.llm.name, families.LLM))
         _, warnings = self._once(("encoder", config.encoder), lambda: _check_encoder(config.encoder))
         self._once(("sources", tuple(config.data.sources)), lambda: _check_sources(config))
         warnings = [*warnings, *self._check_stages(config)]
-        warnings += check_llm_options(config)   # llm.chat_template, llm.lora (ablate.config.defaults)
+        self._once(("chat template", config.llm.name, config.llm.chat_template), lambda: _check_chat_template(config))
+        warnings += _frozen_adapters(config)
         self._once(("eval", config.eval.model_dump_json()), lambda: _check_eval(config))
+        warnings += [f"eval.custom_tasks: custom task {c.name!r} is not in eval.tasks, so it never runs (list it "
+                     "in eval.tasks to evaluate it)"
+                     for c in config.eval.custom_tasks if c.name not in config.eval.tasks]
         for custom in config.eval.custom_tasks:   # the files, read once per task whatever the grid sweeps
             self._once(("custom task", custom.model_dump_json()), lambda: _check_custom_data(custom))
         return warnings
@@ -275,6 +275,14 @@ class Resolver:
                                 f"{'its kind' if len(unused) == 1 else 'their kinds'} no weight)")
         return warnings
 
+    def check_lora(self, config: CellConfig) -> list[str]:
+        """`llm.lora.target_modules` against the LLM's module names, read from a build on the meta device (no
+        weights: a zoo LLM from its recipe, an `hf:` one from its `config.json`; imports torch and transformers)."""
+        lora = config.llm.lora
+        if lora is not None and lora.target_modules:
+            self._once(("lora", config.llm.name, tuple(lora.target_modules)), lambda: _check_lora_targets(config))
+        return []
+
     def check_connector(self, config: CellConfig) -> list[str]:
         """The connector's name, options and token count against the encoder's patch grid (imports the connectors,
         hence torch)."""
@@ -289,126 +297,39 @@ def _frozen(options: dict) -> tuple:
     return tuple(sorted(options.items()))
 
 
-def _zoo_names(kind: str) -> list[str]:
-    return [f"zoo:{name}" for name, recipe in RECIPES.items() if recipe.kind == kind]
-
-
-def _check_spec(key: str, text: str, families: tuple[str, ...], forms: list[str], zoo_kind: str) -> Spec:
+def _check_spec(key: str, text: str, role: str) -> Spec:
+    """`text` parsed as a spec of a family that fills `role`, and checked by that family (the file is there, the
+    weights are cached offline, the zoo knows the name)."""
     try:
-        spec = Spec.parse(text, families)
+        spec, family = families.parse(text, role)
     except SpecError:
-        raise CellCheckError(key, f"{text!r} is not a spec of the form family:name", forms, text) from None
-    if spec.family == "zoo" and text not in _zoo_names(zoo_kind):
-        raise CellCheckError(key, f"unknown zoo model {text!r}", _zoo_names(zoo_kind), text)
-    if spec.family == "hf" and not _local_or_cached(spec.name):
-        raise CellCheckError(key, f"{spec.name!r} is neither a local folder nor in the Hugging Face cache, and the "
-                                  "hub cannot be reached offline (HF_HUB_OFFLINE=1): download it once when online "
-                                  "(huggingface-cli download ...) or give a local folder")
-    if spec.family == "gguf" and not (spec.path.is_file() and spec.path.suffix == ".gguf"):
-        raise CellCheckError(key, f"GGUF file {spec.name!r} does not exist (or is not a .gguf file)")
-    if spec.family == "timm":
-        _check_timm(key, spec)
+        raise CellCheckError(key, f"{text!r} is not a spec of the form family:name", families.forms(role),
+                             text) from None
+    family.check(spec, role, key)
     return spec
-
-
-def _hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _local_or_cached(ref: str) -> bool:
-    if Path(ref).expanduser().is_dir():
-        return True
-    if not _hub_offline():
-        return True     # online: the loader downloads it
-    from huggingface_hub import try_to_load_from_cache  # lazy: only for grids that name hub weights
-
-    return isinstance(try_to_load_from_cache(ref, "config.json"), str)
-
-
-_TIMM_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
-
-
-def _timm_repo_cached(name: str) -> bool:
-    """Weights of `timm/<name>` or `timm/<name>.<tag>` in the Hugging Face cache (where timm keeps nearly all)."""
-    from huggingface_hub.constants import HF_HUB_CACHE  # lazy: only for timm specs
-
-    stem = f"models--timm--{name}"
-    for repo in Path(HF_HUB_CACHE).glob(glob.escape(stem) + "*"):
-        if repo.name == stem or repo.name.startswith(stem + "."):
-            if any(next((repo / "snapshots").glob(f"*/{file}"), None) for file in _TIMM_WEIGHTS):
-                return True
-    return False
-
-
-def _check_timm(key: str, spec: Spec) -> None:
-    """`@random` needs no weights; `@file` needs the file; plain names need the weights in the HF cache offline."""
-    if spec.weights == "random":
-        return
-    if spec.weights:
-        if not spec.path.is_file():
-            raise CellCheckError(key, f"timm weights file {spec.weights!r} does not exist")
-        return
-    if not _hub_offline() or _timm_repo_cached(spec.name):
-        return           # online: timm downloads them; or cached under timm/<name>[.<tag>] (no timm import)
-    try:
-        import timm  # the exact check (hub id of the default weights) needs timm's registry, hence torch
-        from huggingface_hub import try_to_load_from_cache  # lazy: only for grids that name hub weights
-    except ImportError:
-        return           # the build says timm is missing
-    if not timm.is_model(spec.name):
-        raise CellCheckError(key, f"unknown timm model {spec.name!r} (timm.list_models() lists them)")
-    pretrained = timm.models.get_pretrained_cfg(spec.name)
-    repo = getattr(pretrained, "hf_hub_id", None) if pretrained is not None else None
-    if repo is None or not any(isinstance(try_to_load_from_cache(repo, f), str) for f in _TIMM_WEIGHTS):
-        raise CellCheckError(key, f"the weights of timm model {spec.name!r} ({repo or 'no hub id'}) are not in the "
-                                  "local Hugging Face cache and HF_HUB_OFFLINE is set: download them once when "
-                                  f"online, or use timm:{spec.name}@/path/to/weights.safetensors or "
-                                  f"timm:{spec.name}@random (architecture only)")
 
 
 def _check_encoder(encoder: EncoderConfig) -> tuple[tuple[int, int] | None, list[str]]:
     """The encoder's patch grid at its resolution (None: unknown before it is built) and warnings."""
-    spec = _check_spec("encoder.name", encoder.name, ENCODER_FAMILIES, ENCODER_FORMS, "encoder")
-    patch = _patch_size(spec)
-    if patch is None:
-        return None, []
-    resolution = encoder.resolution
-    if resolution < patch:
-        raise CellCheckError("encoder.resolution", f"resolution {resolution} is smaller than the encoder's patch "
-                             f"size {patch}", got=resolution)
-    warnings = []
-    if resolution % patch:
-        warnings.append(f"encoder.resolution {resolution} is not a multiple of the patch size {patch} of "
-                        f"{encoder.name}: the image is seen as a {resolution // patch}x{resolution // patch} patch "
-                        f"grid and its last {resolution % patch} px are dropped (use {resolution // patch * patch} "
-                        f"or {(resolution // patch + 1) * patch})")
-    return (resolution // patch, resolution // patch), warnings
+    spec = _check_spec("encoder.name", encoder.name, families.ENCODER)
+    return families.patch_grid(families.family(spec.family).patch_size(spec), encoder.resolution, encoder.name)
 
 
-def _patch_size(spec: Spec) -> int | None:
-    """The patch size of an encoder, from its zoo recipe or its `config.json` (None for timm: known once built)."""
-    if spec.family == "zoo":
-        return recipe_for(spec.name).patch
-    if spec.family != "hf":
-        return None
-    folder = Path(spec.name).expanduser()
-    file = folder / "config.json" if folder.is_dir() else None
-    if file is None:
-        from huggingface_hub import try_to_load_from_cache  # lazy: only for grids that name hub weights
+def _check_chat_template(config: CellConfig) -> None:
+    """`llm.chat_template: true` needs a chat template in the LLM's tokenizer (its family reads it without
+    loading the model, where it can)."""
+    if config.llm.chat_template:
+        spec, family = families.parse(config.llm.name, families.LLM)
+        family.check_chat_template(spec)
 
-        cached = try_to_load_from_cache(spec.name, "config.json")
-        file = Path(cached) if isinstance(cached, str) else None
-    if file is not None and file.is_file():
-        config = json.loads(file.read_text())
-        patch = (config.get("vision_config") or config).get("patch_size")
-    else:               # online and not cached: transformers fetches the config (a few KB)
-        from transformers import AutoConfig  # lazy: only online, for an hf: id that is not cached
 
-        config = AutoConfig.from_pretrained(spec.name)
-        patch = getattr(getattr(config, "vision_config", config), "patch_size", None)
-    if isinstance(patch, (list, tuple)):
-        patch = patch[0]
-    return int(patch) if isinstance(patch, int) and patch > 0 else None
+def _frozen_adapters(config: CellConfig) -> list[str]:
+    """A warning for `llm.lora` on an LLM that trains in no stage: the adapters never train."""
+    llm = config.llm
+    if llm.lora is not None and not any(stage.trains("llm") for stage in plan(config.train)):
+        return [f"llm.lora is set but train.lr_multipliers.llm is 0 in every stage: the adapters never train "
+                f"({llm.name})"]
+    return []
 
 
 def _check_connector(config: CellConfig, grid: tuple[int, int] | None) -> None:
@@ -438,8 +359,59 @@ def _check_connector(config: CellConfig, grid: tuple[int, int] | None) -> None:
         ) from None
 
 
+def _check_lora_targets(config: CellConfig) -> None:
+    names = _llm_module_names(config.llm.name)
+    if names is None:   # a GGUF file, or a hub id not in the cache: the build checks the names
+        return
+    linear = sorted({name.rsplit(".", 1)[-1] for name, kind in names.items() if kind == "Linear"})
+    for target in config.llm.lora.target_modules:   # peft's rule: the module's name, or its last dotted parts
+        if not any(name == target or name.endswith("." + target) for name in names):
+            raise CellCheckError("llm.lora.target_modules", f"no module of {config.llm.name} is named {target!r} "
+                                 "(LoRA adapts linear layers, named by the last part of their name)", linear, target)
+
+
+def _llm_module_names(name: str) -> dict[str, str] | None:
+    """`{module name: class name}` of an LLM built on the meta device from its config; None when its config cannot
+    be read offline."""
+    try:
+        spec = Spec.parse(name, LLM_FAMILIES)
+    except SpecError:
+        return None
+    import torch  # lazy: only for grids that name LoRA target modules
+    from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig
+
+    r = RECIPES.get(spec.name) if spec.family == "zoo" else None
+    if r is not None and recipe_for(spec.name).kind == "lm":   # ablate.zoo.language.lm_config, a stand-in vocabulary
+        config = LlamaConfig(vocab_size=64, hidden_size=r.width, intermediate_size=r.intermediate,
+                             num_hidden_layers=r.layers, num_attention_heads=r.heads, num_key_value_heads=r.heads,
+                             tie_word_embeddings=True)
+    elif spec.family == "hf":
+        folder = Path(spec.name).expanduser()
+        if not folder.is_dir():
+            from huggingface_hub import try_to_load_from_cache  # lazy: only for an LLM named by hub id
+
+            found = try_to_load_from_cache(spec.name, "config.json")
+            if not isinstance(found, str):
+                return None
+            folder = Path(found).parent
+        try:
+            config = AutoConfig.from_pretrained(str(folder))
+        except (OSError, ValueError):
+            return None
+    else:
+        return None
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return {module_name: type(module).__name__ for module_name, module in model.named_modules() if module_name}
+
+
 def _check_eval(config: CellConfig) -> None:
     allowed = known_task_names(config.eval)
+    builtin = known_task_names()
+    for custom in config.eval.custom_tasks:
+        if custom.name in builtin:
+            raise CellCheckError("eval.custom_tasks.name", f"custom task {custom.name!r} has the name of a built-in "
+                                 "task, which would run instead of it: give it another name", got=custom.name)
     for task in config.eval.tasks:
         if task not in allowed:
             raise CellCheckError("eval.tasks", f"unknown task {task!r}", allowed, task)
@@ -447,20 +419,10 @@ def _check_eval(config: CellConfig) -> None:
     for name in names:
         if names.count(name) > 1:
             raise CellCheckError("eval.custom_tasks", f"two custom tasks are named {name!r}: names must be unique")
-    for custom in config.eval.custom_tasks:
-        for field, kind in (("path", "question file"), ("demo_path", "demonstration file"),
-                            ("image_root", "image folder")):
-            value = getattr(custom, field)
-            if value is None:
-                continue
-            path = Path(value).expanduser()
-            if not (path.is_dir() if field == "image_root" else path.is_file()):
-                raise CellCheckError(f"eval.custom_tasks.{field}",
-                                     f"custom task {custom.name}: no {kind} at {path.resolve()}")
     if any(shots for shots in config.eval.shots):
         try:
             check_fewshot_template(config.eval.fewshot_template)
-        except TaskDataError as err:
+        except QuestionFileError as err:
             raise CellCheckError("eval.fewshot_template", str(err)) from None
 
 
@@ -468,8 +430,8 @@ def _check_custom_data(custom) -> None:
     """A custom task's files hold what its settings name (`ablate.evaluation.checks`), before anything trains."""
     try:
         check_custom_task(custom)
-    except TaskDataError as err:
-        raise CellCheckError(f"eval.custom_tasks.{err.field}", str(err)) from None
+    except QuestionFileError as err:
+        raise CellCheckError(f"eval.custom_tasks.{err.field}", str(err), err.allowed) from None
 
 
 def _check_sources(config: CellConfig, sources=None, prefix: str = "data") -> None:
@@ -499,6 +461,6 @@ def _check_sources(config: CellConfig, sources=None, prefix: str = "data") -> No
 def _check_question_file(source, prefix: str) -> None:
     """An instruction source's question file, image folder, columns and answers (`ablate.data.vqa`)."""
     try:
-        check_question_file(source)
+        check_instruction_source(source)
     except QuestionFileError as err:
         raise CellCheckError(f"{prefix}.sources.{err.field}", str(err), err.allowed) from None

@@ -99,6 +99,10 @@ def expand_grid(path: str | Path, max_cells: int | None = None) -> Expanded:
     `max_cells`: refuse a grid with more cells than this (None: `CELL_CEILING`), before any cell is built.
     """
     path = Path(path)
+    if path.is_dir():
+        raise GridError(path, "is a folder, not a grid file: give a YAML file, e.g. grids/connectors.yaml")
+    if path.exists() and not path.is_file():
+        raise GridError(path, "is not a regular file (a device, a pipe or a socket): a grid file is a YAML text file")
     if not path.is_file():
         hint = sorted(p.name for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
         raise GridError(path, "grid file not found" + (f" (grids next to it: {', '.join(hint)})" if hint else ""))

@@ -23,14 +23,24 @@ from pydantic import (
 )
 
 from ablate.config.defaults import ZOO, fill_cell, merged_multipliers
-from ablate.config.spec import ENCODER_FAMILIES, LLM_FAMILIES, Spec
+from ablate.config.spec import Spec
 
 SEED_MAX = 2**32 - 1   # numpy's legacy seed range (np.random.seed), also fine for torch.manual_seed
+# Upper bounds where a bigger value cannot be meant (a typo, a pasted exponent): refused by the dry run at once,
+# where they would hang or fail after training (`eval.bootstrap: 10**12` wants 7 TiB). Sizes below them that the
+# machine cannot hold are a warning of the dry run (`ablate.resolve.size_warnings`).
+MAX_STEPS = 10_000_000          # optimiser steps of a cell (or a stage)
+MAX_BATCH = 65_536              # rows of a training or evaluation batch
+MAX_WORLD = 1_000_000           # images, or documents, of each part of the embedded world
+MAX_BOOTSTRAP = 100_000         # bootstrap resamples of a confidence interval
+MAX_TOKENS = 1_048_576          # tokens of a training sequence, or generated for one answer
+MAX_PREDICTIONS = 100_000       # predictions logged per task and shot count
 
 
 class Strict(BaseModel):
-    """Base for every config block: immutable, unknown keys rejected, no infinities or NaN, and no booleans where
-    numbers are expected (pydantic would read `true` as 1)."""
+    """Base for every config block: immutable, unknown keys rejected, no infinities or NaN, no booleans where
+    numbers are expected (pydantic would read `true` as 1), and only true / false where a boolean is (pydantic would
+    read 1 or "yes" as true)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
@@ -40,7 +50,30 @@ class Strict(BaseModel):
         annotation = cls.model_fields[info.field_name].annotation
         if isinstance(value, (bool, list, dict)) and _bool_where_number(annotation, value):
             raise ValueError("a boolean (true / false) where a number is expected: write the number")
+        allowed = _boolean_choices(annotation)
+        if allowed and not isinstance(value, bool) and value not in allowed[2:]:   # `1`, `"yes"`: not a boolean
+            raise ValueError(f"not a boolean: takes {', '.join(map(json.dumps, allowed[:-1]))} or "
+                             f"{json.dumps(allowed[-1])}")
         return value
+
+
+def _boolean_choices(annotation) -> list | None:
+    """`[True, False, *literal values]` for a field that is a boolean (or a boolean or a few words, as `"auto"`),
+    None for any other field: such a field takes YAML's true / false only (pydantic would read 1 or "yes" as true)."""
+    if annotation is bool:
+        return [True, False]
+    if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
+        return None
+    args = typing.get_args(annotation)
+    if bool not in args:
+        return None
+    words = []
+    for arg in args:
+        if typing.get_origin(arg) is Literal:
+            words += list(typing.get_args(arg))
+        elif arg not in (bool, type(None)):
+            return None
+    return [True, False, *words, *([None] if type(None) in args else [])]
 
 
 def _bool_where_number(annotation, value) -> bool:
@@ -65,13 +98,13 @@ class WorldConfig(Strict):
 
     seed: int = Field(0, ge=0, le=SEED_MAX)
     image_size: int = Field(192, ge=32, le=1024, description="side of the stored square images, px")
-    n_train: int = Field(3000, ge=8, description="images behind the caption / interleaved training data")
-    n_pretrain: int = Field(0, ge=0,
+    n_train: int = Field(3000, ge=8, le=MAX_WORLD, description="images behind the caption / interleaved training data")
+    n_pretrain: int = Field(0, ge=0, le=MAX_WORLD,
                             description="images only the zoo encoders pre-train on (0: they use the train images)")
-    n_test: int = Field(300, ge=4, description="held-out images for each question set")
-    n_demo: int = Field(100, ge=4, description="images of the few-shot demonstration pool")
-    n_text_docs: int = Field(4000, ge=8, description="documents of the text-only corpus")
-    n_interleaved_docs: int = Field(1500, ge=4)
+    n_test: int = Field(300, ge=4, le=MAX_WORLD, description="held-out images for each question set")
+    n_demo: int = Field(100, ge=4, le=MAX_WORLD, description="images of the few-shot demonstration pool")
+    n_text_docs: int = Field(4000, ge=8, le=MAX_WORLD, description="documents of the text-only corpus")
+    n_interleaved_docs: int = Field(1500, ge=4, le=MAX_WORLD)
     words_per_image: int = Field(1, ge=1, le=3)
     n_words: int = Field(48, ge=3, le=48,
                          description="distinct words drawn (ablate.world.vocab.words(n): the most distinct first)")
@@ -89,8 +122,8 @@ class EncoderConfig(Strict):
 
     @property
     def spec(self) -> Spec:
-        """`name` parsed (raises `SpecError` for a malformed name; the grid's validation reports it first)."""
-        return Spec.parse(self.name, ENCODER_FAMILIES)
+        """`name` parsed (raises `SpecError` for a malformed name; the grid's validation checks the family)."""
+        return Spec.parse(self.name)
 
 
 class ConnectorConfig(Strict):
@@ -127,8 +160,8 @@ class LLMConfig(Strict):
 
     @property
     def spec(self) -> Spec:
-        """`name` parsed (raises `SpecError` for a malformed name; the grid's validation reports it first)."""
-        return Spec.parse(self.name, LLM_FAMILIES)
+        """`name` parsed (raises `SpecError` for a malformed name; the grid's validation checks the family)."""
+        return Spec.parse(self.name)
 
 
 Kind = Literal["caption", "interleaved", "text", "synthetic", "instruction"]
@@ -187,7 +220,8 @@ class DataConfig(Strict):
     )
     sources: list[SourceConfig] = Field(default_factory=list, description="real sources; empty = embedded world")
     world: WorldConfig = Field(default_factory=WorldConfig)
-    max_length: int = Field(240, ge=16, description="tokens per training sequence (visual tokens included)")
+    max_length: int = Field(240, ge=16, le=MAX_TOKENS,
+                            description="tokens per training sequence (visual tokens included)")
 
     @field_validator("mixture")
     @classmethod
@@ -215,7 +249,7 @@ class StageConfig(Strict):
     `train.lr_multipliers` (a partial mapping is laid over the cell's), `data`."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$", description="names its metrics: train/<name>/loss")
-    steps: int = Field(ge=1, description="optimiser steps of this stage")
+    steps: int = Field(ge=1, le=MAX_STEPS, description="optimiser steps of this stage")
     lr: float | None = Field(None, gt=0)
     warmup_ratio: float | None = Field(None, ge=0, lt=1, description="of this stage's steps")
     lr_multipliers: dict[Module, float] | None = Field(None, description="0 freezes a module in this stage")
@@ -229,12 +263,39 @@ class StageConfig(Strict):
         return value
 
 
+class Budget(Strict):
+    """A training budget held equal across cells instead of a step count (`train.budget`): exactly one of
+    `samples` (steps = samples / batch size, known before training), `tokens` (text and visual tokens, padding left
+    out) or `flops` (training FLOPs); tokens and FLOPs are measured on the cell's first batch
+    (`ablate.train.compute`) when it starts, and the steps they buy are logged as `train/steps`."""
+
+    samples: int | None = Field(None, ge=1)
+    tokens: int | None = Field(None, ge=1)
+    flops: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        given = [name for name in ("samples", "tokens", "flops") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("train.budget takes exactly one of samples, tokens, flops"
+                             + (f" (given: {', '.join(given)})" if given else ""))
+        return self
+
+    @property
+    def quantity(self) -> str:
+        return next(name for name in ("samples", "tokens", "flops") if getattr(self, name) is not None)
+
+    @property
+    def amount(self) -> float:
+        return getattr(self, self.quantity)
+
+
 class TrainConfig(Strict):
     """Short-horizon training. A learning-rate multiplier of 0 freezes a module. With `stages`, `steps` is their
     sum (written or left out) and each stage has its own optimiser and schedule (docs/training.md)."""
 
-    steps: int = Field(250, ge=1)
-    batch_size: int = Field(16, ge=1)
+    steps: int = Field(250, ge=1, le=MAX_STEPS)
+    batch_size: int = Field(16, ge=1, le=MAX_BATCH)
     lr: float = Field(2e-3, gt=0)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)
@@ -261,6 +322,13 @@ class TrainConfig(Strict):
     fused_adamw: Literal["auto"] | bool = Field("auto", description="AdamW's fused CUDA kernel")
     activation_checkpointing: bool = Field(False, description="recompute the LLM's activations in the backward "
                                                               "pass (when the LLM trains): memory for time")
+    keep_resume_state: bool = Field(False, description="a finished cell keeps its resume state (`last/`, "
+                                                       "`last.previous/`) besides `final/`")
+    budget: Budget | None = Field(None, description="what cells hold equal instead of `steps`: samples, tokens "
+                                                    "or FLOPs (`Budget`)")
+    parallel: Literal["ddp", "fsdp"] = Field("ddp", description="with several processes: ddp replicates the model "
+                                             "on each; fsdp shards the LLM's blocks and the trained parts "
+                                             "(FSDP2), for LLMs too big for one GPU (docs/runners.md)")
 
     @field_validator("lr_multipliers", mode="before")
     @classmethod
@@ -288,6 +356,24 @@ class TrainConfig(Strict):
                     raise ValueError(f"stage {i + 1}: unknown key {prefix}{unknown[0]!r}; a stage takes "
                                      + ", ".join(prefix + k for k in model.model_fields))
         return stages
+
+    @model_validator(mode="before")
+    @classmethod
+    def _steps_from_the_budget(cls, data):
+        """With `budget`, steps are not written: a budget in samples sets them here; one in tokens or FLOPs when
+        the cell starts (`ablate.train.compute.steps_for`)."""
+        budget = data.get("budget") if isinstance(data, dict) else None
+        if not isinstance(budget, dict):
+            return data
+        if data.get("stages"):
+            raise ValueError("train.budget with train.stages: give each stage its steps instead")
+        if "steps" in data:
+            raise ValueError("give train.steps or train.budget, not both: a budget sets the steps")
+        samples, batch = budget.get("samples"), data.get("batch_size", cls.model_fields["batch_size"].default)
+        if isinstance(samples, int) and not isinstance(samples, bool) and samples >= 1 and isinstance(batch, int) \
+                and not isinstance(batch, bool) and batch >= 1:
+            return {**data, "steps": -(-samples // batch)}
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -325,6 +411,8 @@ class TrainConfig(Strict):
         out = handler(self)
         if self.stages is None:
             out.pop("stages", None)   # a cell without stages keeps the id it had before stages existed
+        if self.budget is not None:
+            out.pop("steps", None)    # the budget says what was held equal; the steps it bought are derived
         return out
 
 
@@ -351,6 +439,8 @@ class CustomTaskConfig(Strict):
     baseline: float | dict[str, float] | None = Field(
         None, description="the task's own reference score (e.g. a question-only or majority-answer model), 0..1, "
                           "or one per question type; logged as baseline/<task>")
+    control: bool = Field(False, description="a control task (e.g. its images shuffled or blanked by hand): "
+                                             "reported beside the others, kept out of Avg and the best-cell choice")
 
     @field_validator("chance", "baseline")
     @classmethod
@@ -367,16 +457,26 @@ class EvalConfig(Strict):
     tasks: list[str] = Field(default_factory=lambda: ["world_vqa", "world_textvqa"])
     shots: list[int] = Field(default_factory=lambda: [0])
     limit: int | None = Field(None, ge=1, description="questions per task (None: all)")
-    batch_size: int = Field(32, ge=1)
-    max_new_tokens: int = Field(4, ge=1)
-    bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for confidence intervals")
-    text_perplexity: int = Field(200, ge=0, description="held-out world texts scored for the LLM's perplexity "
-                                                        "(text-only ability; 0 skips it)")
+    batch_size: int = Field(32, ge=1, le=MAX_BATCH)
+    max_new_tokens: int = Field(4, ge=1, le=MAX_TOKENS)
+    bootstrap: int = Field(1000, ge=0, le=MAX_BOOTSTRAP, description="bootstrap resamples for confidence intervals")
+    text_perplexity: int = Field(200, ge=0, le=MAX_WORLD,
+                                 description="held-out world texts scored for the LLM's perplexity "
+                                             "(text-only ability; 0 skips it)")
     fewshot_seed: int = Field(0, ge=0, le=SEED_MAX,
                               description="seed of the demonstration draw (independent of the model)")
     fewshot_template: str = Field("{prompt} {answer}\n", description="one demonstration, after its image")
     custom_tasks: list[CustomTaskConfig] = Field(default_factory=list, description="local VQA-format datasets")
-    n_predictions: int = Field(50, ge=0, description="predictions kept per task and shot count for the log")
+    n_predictions: int = Field(50, ge=0, le=MAX_PREDICTIONS,
+                               description="predictions kept per task and shot count for the log")
+    blind: bool = Field(True, description="evaluate each embedded and custom task blind as well: the same questions "
+                                          "with the images shuffled among them (seeded), logged as <task>_blind; "
+                                          "the report's 'What the image adds' (docs/evaluation.md)")
+
+    every: int = Field(0, ge=0, le=MAX_STEPS, description="evaluate the tasks 0-shot every this many training steps "
+                                                          "(on every_limit questions; 0: only at the end)")
+    every_limit: int = Field(50, ge=1, le=MAX_WORLD, description="questions per task of each mid-training "
+                                                                 "evaluation (eval.every)")
 
     @field_validator("shots")
     @classmethod

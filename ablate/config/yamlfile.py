@@ -2,7 +2,7 @@
 
 - a file that is not UTF-8 text (a binary file given as the grid);
 - a duplicate key at any depth (PyYAML keeps the last one silently: `axes:` twice turns 4 cells into 1);
-- a non-finite float anywhere (`.inf`, `.nan`, `1e999`);
+- a non-finite float anywhere (`.inf`, `.nan`, `1e999`), an integer of more than `MAX_DIGITS` digits;
 - aliases that expand past `MAX_NODES` ("billion laughs" lists, alias bombs of mappings) or refer to themselves:
   the size of what the document expands to is counted on the composed node graph (each distinct node once) before
   anything is constructed or walked, so a bomb is refused in milliseconds.
@@ -23,6 +23,8 @@ MAX_BYTES = 8 * 2**20        # a grid file is a few KB; refuse what cannot be on
 
 _MERGE = "tag:yaml.org,2002:merge"
 _FLOAT = "tag:yaml.org,2002:float"
+_INT = "tag:yaml.org,2002:int"
+MAX_DIGITS = 100             # no setting takes a number near this long (Python refuses to read one of 4,300 digits)
 
 
 class _TooBig(Exception):
@@ -135,6 +137,9 @@ def _line_of(root: yaml.Node, dotted: str) -> int | None:
 def _walk(path: Path, loader: yaml.SafeLoader, node: yaml.Node, prefix: str, lines: dict[str, int]) -> None:
     """Record key lines; refuse duplicate keys and non-finite floats (the expanded size is already bounded)."""
     if isinstance(node, yaml.ScalarNode):
+        if node.tag == _INT and len(node.value) > MAX_DIGITS:
+            raise GridError(path, f"a number of {len(node.value):,} digits: no setting takes a number that big",
+                            key=prefix or None, line=node.start_mark.line + 1)
         if node.tag == _FLOAT:
             try:
                 value = loader.construct_yaml_float(node)

@@ -151,3 +151,15 @@ def test_template_fields():
     assert template_fields("{question} or {a.b} {c[0]} {{literal}}") == ["question", "a", "c"]
     with pytest.raises(TaskDataError):
         template_fields("{}")
+
+
+@pytest.mark.slow   # the connector check imports torch, as above
+def test_a_custom_task_left_out_of_eval_tasks_is_a_warning_of_the_dry_run(tmp_path, folder, capsys):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(grid_text({**TASK, "path": str(folder / "questions.jsonl")}).replace("tasks: [mine]",
+                                                                                        "tasks: [world_vqa]"))
+    code = main(["--home", str(tmp_path / "home"), "--reports", str(tmp_path / "reports"), "run", str(grid),
+                 "--dry-run"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "warning: eval.custom_tasks: custom task 'mine' is not in eval.tasks, so it never runs" in out

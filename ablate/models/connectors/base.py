@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from torch import nn
 
 ANY = "any n >= 1"  # what `possible_tokens` returns for connectors with learnable queries
+MAX_OPTION = 65_536  # no connector size (depth, width, heads, hidden) can be meant past this
 
 
 class Connector(nn.Module):
@@ -59,6 +60,12 @@ def resolve_options(name: str, defaults: dict[str, Any], given: dict[str, Any] |
                 f"connector '{name}' option '{key}' must be {type(default).__name__} (like its default {default!r}), "
                 f"got {value!r}"
             )
+        if isinstance(default, bool) or not isinstance(default, int):
+            continue
+        low = 1 if default >= 1 else 0   # a count (depth, heads, a factor) is >= 1; a default of 0 means automatic
+        if not low <= value <= MAX_OPTION:
+            raise ValueError(f"connector '{name}' option '{key}' must be a whole number from {low} to {MAX_OPTION}"
+                             + (" (0: chosen from the model's sizes)" if low == 0 else "") + f", got {value!r}")
     return {**defaults, **given}
 
 
