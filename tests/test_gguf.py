@@ -111,20 +111,21 @@ class _Records(logging.Handler):
 def test_gguf_loads_as_written_and_reloads_from_the_cache(tiny_gguf, tmp_path, monkeypatch, caplog):
     from ablate.config.schema import LLMConfig
     from ablate.models import llm as llm_module
+    from ablate.models.families import gguf as gguf_family
 
     spec = LLMConfig(name=f"gguf:{tiny_gguf['file']}")
     records = _Records()   # a handler on the module's own logger: what it logs, whatever other tests did to the root
-    llm_module.log.addHandler(records)
-    level, disabled, global_off = llm_module.log.level, llm_module.log.disabled, logging.root.manager.disable
-    llm_module.log.setLevel(logging.INFO)
-    llm_module.log.disabled = False   # a library's logging.config call elsewhere in the session may have disabled it
+    gguf_family.log.addHandler(records)
+    level, disabled, global_off = gguf_family.log.level, gguf_family.log.disabled, logging.root.manager.disable
+    gguf_family.log.setLevel(logging.INFO)
+    gguf_family.log.disabled = False   # a library's logging.config call elsewhere in the session may have disabled it
     logging.disable(logging.NOTSET)
     try:
         model, tok = llm_module.build_llm(spec, tmp_path)
     finally:
-        llm_module.log.removeHandler(records)
-        llm_module.log.setLevel(level)
-        llm_module.log.disabled = disabled
+        gguf_family.log.removeHandler(records)
+        gguf_family.log.setLevel(level)
+        gguf_family.log.disabled = disabled
         logging.disable(global_off)
     assert any("dequantised in" in m for m in records.messages), records.messages
     assert getattr(model, "hf_quantizer", None) is None and not hasattr(model.config, "quantization_config")
@@ -145,7 +146,7 @@ def test_gguf_loads_as_written_and_reloads_from_the_cache(tiny_gguf, tmp_path, m
     def no_dequantising(file):
         raise AssertionError("dequantised again although the cache holds the model")
 
-    monkeypatch.setattr(llm_module, "_dequantise", no_dequantising)
+    monkeypatch.setattr(gguf_family, "_dequantise", no_dequantising)
     again, _ = llm_module.build_llm(spec, tmp_path)
     for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
         assert torch.equal(a, b), name

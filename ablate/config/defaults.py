@@ -12,12 +12,9 @@ its canonical dump (and id) says what ran; a zoo cell dumps exactly as before.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
-from ablate.config.errors import CellCheckError
-from ablate.config.spec import LLM_FAMILIES, Spec, SpecError
+from ablate.config.spec import Spec, SpecError
 
 ZOO: dict[str, Any] = {"lr": 2e-3, "lr_multipliers": {"encoder": 0.0, "connector": 1.0, "llm": 0.5}}
 PRETRAINED: dict[str, Any] = {"lr": 1e-3, "lr_multipliers": {"encoder": 0.0, "connector": 1.0, "llm": 0.0}}
@@ -25,9 +22,10 @@ PRETRAINED_LORA_LLM = 0.2    # x 1e-3: LoRA adapters at 2e-4 (LLaVA-1.5's LoRA r
 
 
 def llm_kind(llm_name: str | None) -> str:
-    """`zoo` or `pretrained` (hf: / gguf:); a malformed name counts as zoo (its validation reports it)."""
+    """`zoo` for the zoo's LMs (the schema's own defaults are theirs), `pretrained` for every other family (hf:,
+    gguf:, any family registered later); a malformed name counts as zoo (its validation reports it)."""
     try:
-        family = Spec.parse(llm_name or "zoo:lm-s", LLM_FAMILIES).family
+        family = Spec.parse(llm_name or "zoo:lm-s").family
     except SpecError:
         return "zoo"
     return "zoo" if family == "zoo" else "pretrained"
@@ -80,45 +78,3 @@ def fill_cell(data: Any) -> Any:
     if llm_kind(name) == "zoo" and "train" not in data:
         return data     # nothing to fill: the zoo's values are the fields' own defaults
     return {**data, "train": filled}
-
-
-def check_llm_options(config) -> list[str]:
-    """The dry run's checks of `llm.chat_template` and `llm.lora` (`ablate.resolve`): raise `CellCheckError` for
-    what cannot run, return warnings for what runs but does nothing."""
-    from ablate.config.stages import plan  # lazy: stages imports schema, which imports this module
-
-    llm = config.llm
-    if llm.chat_template and _has_chat_template(llm.name) is False:
-        raise CellCheckError("llm.chat_template", f"the tokenizer of {llm.name} has no chat template (a base "
-                                                  "model): leave llm.chat_template out")
-    if llm.lora is not None and not any(stage.trains("llm") for stage in plan(config.train)):
-        return [f"llm.lora is set but train.lr_multipliers.llm is 0 in every stage: the adapters never train "
-                f"({llm.name})"]
-    return []
-
-
-def _has_chat_template(name: str) -> bool | None:
-    """Whether the LLM's tokenizer has a chat template, read from its files; None when that needs the model loaded
-    (a GGUF's metadata, a hub id not in the cache): the build refuses it then."""
-    try:
-        spec = Spec.parse(name, LLM_FAMILIES)
-    except SpecError:
-        return None
-    if spec.family == "zoo":
-        return False            # the world's tokenizer: no chat template
-    if spec.family != "hf":
-        return None
-    folder = Path(spec.name).expanduser()
-    if not folder.is_dir():
-        from huggingface_hub import try_to_load_from_cache  # lazy: only for an LLM named by hub id
-
-        found = try_to_load_from_cache(spec.name, "tokenizer_config.json")
-        if not isinstance(found, str):
-            return None
-        folder = Path(found).parent
-    if any((folder / f).is_file() for f in ("chat_template.jinja", "chat_template.json")):
-        return True
-    try:
-        return bool(json.loads((folder / "tokenizer_config.json").read_text()).get("chat_template"))
-    except (OSError, ValueError):
-        return None

@@ -1,18 +1,17 @@
-"""Backbone specs: the one parser of `family:name` strings, e.g. `zoo:clip-s`, `hf:openai/clip-vit-base-patch16`,
-`timm:eva02_base_patch14_224@random`, `gguf:/models/lm.gguf`.
+"""Backbone specs: the one parser of `family:name[@weights]` strings, e.g. `zoo:clip-s`,
+`hf:openai/clip-vit-base-patch16`, `timm:eva02_base_patch14_224@random`, `gguf:/models/lm.gguf`.
 
-`Spec.parse` is the only place that splits such a string; registries are keyed by `Spec.family`.
+`Spec.parse` is the only place that splits such a string. It knows the grammar, not the families: which families
+exist, what each accepts and how each is checked and built is the family objects' (`ablate.models.families`).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-ENCODER_FAMILIES = ("zoo", "hf", "timm")
-LLM_FAMILIES = ("zoo", "hf", "gguf")
-ENCODER_FORMS = ["zoo:<objective>-<size>", "hf:<hub id or local folder>", "timm:<model name>[@random|@weights file]"]
-LLM_FORMS = ["zoo:lm-<size>", "hf:<hub id or local folder>", "gguf:<file.gguf>"]
+_FAMILY = re.compile(r"[a-z][a-z0-9_]*")
 
 
 class SpecError(ValueError):
@@ -23,9 +22,10 @@ class SpecError(ValueError):
 class Spec:
     """A parsed backbone spec.
 
-    family: `zoo` | `hf` | `timm` | `gguf`;
-    name: the zoo model (`clip-s`), hub id or folder (hf), timm model name, or GGUF file (as written);
-    weights: timm only, what follows `@`: `random`, a weights file, or "" (pretrained weights from the hub).
+    family: the registry key (`zoo`, `hf`, `timm`, `gguf`, ...);
+    name: what follows `family:` up to an `@` (the zoo model, hub id or folder, timm model name, GGUF file);
+    weights: what follows `@` (timm: `random` or a weights file), or "". `ref` is the text after `family:` as
+    written, so a family whose names may hold an `@` (a file path) reads `ref`.
     """
 
     family: str
@@ -33,43 +33,41 @@ class Spec:
     weights: str = ""
 
     @staticmethod
-    def parse(text: str, families: tuple[str, ...] = ENCODER_FAMILIES + ("gguf",)) -> Spec:
-        """`Spec` for `text`; raises `SpecError` unless it is `family:name` with `family` in `families`."""
-        return _parse(text, tuple(families))
+    def parse(text: str, families: tuple[str, ...] | None = None) -> Spec:
+        """`Spec` for `text`; raises `SpecError` unless it is `family:name` with `family` in `families` (None:
+        any family name)."""
+        return _parse(text, None if families is None else tuple(families))
 
     @property
     def ref(self) -> str:
-        """Everything after `family:` (for timm, `name@weights` when weights are given)."""
+        """Everything after `family:`, as written."""
         return f"{self.name}@{self.weights}" if self.weights else self.name
 
     @property
     def path(self) -> Path | None:
-        """The local file or folder the spec names, if it names one: a GGUF file, a timm weights file, an hf
-        folder (an hf name that exists on disk or is written as a path). None for zoo, hub ids and `@random`."""
-        if self.family == "gguf":
-            return Path(self.name).expanduser()
-        if self.family == "timm":
-            return Path(self.weights).expanduser() if self.weights and self.weights != "random" else None
-        if self.family == "hf":
-            path = Path(self.name).expanduser()
-            return path if path.exists() or self.name.startswith(("/", ".", "~")) else None
-        return None
+        """The local file or folder the spec names, if it names one: the weights file after `@` (not `@random`), or
+        the name when it exists on disk or is written as a path (`/`, `.`, `~`). None for zoo models, hub ids and
+        `@random`."""
+        if self.weights:
+            return Path(self.weights).expanduser() if self.weights != "random" else None
+        path = Path(self.name).expanduser()
+        return path if path.exists() or self.name.startswith(("/", ".", "~")) else None
 
     def __str__(self) -> str:
         return f"{self.family}:{self.ref}"
 
 
 @lru_cache(maxsize=1024)
-def _parse(text: str, families: tuple[str, ...]) -> Spec:
+def _parse(text: str, families: tuple[str, ...] | None) -> Spec:
     family, sep, ref = str(text).partition(":")
-    if not sep or family not in families or not ref:
-        raise SpecError(f"{text!r} is not a spec of the form family:name with family one of {', '.join(families)}")
-    if family == "timm":
-        name, _, weights = ref.partition("@")
-        if not name:
-            raise SpecError(f"{text!r}: no timm model name before '@'")
-        return Spec(family, name, weights)
-    return Spec(family, ref)
+    known = _FAMILY.fullmatch(family) if families is None else family in families
+    if not sep or not known or not ref:
+        allowed = "a lowercase word" if families is None else f"one of {', '.join(families)}"
+        raise SpecError(f"{text!r} is not a spec of the form family:name with family {allowed}")
+    name, _, weights = ref.partition("@")
+    if not name:
+        raise SpecError(f"{text!r}: no {family} model name before '@'")
+    return Spec(family, name, weights)
 
 
 def zoo_name(text: str) -> str:

@@ -1,10 +1,8 @@
 """Causal language models by spec, each with a tokenizer that has an `<image>` special token.
 
 Specs: `zoo:lm-<size>` (a tiny Llama pretrained here, see `ablate.zoo`), `hf:<hub id or local folder>`
-(AutoModelForCausalLM + AutoTokenizer), `gguf:<file.gguf>` (transformers' GGUF loading, dequantised to float32;
-needs the optional `gguf` package: `pip install 'ablate[gguf]'`). A dequantised GGUF model is saved once under
-`cache_root/gguf/<name>-<digest>/` and loaded from there afterwards (measured with Gemma 3 270M Q4_K_M on 2 shared
-CPU cores: 127 s the first time, 12.5 s afterwards; docs/backbones.md, "GGUF").
+(AutoModelForCausalLM + AutoTokenizer), `gguf:<file.gguf>` (transformers' GGUF loading, dequantised once into the
+cache); each family loads its own (`ablate.models.families`), this module does what every LLM gets.
 
 `llm.lora` injects LoRA adapters (`peft`) into the loaded model; `trained_parameters` says which of an LLM's
 parameters learn (the adapters only, when it has them).
@@ -12,22 +10,16 @@ parameters learn (the adapters only, when it has them).
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
-import time
 from pathlib import Path
 
 import torch
-from filelock import FileLock
 from tokenizers import AddedToken
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ablate.config.schema import LLMConfig
-from ablate.config.spec import LLM_FAMILIES, Spec, SpecError
-from ablate.models.encoders.hub import resolve, weights_identity
+from ablate.config.spec import SpecError
+from ablate.models import families
+from ablate.models.encoders.hub import weights_identity
 from ablate.models.encoders.registry import default_cache_root
-from ablate.zoo import ensure_built
 
 IMAGE_TOKEN = "<image>"
 
@@ -62,105 +54,15 @@ def ensure_image_token(model, tokenizer) -> int:
     return image_token_id(tokenizer)
 
 
-def _load_hf(location: str):
-    model = AutoModelForCausalLM.from_pretrained(location)
-    tokenizer = AutoTokenizer.from_pretrained(location)
-    return model, tokenizer
-
-
-def _gguf_folder(file: Path, cache_root: Path) -> Path:
-    """Dequantise `file` once into a plain HF folder under the cache; later calls reload that folder.
-
-    The folder is keyed by the file's digest (`weights_identity`), so an edited or replaced file is dequantised
-    again. A lock makes parallel workers wait for the one that dequantises instead of doing it twice.
-    """
-    try:
-        import gguf  # noqa: F401
-    except ImportError as err:
-        raise ImportError(f"loading {file.name} needs the optional 'gguf' package: pip install 'ablate[gguf]' "
-                          f"(or pip install gguf)") from err
-    folder = cache_root / "gguf" / f"{file.stem}-{weights_identity(file)}"
-    if (folder / "config.json").is_file():
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder) + ".lock"):
-        if (folder / "config.json").is_file():   # another worker finished it while this one waited
-            return folder
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
-        try:
-            start = time.perf_counter()
-            log.info("gguf %s: dequantising (first use only; minutes for a few hundred MB)", file)
-            model, tokenizer = _dequantise(file)
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-            os.replace(tmp, folder)
-            size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-            log.info("gguf %s: dequantised in %.1f s into %s (%.0f MB, %s)", file.name,
-                     time.perf_counter() - start, folder, size / 2**20, model.dtype)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-    return folder
-
-
-def _dequantise(file: Path):
-    """`(model, tokenizer)` read from a GGUF file, as a plain float model that `save_pretrained` accepts.
-
-    transformers 5.x loads a GGUF through a quantizer that stays attached to the model, and a model with a
-    GGUF quantizer refuses to be saved ("quantized with gguf and is not serializable"). Asking for a
-    dequantised load leaves plain float tensors in every layer; what is left of the quantizer is then dropped.
-    """
-    kwargs = {}
-    try:
-        from transformers import GgufConfig  # transformers 5.x; 4.x has none (and always dequantises)
-
-        kwargs["quantization_config"] = GgufConfig(dequantize=True)
-    except ImportError:  # transformers 4.x: GGUF files are always dequantised, no quantizer is attached
-        pass
-    model = AutoModelForCausalLM.from_pretrained(str(file.parent), gguf_file=file.name, dtype=torch.float32,
-                                                 **kwargs)
-    _drop_quantizer(model)
-    tokenizer = AutoTokenizer.from_pretrained(str(file.parent), gguf_file=file.name)
-    return model, tokenizer
-
-
-def _drop_quantizer(model) -> None:
-    """Detach the GGUF quantizer from a dequantised model, so that it saves and trains as a plain model."""
-    packed = sorted({type(m).__name__ for m in model.modules() if type(m).__name__.startswith("Gguf")})
-    if packed:
-        raise RuntimeError(f"the GGUF model still holds packed layers ({', '.join(packed)}): not dequantised")
-    if getattr(model, "hf_quantizer", None) is not None:
-        model.hf_quantizer = None
-    for owner, name in ((model.config, "quantization_config"), (model, "quantization_method")):
-        if hasattr(owner, name):
-            try:
-                delattr(owner, name)
-            except AttributeError:
-                pass
-    if getattr(model, "is_quantized", False):
-        model.is_quantized = False
-
-
 def build_llm(cfg: LLMConfig, cache_root: Path | None = None):
     """`(model, tokenizer)` for `cfg.name`; the tokenizer has `<image>` (id: `image_token_id(tokenizer)`)."""
     cache_root = Path(cache_root) if cache_root is not None else default_cache_root()
     try:
-        spec = Spec.parse(cfg.name, LLM_FAMILIES)
+        spec, family = families.parse(cfg.name, families.LLM)
     except SpecError:
-        raise ValueError(f"language model spec {cfg.name!r} should be one of: zoo:lm-<size> (e.g. zoo:lm-s), "
-                         f"hf:<hub id or local folder>, gguf:<path to .gguf>") from None
-    if spec.family == "hf":
-        location = resolve(spec.name, "language model")
-        model, tokenizer = _load_hf(location)
-    elif spec.family == "gguf":
-        file = spec.path
-        if not file.is_file() or file.suffix != ".gguf":
-            raise FileNotFoundError(f"gguf spec {cfg.name!r}: {file} is not an existing .gguf file")
-        location = file
-        model, tokenizer = _load_hf(str(_gguf_folder(file, cache_root)))
-    else:
-        location = ensure_built(spec.name, cache_root)
-        model, tokenizer = _load_hf(str(location))
+        raise ValueError(f"language model spec {cfg.name!r} should be one of: "
+                         f"{', '.join(families.forms(families.LLM))}") from None
+    model, tokenizer, location = family.load_llm(spec, cache_root)
     model.ablate_weights = weights_identity(location) if Path(str(location)).exists() else str(location)
     ensure_image_token(model, tokenizer)
     log.info("llm %s: %s, %.1fM parameters, dtype %s, vocabulary %d", cfg.name, type(model).__name__,

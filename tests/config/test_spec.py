@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from ablate.config.spec import ENCODER_FAMILIES, LLM_FAMILIES, Spec, SpecError, zoo_name
+from ablate.config.spec import Spec, SpecError, zoo_name
+from ablate.models.families import ENCODER_FAMILIES, LLM_FAMILIES
 
 
 def test_families_names_and_timm_weights():

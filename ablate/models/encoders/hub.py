@@ -7,20 +7,16 @@ without the flag, about 2 s with it; this check takes milliseconds).
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 from huggingface_hub import snapshot_download
 from huggingface_hub.errors import LocalEntryNotFoundError
 
+from ablate.models.families.base import hub_offline
+
 
 class NotCachedError(FileNotFoundError):
     """A hub model asked for offline that is not in the local Hugging Face cache."""
-
-
-def hub_offline() -> bool:
-    """True when `HF_HUB_OFFLINE` is set (read at call time, so tests and CLIs can set it late)."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def not_cached_message(ref: str, what: str) -> str:
