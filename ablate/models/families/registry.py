@@ -15,7 +15,7 @@ FAMILIES: dict[str, str | Family | type[Family]] = {
     "gguf": "ablate.models.families.gguf:GGUF",
 }
 
-_LOADED: dict[tuple[str, int], Family] = {}
+_LOADED: dict[tuple, Family] = {}
 
 
 def family(name: str) -> Family:
@@ -23,7 +23,7 @@ def family(name: str) -> Family:
     if name not in FAMILIES:
         raise KeyError(f"unknown backbone family {name!r}; known: {', '.join(FAMILIES)}")
     entry = FAMILIES[name]
-    key = (name, id(entry))
+    key = (name, entry)
     if key not in _LOADED:
         if isinstance(entry, str):
             module, _, attribute = entry.partition(":")
