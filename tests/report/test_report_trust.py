@@ -119,8 +119,11 @@ def test_error_bars_are_the_tables_intervals():
     ax = next(a for a in fig.axes if a.get_title() == "VQA 0-shot")
     bars = next(c for c in ax.containers if c.get_label() == "avg-pool")
     segments = bars.lines[2][0].get_segments()
+    ticks = list(ax.get_xticks())
     for (x, low), (_, high) in segments:
-        row = data.loc[("avg-pool", str(int(x)))]
+        tick = min(ticks, key=lambda v: abs(v - x))   # lines sit a little apart along x (plots.dodge)
+        assert 0 < abs(x - tick) <= 0.05 * (max(ticks) - min(ticks))
+        row = data.loc[("avg-pool", str(int(tick)))]
         assert (low, high) == pytest.approx((row["VQA 0-shot ci_low"], row["VQA 0-shot ci_high"]), abs=1e-3)
 
 
@@ -203,11 +206,11 @@ def test_a_failure_mid_report_leaves_the_previous_report_whole(tmp_path, monkeyp
     with pytest.raises(RuntimeError, match="killed"):
         build_report(frame.assign(**{"score/world_vqa/0shot": 0.9}), {}, meta, out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
-    assert sorted(p.name for p in out.parent.iterdir()) == ["grid"]  # no temporary folder left behind
+    assert sorted(p.name for p in out.parent.iterdir()) == [".grid.lock", "grid"]  # no temporary folder left behind
     monkeypatch.undo()
     (out.parent / ".grid.tmp-stale").mkdir()  # what a SIGKILL would leave
     second = build_report(frame, {}, meta, out)
-    assert sorted(p.name for p in out.parent.iterdir()) == ["grid"]
+    assert sorted(p.name for p in out.parent.iterdir()) == [".grid.lock", "grid"]
     assert (out / "notes.txt").read_text() == "mine"
     assert second.pdf == first.pdf and second.pdf.exists() and all(p.exists() for p in second.all())
 
@@ -224,3 +227,35 @@ def test_shipped_backbones_are_not_counted_as_pretraining_done_here():
     assert _pretraining_text(runs, meta) == ("zoo:clip-read-s 21 min 44 s (shipped with ablate: not run here), "
                                              "zoo:lm-s 2 min 31 s; done once, when a backbone is first used, and "
                                              "cached for later grids")
+
+
+WRITER = """
+import sys
+from report_frames import make_frame, make_meta
+from ablate.report import build_report
+for _ in range(int(sys.argv[2])):
+    paths = build_report(make_frame(), {}, make_meta(), sys.argv[1])
+    assert all(p.exists() for p in paths.all())
+"""
+
+
+@pytest.mark.slow
+def test_two_writers_of_one_report_at_once_both_succeed(tmp_path):
+    """`ablate report` twice at once (or `ablate eval` while `ablate run` renders): the second waits for the first
+    (a lock per grid's report) instead of removing the folder the first is writing."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "reports" / "grid"
+    env = {**os.environ, "PYTHONPATH": f"{Path(__file__).parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           "OMP_NUM_THREADS": "1"}
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(out), "3"], env=env, stderr=subprocess.PIPE,
+                                text=True) for _ in range(2)]
+    errors = [w.communicate(timeout=600)[1] for w in writers]
+    assert [w.returncode for w in writers] == [0, 0], errors
+    assert not any("Traceback" in e for e in errors), errors
+    assert sorted(p.name for p in out.parent.iterdir()) == [".grid.lock", "grid"]   # no temporary folder left
+    written = sorted(out.glob("*_report.*"))
+    assert [p.suffix for p in written] == [".html", ".pdf"] and all(p.stat().st_size > 0 for p in written)
