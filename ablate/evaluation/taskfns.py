@@ -16,7 +16,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from ablate.data.vqa import as_answers, load_records  # one reader for training and evaluation
+from ablate.data.templates import fill_template
+from ablate.data.vqa import as_answers, load_records, prompt_fields  # one reader for training and evaluation
 from ablate.evaluation import metrics
 from ablate.evaluation.fewshot import DemoPool, majority_answer
 from ablate.evaluation.spec import IMAGE_MARKER, TaskSpec
@@ -77,14 +78,9 @@ class TaskFns:
 
     def render_prompt(self, doc: dict) -> str:
         """The prompt template filled from the record's columns; `{question}` is always the `question_column`."""
-        fields = {k: v for k, v in doc.items() if isinstance(v, (str, int, float))}
-        fields.pop("question", None)   # a record's own `question` column never stands in for another one
-        if self.spec.question_column in doc:
-            fields["question"] = doc[self.spec.question_column]
-        for name, column in self.spec.extra_columns.items():
-            fields[name] = doc.get(column, "")
+        fields = prompt_fields(doc, self.spec.question_column, self.spec.extra_columns)
         try:
-            return self.spec.prompt.format_map(fields)
+            return fill_template(self.spec.prompt, fields)   # plain {column} fields only (`ablate.data.templates`)
         except KeyError as err:
             what = (f" (the question_column {self.spec.question_column!r})" if err.args == ("question",) else "")
             raise KeyError(
@@ -111,7 +107,8 @@ class TaskFns:
 
     def demo_text(self, demo: dict) -> str:
         prompt = self.render_prompt(demo)
-        text = self.spec.fewshot_template.format(prompt=prompt, answer=majority_answer(self.answers(demo)))
+        text = fill_template(self.spec.fewshot_template, {"prompt": prompt,
+                                                          "answer": majority_answer(self.answers(demo))})
         return text if prompt else text.lstrip()  # captions have no prompt: no leading space
 
     # -- lmms-eval hooks ------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""A custom task's files are checked before anything trains (issue 17): `ablate run --dry-run` refuses each mistake
+"""A custom task's files are checked before anything trains: `ablate run --dry-run` refuses each mistake
 with exit code 2, naming the setting's key, the file, the column and the columns present, and creates nothing."""
 import json
 from pathlib import Path
@@ -8,7 +8,9 @@ import pytest
 from PIL import Image
 
 from ablate.cli import main
-from ablate.evaluation.checks import TaskDataError, check_custom_task, template_fields
+from ablate.data.templates import TemplateError, template_fields
+from ablate.data.vqa import QuestionFileError
+from ablate.evaluation.checks import check_custom_task
 from ablate.evaluation.spec import TaskSpec
 from ablate.evaluation.taskfns import TaskFns
 
@@ -132,7 +134,7 @@ def test_a_parquet_file_and_a_demo_pool_are_checked_too(tmp_path, folder):
                             "type_column": None})
     check_custom_task(custom)          # the parquet pool has every column the task names
     custom.id_column = "qid"           # ... but not this one
-    with pytest.raises(TaskDataError, match=r"demo\.parquet: has no column 'qid'.*present: \['gold', 'img', 'q'\]"):
+    with pytest.raises(QuestionFileError, match=r"demo\.parquet: has no column 'qid'.*present: \['gold', 'img', 'q'\]"):
         check_custom_task(custom)
 
 
@@ -148,9 +150,10 @@ def test_question_column_fills_the_prompt_and_a_records_own_question_is_not_used
 
 
 def test_template_fields():
-    assert template_fields("{question} or {a.b} {c[0]} {{literal}}") == ["question", "a", "c"]
-    with pytest.raises(TaskDataError):
-        template_fields("{}")
+    assert template_fields("{question} or {a} {c} {a} {{literal}}") == ["question", "a", "c"]
+    for bad in ("{}", "{a.b}", "{c[0]}"):      # plain {column} fields only
+        with pytest.raises(TemplateError):
+            template_fields(bad)
 
 
 @pytest.mark.slow   # the connector check imports torch, as above
