@@ -250,11 +250,21 @@ def read_config(folder: Path) -> CellConfig:
 def load_for_eval(folder: str | Path, cache_root: str | Path | None = None, device: str | None = None) -> MLLM:
     """Rebuild a trained model from a checkpoint folder alone (no grid file needed)."""
     cfg = read_config(Path(folder))
-    cache_root = Path(cache_root) if cache_root else Workspace.create().cache
+    cache_root = Path(cache_root) if cache_root else home_cache(folder)
     model = build_mllm(cfg, cache_root, feature_cache=None, device=device)
     load_weights(Path(folder), model)
     model.eval()
     return model
+
+
+def home_cache(folder: str | Path) -> Path:
+    """The cache of the home a checkpoint lives in (`<home>/checkpoints/<cell>/final` -> `<home>/cache`), where its
+    world, zoo backbones and dequantised GGUF already are, wherever the command runs; for a folder outside a home,
+    the workspace's (`ABLATE_HOME`, else `./.ablate`)."""
+    folder = Path(folder).resolve()
+    if len(folder.parents) > 2 and folder.parents[1].name == "checkpoints":
+        return Workspace.create(folder.parents[2]).cache
+    return Workspace.create().cache
 
 
 def _rng_state() -> dict:

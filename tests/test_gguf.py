@@ -197,3 +197,97 @@ def test_gguf_cell_trains_checkpoints_reloads_and_evaluates(tiny_gguf, tiny_back
         "the checkpoint did not carry the trained LLM weights"
     result = evaluate(model, cfg.eval, build_world(cfg.data.world, workspace.cache), tmp_path / "eval")
     assert result.metrics["score/world_vqa/0shot"] == pytest.approx(run.data.metrics["score/world_vqa/0shot"])
+
+
+def _metadata_only_gguf(path, chat_template: str | None):
+    """A GGUF file with llama metadata and no tensors: all the dry run reads."""
+    import gguf
+
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_name("metadata-only")
+    if chat_template is not None:
+        w.add_chat_template(chat_template)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def test_the_dry_run_reads_the_chat_template_from_the_gguf_metadata(tiny_gguf, tiny_backbones, tmp_path, capsys,
+                                                                      monkeypatch):
+    from ablate.cli import main
+    from ablate.models.families import gguf as gguf_family
+
+    def no_dequantising(file):
+        raise AssertionError("the dry run dequantised the GGUF")
+
+    monkeypatch.setattr(gguf_family, "_dequantise", no_dequantising)
+    file = tiny_gguf["file"]          # a base model: no tokenizer.chat_template in its metadata
+    grid = _grid(tmp_path / "chat.yaml", tiny_backbones["encoder"], f"gguf:{file}")
+    grid.write_text(grid.read_text().replace(f'llm: {{name: "gguf:{file}"}}',
+                                             f'llm: {{name: "gguf:{file}", chat_template: true}}'))
+    home = tmp_path / "home"
+    assert main(["--home", str(home), "run", str(grid), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "llm.chat_template" in err and str(file) in err and "'tokenizer.chat_template'" in err
+    assert str(grid) in err and not home.exists()
+
+    chat = _metadata_only_gguf(tmp_path / "chat.gguf", "{% for m in messages %}<user>{{ m.content }}{% endfor %}")
+    grid.write_text(grid.read_text().replace(str(file), str(chat)))
+    assert main(["--home", str(home), "run", str(grid), "--dry-run"]) == 0
+    assert ": 1 cells over train.seed" in capsys.readouterr().out
+    assert not home.exists()
+
+
+def test_the_dry_run_refuses_a_gguf_llm_when_the_gguf_package_is_missing(tiny_gguf, tiny_backbones, tmp_path,
+                                                                         capsys, monkeypatch):
+    import sys
+
+    from ablate.cli import main
+
+    grid = _grid(tmp_path / "g.yaml", tiny_backbones["encoder"], f"gguf:{tiny_gguf['file']}")
+    monkeypatch.setitem(sys.modules, "gguf", None)     # `import gguf` raises ImportError
+    assert main(["run", str(grid), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "llm.name" in err and "needs the optional 'gguf' package" in err and "pip install 'ablate[gguf]'" in err
+    monkeypatch.delitem(sys.modules, "gguf")
+    assert main(["run", str(grid), "--dry-run"]) == 0
+
+
+@pytest.mark.parametrize("value", ['"yes"', "1", '"true"'])
+def test_chat_template_takes_true_or_false_only(value, tiny_gguf, tiny_backbones, tmp_path, capsys):
+    from ablate.cli import main
+
+    file = tiny_gguf["file"]
+    grid = _grid(tmp_path / "g.yaml", tiny_backbones["encoder"], f"gguf:{file}")
+    grid.write_text(grid.read_text().replace(f'llm: {{name: "gguf:{file}"}}',
+                                             f'llm: {{name: "gguf:{file}", chat_template: {value}}}'))
+    assert f"chat_template: {value}" in grid.read_text()
+    assert main(["run", str(grid), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "llm.chat_template" in err and "not a boolean" in err and "true" in err and "false" in err
+
+
+def test_a_checkpoint_is_rebuilt_with_the_cache_of_its_own_home(tmp_path, monkeypatch):
+    """The lmms-eval CLI (`load_for_eval(<checkpoint>)`, no cache named) dequantises a GGUF into, and reads the zoo
+    and the world from, the home the checkpoint lives in, not the folder it is run from."""
+    from ablate import checkpoint
+    from ablate.config.schema import CellConfig
+
+    final = tmp_path / "runs" / "home" / "checkpoints" / "0123456789ab" / "final"
+    final.mkdir(parents=True)
+    used = []
+    monkeypatch.setattr(checkpoint, "read_config", lambda folder: CellConfig())
+    monkeypatch.setattr(checkpoint, "build_mllm", lambda cfg, cache_root, **kw: used.append(cache_root) or
+                        type("Model", (), {"eval": lambda self: self})())
+    monkeypatch.setattr(checkpoint, "load_weights", lambda folder, model: None)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("ABLATE_HOME", raising=False)
+    checkpoint.load_for_eval(final)
+    assert used == [tmp_path / "runs" / "home" / "cache"]
+    assert not (elsewhere / ".ablate").exists()
+    checkpoint.load_for_eval(final, tmp_path / "mine")    # a cache named is the one used
+    assert used[-1] == tmp_path / "mine"
