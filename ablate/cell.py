@@ -6,11 +6,12 @@ import logging
 import random
 import resource
 import time
-from itertools import islice
+from dataclasses import replace
 
 import numpy as np
 import torch
 
+from ablate import record
 from ablate.checkpoint import resume_state, save_checkpoint
 from ablate.config.grid import Cell
 from ablate.config.schema import CellConfig
@@ -19,16 +20,18 @@ from ablate.config.stages import Stage, plan, stage_at
 from ablate.data import train_batches
 from ablate.data.vocabulary import source_unk_metrics
 from ablate.evaluation.cells import evaluate_model
+from ablate.evaluation import during
 from ablate.evaluation.vocabulary import task_unk_metrics
 from ablate.models.build import build_mllm
 from ablate.models.connectors import count_parameters, forward_flops
 from ablate.models.features import FeatureCache
 from ablate.progress import Progress
 from ablate.tracking.store import RunLogger
-from ablate.train import parallel
+from ablate.train import parallel, sharded
+from ablate.train.compute import StepCost, measure_step, mfu, steps_for
 from ablate.train.loop import Diverged, TrainState, train_stages
 from ablate.train.optim import SchedulerSlot, StageOptimizer
-from ablate.train.speed import apply_switches, batch_stream, resolve_switches
+from ablate.train.speed import apply_switches, batch_stream, frozen_throughout, resolve_switches
 from ablate.workspace import Workspace
 from ablate.world import build_world
 from ablate.zoo import ensure_built, model_dir, shipped_folder
@@ -44,14 +47,20 @@ class CellHooks:
     `train/<stage>/loss` and `train/<stage>/lr`, and `train/stage` (the stage's index) at each stage's first step."""
 
     def __init__(self, cell: Cell, model, logger: RunLogger, progress: Progress | None, workspace: Workspace,
-                 elapsed=lambda: 0.0):
+                 elapsed=lambda: 0.0, stages: list[Stage] | None = None, world=None):
+        """`stages`: the cell's `plan(cfg.train)`, made once by the caller (None: made here)."""
         self.cell, self.model, self.logger, self.progress, self.workspace = cell, model, logger, progress, workspace
         self.steps = cell.config.train.steps
         self.elapsed = elapsed   # seconds the cell has run, earlier attempts included (kept in the checkpoint)
-        self.stages = plan(cell.config.train) if cell.config.train.stages else None
+        self.world = world       # for `eval.every`: the cell's tasks scored during training
+        self.plan = stages or plan(cell.config.train)
+        self.stages = self.plan if cell.config.train.stages else None   # None: metrics without stage names
 
     def on_step(self, step: int, loss: float, lr: float) -> None:
         self.logger.log_step(step, **step_metrics(self.stages, step, loss, lr))
+        if self.world is not None and during.due(self.cell.config.eval, step, self.steps) and parallel.is_main():
+            folder = self.workspace.checkpoints(self.cell.id) / "eval-during"
+            self.logger.log_step(step, **during.evaluate_during(self.model, self.cell.config.eval, self.world, folder))
         if self.progress:
             self.progress.step(step, self.steps, loss)
 
@@ -63,12 +72,19 @@ class CellHooks:
             self.logger.set_tags({"ablate.stage": stage.name})
 
     def on_checkpoint(self, step: int, state: dict) -> None:
-        if not parallel.is_main():   # rank 0 alone writes checkpoints (the ranks hold the same state)
-            return
-        self.logger.flush()
+        """Rank 0 alone writes the checkpoint (the ranks hold the same state), or, with `train.parallel: fsdp`, every
+        rank its shards; the ranks wait for each other around it with the checkpoint timeout (`checkpoint_barrier`),
+        not in the next step's collective."""
+        with sharded.checkpoint_barrier():
+            if parallel.is_main() or self.cell.config.train.parallel == "fsdp":
+                self._save(state)
+
+    def _save(self, state: dict) -> None:
+        if parallel.is_main():
+            self.logger.flush()
         save_checkpoint(self.workspace.checkpoints(self.cell.id) / "last", self.model, self.cell.config,
                         state["state"], state["optimizer"], state["scheduler"], elapsed_s=self.elapsed(),
-                        keep_previous=True)
+                        keep_previous=True, stages=self.plan)
 
 
 class SilentLogger:
@@ -83,35 +99,68 @@ class SilentLogger:
 class TrainCost:
     """What training a cell cost, logged as `cost/...`: samples/s and tokens/s (text and visual, all processes
     together), the median step time, peak memory (CUDA max allocated, or the process's peak RSS on the CPU) and
-    the number of processes. Counts the batches as they are drawn and times the steps as they are reported."""
+    the number of processes. Counts the batches as they are drawn and times the steps as they are reported.
 
-    def __init__(self, image_token_id: int):
-        self.image_token_id = image_token_id
+    The same batches give the data's measurements (`data_metrics`): the padding share of the first
+    `PADDING_BATCHES` batches (`data/padding_fraction`) and the mean length of an image's token block over the
+    first `BLOCK_IMAGES` images (`visual_tokens_per_image`; `block(path)`: the ids of one image's block). With
+    `grad_accum` micro-batches per batch, the padding share is each batch's: that of its micro-batches together."""
+
+    PADDING_BATCHES = 8
+    BLOCK_IMAGES = 64
+
+    def __init__(self, image_token_id: int, block=None, grad_accum: int = 1):
+        self.image_token_id, self.block, self.grad_accum = image_token_id, block, grad_accum
         self.counts = torch.zeros(3, dtype=torch.float64)   # samples, text tokens, visual tokens (this process)
+        self.padding: list[float] = []   # padding share of each of the first batches (this process)
+        self._positions = [0, 0, 0]      # padding positions, positions, micro-batches of the batch being drawn
+        self.blocks: list[int] = []      # token-block length of each of the first images (this process)
         self.step_s: list[float] = []
         self._last: float | None = None
 
     def counted(self, batches_for):
         def counting(stage: Stage, done: int):
             for batch in batches_for(stage, done):
-                real = batch.attention_mask.bool()
-                visual = int((batch.input_ids[real] == self.image_token_id).sum())
-                self.counts += torch.tensor([batch.input_ids.shape[0], int(real.sum()) - visual, visual])
+                self.count(batch)
                 yield batch
         return counting
 
-    def timed(self, hooks):
-        on_step = hooks.on_step
+    def count(self, batch) -> None:
+        real = batch.attention_mask.bool()
+        visual = int((batch.input_ids[real] == self.image_token_id).sum())
+        self.counts += torch.tensor([batch.input_ids.shape[0], int(real.sum()) - visual, visual])
+        if len(self.padding) < self.PADDING_BATCHES:
+            mask = batch.attention_mask
+            self._positions = [self._positions[0] + mask.numel() - int(mask.sum()),
+                               self._positions[1] + mask.numel(), self._positions[2] + 1]
+            if self._positions[2] == self.grad_accum:
+                self.padding.append(self._positions[0] / max(self._positions[1], 1))
+                self._positions = [0, 0, 0]
+        if self.block is not None and len(self.blocks) < self.BLOCK_IMAGES:
+            self.blocks += [len(self.block(p)) for p in batch.images[:self.BLOCK_IMAGES - len(self.blocks)]]
 
-        def timing(step: int, loss: float, lr: float) -> None:
-            now = time.monotonic()
-            if self._last is not None:
-                self.step_s.append(now - self._last)
-            self._last = now
-            on_step(step, loss, lr)
+    def tick(self) -> None:
+        """A step was reported: the time since the previous one is a step's time."""
+        now = time.monotonic()
+        if self._last is not None:
+            self.step_s.append(now - self._last)
+        self._last = now
 
-        hooks.on_step = timing
-        return hooks
+    def timed(self, hooks) -> Timed:
+        """`hooks` with each `on_step` timed first (the hooks object itself is left as it is)."""
+        return Timed(hooks, self.tick)
+
+    def data_metrics(self) -> dict[str, float]:
+        """`data/padding_fraction` and `visual_tokens_per_image` of the batches drawn so far (all processes)."""
+        sums = torch.tensor([sum(self.padding), len(self.padding), sum(self.blocks), len(self.blocks)],
+                            dtype=torch.float64)
+        if parallel.active():
+            torch.distributed.all_reduce(sums)
+        padding, batches, blocks, images = (float(v) for v in sums)
+        out = {"data/padding_fraction": padding / max(batches, 1.0)}
+        if images:
+            out["visual_tokens_per_image"] = blocks / images
+        return out
 
     def metrics(self, train_s: float, device: torch.device) -> dict[str, float]:
         counts = self.counts.clone()
@@ -127,6 +176,20 @@ class TrainCost:
                 "cost/text_tokens_per_s": text * per_s, "cost/visual_tokens_per_s": visual * per_s,
                 "cost/step_s_median": float(np.median(self.step_s)) if self.step_s else train_s,
                 "cost/peak_memory_gib": peak, "cost/processes": float(parallel.world_size())}
+
+
+class Timed:
+    """Hooks whose `on_step` calls `tick()` first; every other hook is the wrapped object's."""
+
+    def __init__(self, hooks, tick):
+        self.hooks, self.tick = hooks, tick
+
+    def on_step(self, step: int, loss: float, lr: float) -> None:
+        self.tick()
+        self.hooks.on_step(step, loss, lr)
+
+    def __getattr__(self, name: str):
+        return getattr(self.hooks, name)
 
 
 def step_metrics(stages: list[Stage] | None, step: int, loss: float, lr: float | None = None) -> dict[str, float]:
@@ -153,10 +216,11 @@ def stage_batches(cfg: CellConfig, world, model, cache_dir=None, rows: slice | N
     return batches_for
 
 
-def stage_optimizer(cfg: CellConfig, model, fused: bool | None = None) -> tuple[StageOptimizer, tuple]:
+def stage_optimizer(cfg: CellConfig, model, fused: bool | None = None, stages: list[Stage] | None = None
+                    ) -> tuple[StageOptimizer, tuple]:
     """The stages' optimiser (first stage entered) and what checkpoints store as (optimizer, scheduler);
-    `fused`: AdamW's fused kernel (`train.fused_adamw`; None: on CUDA)."""
-    optim = StageOptimizer(model, cfg.train, fused)
+    `fused`: AdamW's fused kernel (`train.fused_adamw`; None: on CUDA); `stages`: `plan(cfg.train)`, if made."""
+    optim = StageOptimizer(model, cfg.train, fused, stages)
     return optim, (optim, SchedulerSlot(optim))
 
 
@@ -178,19 +242,29 @@ def run_cell(cell: Cell, workspace: Workspace, logger: RunLogger, feature_cache:
     parallel.announce("train")   # rank 0 holds the claim and a run: the other ranks train with it
     seed_everything(cfg.train.seed)
     world = build_world(cfg.data.world, workspace.cache)
-    model = build_mllm(cfg, workspace.cache, feature_cache)
-    cost = {"connector_params": count_parameters(model.connector),
-            "connector_flops": forward_flops(model.connector, model.encoder.dim, model.encoder.grid)}
-    sample = [row["image"] for row in world.read("caption")[:64]]
-    cost["visual_tokens_per_image"] = sum(len(model.image_tokens.block(p)) for p in sample) / len(sample)
-    logger.log_metrics({**cost, **zoo_metrics(cfg.encoder.name, workspace),
-                        **zoo_metrics(cfg.llm.name, workspace, "llm")})
+    stages = plan(cfg.train)   # made once: every part below that asks what trains when gets this list
+    named = stages if cfg.train.stages else None   # a cell without `train.stages` logs no stage names
+    model = build_mllm(cfg, workspace.cache, feature_cache, stages=stages)
+    step_cost = measure_step(model, next(iter(stage_batches(cfg, world, model)(stages[0], 0))))
+    if cfg.train.budget is not None:   # the steps the budget buys, from the step just counted
+        cell = spend_budget(cell, step_cost, logger)
+        cfg, stages = cell.config, plan(cell.config.train)
+    logger.log_metrics({"connector_params": count_parameters(model.connector),
+                        "connector_flops": forward_flops(model.connector, model.encoder.dim, model.encoder.grid),
+                        **zoo_metrics(cfg.encoder.name, workspace), **zoo_metrics(cfg.llm.name, workspace, "llm")})
     if parallel.is_main():
-        logger.log_metrics(unk_metrics(cfg, world, model.tokenizer))
+        logger.log_metrics(unk_metrics(cfg, world, model.tokenizer, stages))
+        log_record(cfg, world, workspace, logger)
 
     switches = resolve_switches(cfg.train, model.device)   # the speed path: `auto` is on with CUDA only
-    optim, slots = stage_optimizer(cfg, model, switches["fused_adamw"])
-    speed = apply_switches(model, cfg.train, switches)
+    fsdp = cfg.train.parallel == "fsdp" and parallel.active()
+    if fsdp:   # FSDP2 shards in place, after the speed path (torchtitan's order) and before the optimiser is built
+        speed = apply_switches(model, cfg.train, switches, stages)
+        log.info("cell %s: FSDP2 over %d processes: %s", cell.id, parallel.world_size(),
+                 ", ".join(parallel.shard_model(model, set(frozen_throughout(model, stages)))))
+    optim, slots = stage_optimizer(cfg, model, switches["fused_adamw"], stages)
+    if not fsdp:
+        speed = apply_switches(model, cfg.train, switches, stages)
     logger.log_params({f"speed/{name}": on for name, on in switches.items()})
     log.info("cell %s: speed path %s", cell.id, ", ".join(
         f"{name} {'on' if on else 'off'}" + (f" ({speed.done[name]})" if name in speed.done else "")
@@ -198,37 +272,46 @@ def run_cell(cell: Cell, workspace: Workspace, logger: RunLogger, feature_cache:
     resumed = resume_state(workspace.checkpoints(cell.id) / "last", model, *slots)   # enters the stage it names
     state = resumed.state if resumed else TrainState()
     earlier_s = resumed.elapsed_s if resumed else 0.0   # earlier attempts, up to the checkpoint resumed from
-    stages = plan(cfg.train) if cfg.train.stages else None
-    if stages is not None:
-        logger.set_tags({"ablate.stages": ", ".join(f"{s.name}: steps {s.start + 1}-{s.end}" for s in stages)})
+    if named is not None:
+        logger.set_tags({"ablate.stages": ", ".join(f"{s.name}: steps {s.start + 1}-{s.end}" for s in named)})
     if state.step:
         log.info("cell %s resumes at step %d (stage %s)", cell.id, state.step, optim.stage.name)
         for step, loss in state.losses:   # the new run carries the whole curve
-            logger.log_step(step, **step_metrics(stages, step, loss))
+            logger.log_step(step, **step_metrics(named, step, loss))
         logger.set_tags({"ablate.resumed_from_step": state.step})
-    logger.log_metrics({"data/padding_fraction": padding_fraction(cfg, world, model)})
+    first_step = state.step
     train_started = time.monotonic()
-    hooks = CellHooks(cell, model, logger, progress, workspace, elapsed=lambda: earlier_s + time.monotonic() - started)
+    hooks = CellHooks(cell, model, logger, progress, workspace, elapsed=lambda: earlier_s + time.monotonic() - started,
+                      stages=stages, world=world)
     rows = parallel.shard(cfg.train.batch_size) if parallel.active() else None
-    cost = TrainCost(model.image_token_id)
+    cost = TrainCost(model.image_token_id, model.image_tokens.block, cfg.train.grad_accum)
     with parallel.rank_failures_named():
         batches_for = batch_stream(stage_batches(cfg, world, model, rows=rows), cfg.train.grad_accum,
                                    model if switches["prefetch"] else None)
         try:
-            state = train_stages(parallel.parallelize(model), cfg.train, optim, cost.counted(batches_for),
+            trained = parallel.parallelize(model, cfg.train.parallel, parallel.needs_unused_parameters(
+                [stage.data(cfg.data) for stage in stages]))
+            state = train_stages(trained, cfg.train, optim, cost.counted(batches_for),
                                  cost.timed(hooks), state, slots)
         except Diverged as err:   # the loss that tripped the guard, beside the reason the runner records
             logger.log_metrics({"train/diverged_loss": err.loss, "train/diverged_step": float(err.step)})
             raise
         train_s = time.monotonic() - train_started
-        logger.log_metrics(cost.metrics(train_s, model.device))   # all ranks: the counts are summed over them
-    speed.undo()   # evaluation and the final checkpoint see the plain model (float32 frozen parts, eager blocks)
+        logger.log_metrics({**cost.metrics(train_s, model.device), **cost.data_metrics()})   # all ranks: summed
+        logger.log_metrics(compute_metrics(step_cost, cfg.train.steps, state.step - first_step, train_s, model.device))
+    if fsdp:   # the sharded weights gathered (all ranks); rank 0 evaluates them in a plain model built anew
+        full = sharded.full_weights(model)
+        model = build_mllm(cfg, workspace.cache, feature_cache, stages=stages) if parallel.is_main() else None
+        if model is not None:
+            model.load_state_dict(full)
+    else:
+        speed.undo()   # evaluation and the final checkpoint see the plain model (float32 frozen parts, eager blocks)
     main = parallel.is_main()
     parallel.leave()   # evaluation runs in rank 0 alone
     if not main:
         return {}
     logger.flush()
-    save_checkpoint(workspace.checkpoints(cell.id) / "final", model, cfg)
+    save_checkpoint(workspace.checkpoints(cell.id) / "final", model, cfg, stages=stages)
 
     # evaluation: every (task, shots) the cell asks for, each tagged with its key (ablate.evaluation.keys), so that
     # a later change of tasks, shots or settings evaluates this final checkpoint again without training
@@ -243,6 +326,8 @@ def run_cell(cell: Cell, workspace: Workspace, logger: RunLogger, feature_cache:
     logger.log_metrics(metrics)
     if result.predictions:
         logger.log_table(result.predictions, "predictions.json")
+    if result.questions:
+        logger.log_table(result.questions, "questions.json")   # every question: the report's paired intervals
     logger.set_tags({**result.tags, "ablate.checkpoint": str(workspace.checkpoints(cell.id) / "final")})
     return metrics
 
@@ -260,6 +345,18 @@ def prepare_assets(cells: list[Cell], workspace: Workspace, say=print) -> None:
             ensure_built(spec, workspace.cache, log_fn=lambda text: say(f"    {text}"))
 
 
+def log_record(cfg: CellConfig, world, workspace: Workspace, logger: RunLogger) -> None:
+    """The run record (`ablate.record`): `run_record.json` and its `ablate.env.*` / `mlflow.source.git.commit` tags.
+    A failure here never stops the cell (it is logged as a warning)."""
+    try:
+        rec = record.collect(cfg, world, workspace.cache)
+    except Exception as err:  # noqa: BLE001 - the record explains a run; it must not cost one
+        log.warning("cell: the run record was not collected (%s: %s)", type(err).__name__, err)
+        return
+    logger.set_tags(record.tags(rec))
+    logger.log_dict(rec, record.RECORD_FILE)
+
+
 def zoo_metrics(spec: str, workspace: Workspace, part: str = "encoder") -> dict[str, float]:
     """A zoo backbone's pre-training figures, logged as `<part>/<name>`: an encoder's held-out image-caption
     retrieval and build time (`encoder/build_s`), an LM's held-out perplexity and build time (`llm/build_s`), and
@@ -275,20 +372,35 @@ def zoo_metrics(spec: str, workspace: Workspace, part: str = "encoder") -> dict[
     return out
 
 
-def unk_metrics(cfg: CellConfig, world, tokenizer) -> dict[str, float]:
+def unk_metrics(cfg: CellConfig, world, tokenizer, stages: list[Stage] | None = None) -> dict[str, float]:
     """The share of tokens the LLM's tokenizer cannot spell in each training kind and evaluation task
     (`data/<kind>/unk_share`, `eval/<task>/unk_share`; one warning line each above 2 %), on their first rows.
     A failure here never stops the cell (its data is read again, and refused with its reason, when it trains)."""
     try:
-        return {**source_unk_metrics([stage.data(cfg.data) for stage in plan(cfg.train)], world, tokenizer),
+        stages = stages or plan(cfg.train)
+        return {**source_unk_metrics([stage.data(cfg.data) for stage in stages], world, tokenizer),
                 **task_unk_metrics(cfg.eval, world, tokenizer)}
     except Exception as err:  # noqa: BLE001 - a measurement, not worth failing the cell for
         log.warning("unknown-token shares not measured (%s: %s)", type(err).__name__, err)
         return {}
 
 
-def padding_fraction(cfg, world, model, batches: int = 8) -> float:
-    """Share of padding in the cell's first training batches (the cost of not packing; the first stage's data)."""
-    stream = stage_batches(cfg, world, model)(plan(cfg.train)[0], 0)
-    values = [batch.padding_fraction for batch in islice(stream, batches)]
-    return float(sum(values) / max(len(values), 1))
+def spend_budget(cell: Cell, step: StepCost, logger: RunLogger) -> Cell:
+    """The cell with the steps its `train.budget` buys (a budget in samples set them already; tokens and FLOPs
+    from `step`, the cell's first step as counted): logged as the parameter `train/steps`."""
+    budget = cell.config.train.budget
+    steps = steps_for(budget, cell.config.train.batch_size, step)
+    logger.log_params({"train/steps": steps, "train/budget": f"{budget.quantity} {budget.amount:g}"})
+    log.info("cell %s: a budget of %g %s buys %d steps", cell.id, budget.amount, budget.quantity, steps)
+    train = cell.config.train.model_copy(update={"steps": steps})
+    return replace(cell, config=cell.config.model_copy(update={"train": train}))
+
+
+def compute_metrics(step: StepCost, steps: int, trained: int, train_s: float, device) -> dict[str, float]:
+    """The cell's training compute (`StepCost.metrics` over its steps) and, on a GPU of known peak, its model
+    FLOPs utilisation over the steps this attempt trained (`cost/mfu`)."""
+    out = step.metrics(steps)
+    utilisation = mfu(step.flops * trained, train_s, device) if trained else None
+    if utilisation is not None:
+        out["cost/mfu"] = utilisation
+    return out

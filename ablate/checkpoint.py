@@ -5,7 +5,8 @@ bases by spec and weights digest), `model.safetensors` (only what trains: the co
 LoRA adapters or, trained fully, its weights with tied embeddings once, in the dtype they train in; frozen modules are
 rebuilt from their spec and checked against the digest) and, for a checkpoint taken during training, the
 training state: `training_state.safetensors` (the optimiser's tensors, RNG states) and `training_state.json`
-(step, loss history, scheduler, optimiser settings, seconds the cell has run so far, and the size of each file).
+(step, loss history, scheduler, optimiser settings, seconds the cell has run so far, and the size and sha256 of
+each file, checked before anything is loaded).
 Nothing is unpickled on load: a checkpoint from a shared or copied workspace cannot run code.
 
 Folders are written under a temporary name, flushed to disk and renamed, so a crash never leaves a half-written
@@ -15,11 +16,13 @@ resumes from the previous one, or from the start.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import random
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +35,7 @@ from ablate.config.stages import MODULES, trains_in_any_stage
 from ablate.models.build import build_mllm
 from ablate.models.llm import has_adapters, is_adapter
 from ablate.models.mllm import MLLM
+from ablate.train import parallel
 from ablate.train.loop import TrainState
 from ablate.workspace import Workspace
 
@@ -41,6 +45,7 @@ FORMAT = "ablate-checkpoint/1"
 STATE_FORMAT = "ablate-training-state/1"
 STATE_JSON, STATE_TENSORS = "training_state.json", "training_state.safetensors"
 LEGACY_STATE = "training_state.pt"    # pickled by older versions: never loaded
+SHARDED = "dcp"                       # train.parallel: fsdp: weights and optimiser state through DCP
 
 
 @dataclass
@@ -52,28 +57,50 @@ class Resumed:
     folder: Path
 
 
-def trained_modules(cfg: CellConfig) -> list[str]:
-    """The modules whose weights a checkpoint stores: the connector, and each module some stage trains."""
-    return [name for name in MODULES if name == "connector" or trains_in_any_stage(cfg.train, name)]
+def trained_modules(cfg: CellConfig, stages: list | None = None) -> list[str]:
+    """The modules whose weights a checkpoint stores: the connector, and each module some stage trains (`stages`:
+    `plan(cfg.train)`, when the caller has made it)."""
+    return [name for name in MODULES if name == "connector" or trains_in_any_stage(stages or cfg.train, name)]
 
 
 def previous_of(folder: Path) -> Path:
     return Path(folder).with_name(f"{Path(folder).name}.previous")
 
 
+def drop_resume_state(cell_folder: Path) -> list[str]:
+    """A finished cell needs only `final/`: its resume state (`last/`, `last.previous/`, a temporary left by a killed
+    write) goes, unless `train.keep_resume_state`. Returns the names removed."""
+    gone = []
+    for path in (cell_folder / "last", previous_of(cell_folder / "last"), *cell_folder.glob(".last.tmp-*"),
+                 *cell_folder.glob(".last.old-*")):
+        if path.exists():
+            shutil.rmtree(path)
+            gone.append(path.name)
+    return gone
+
+
 def save_checkpoint(folder: Path, model: MLLM, cfg: CellConfig, state: TrainState | None = None,
-                    optimizer=None, scheduler=None, elapsed_s: float = 0.0, keep_previous: bool = False) -> Path:
-    """Write a checkpoint folder atomically; with `keep_previous` the one it replaces becomes `<folder>.previous`."""
+                    optimizer=None, scheduler=None, elapsed_s: float = 0.0, keep_previous: bool = False,
+                    stages: list | None = None) -> Path:
+    """Write a checkpoint folder atomically; with `keep_previous` the one it replaces becomes `<folder>.previous`.
+    `stages`: `plan(cfg.train)`, when the caller has made it (it says which modules are stored)."""
     folder = Path(folder)
+    if state is not None and cfg.train.parallel == "fsdp":   # every rank writes its shards (`save_sharded`)
+        return save_sharded(folder, model, cfg, state, optimizer, elapsed_s, keep_previous, stages)
     for stale in folder.parent.glob(f".{folder.name}.*-*") if folder.parent.is_dir() else []:
         shutil.rmtree(stale, ignore_errors=True)   # left by a process killed mid-write (a cell has one writer)
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     tmp.mkdir(parents=True)
     try:
-        _write(tmp, model, cfg, state, optimizer, scheduler, elapsed_s)
+        _write(tmp, model, cfg, state, optimizer, scheduler, elapsed_s, stages)
     except BaseException:   # a full disk or a kill mid-write: no half-written folder is left behind
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    return _install(tmp, folder, keep_previous)
+
+
+def _install(tmp: Path, folder: Path, keep_previous: bool) -> Path:
+    """The written folder `tmp` renamed to `folder`; the one it replaces kept as `<folder>.previous` or removed."""
     if keep_previous and folder.exists():
         previous = previous_of(folder)
         shutil.rmtree(previous, ignore_errors=True)
@@ -89,7 +116,7 @@ def save_checkpoint(folder: Path, model: MLLM, cfg: CellConfig, state: TrainStat
     return folder
 
 
-def stored_tensors(model: MLLM, cfg: CellConfig) -> tuple[dict, dict, dict, dict]:
+def stored_tensors(model: MLLM, cfg: CellConfig, stages: list | None = None) -> tuple[dict, dict, dict, dict]:
     """What a checkpoint stores of `model`: `(tensors, stored, aliases, base)`.
 
     Only what trains: the connector; the encoder if some stage trains it; the LLM's LoRA adapters when it has
@@ -98,7 +125,7 @@ def stored_tensors(model: MLLM, cfg: CellConfig) -> tuple[dict, dict, dict, dict
     module `all` or `adapters`; `base` names each module not stored whole by its spec and weights' digest: a
     reload rebuilds it from the spec and checks the digest."""
     tensors, stored, base = {}, {}, {}
-    trained = trained_modules(cfg)
+    trained = trained_modules(cfg, stages)
     for name in MODULES:
         module = getattr(model, name)
         adapters = name == "llm" and has_adapters(module)
@@ -121,8 +148,8 @@ def _weights_of(module) -> str | None:
 
 
 def _write(tmp: Path, model: MLLM, cfg: CellConfig, state: TrainState | None, optimizer, scheduler,
-           elapsed_s: float) -> None:
-    tensors, stored, aliases, base = stored_tensors(model, cfg)
+           elapsed_s: float, stages: list | None = None) -> None:
+    tensors, stored, aliases, base = stored_tensors(model, cfg, stages)
     save_file(tensors, tmp / "model.safetensors")
     (tmp / "config.json").write_text(json.dumps(
         {"format": FORMAT, "modules": list(stored), "stored": stored, "aliases": aliases, "base": base,
@@ -134,9 +161,10 @@ def _write(tmp: Path, model: MLLM, cfg: CellConfig, state: TrainState | None, op
         packed = _pack(tree, state_tensors)
         save_file(state_tensors, tmp / STATE_TENSORS)
         sizes = {name: (tmp / name).stat().st_size for name in ("model.safetensors", "config.json", STATE_TENSORS)}
+        digests = {name: file_sha256(tmp / name) for name in sizes}   # verified on load: a change of content
         (tmp / STATE_JSON).write_text(json.dumps(
             {"format": STATE_FORMAT, "step": state.step, "losses": state.losses, "elapsed_s": elapsed_s,
-             "sizes": sizes, "state": packed}))
+             "sizes": sizes, "sha256": digests, "state": packed}))
     for path in tmp.iterdir():
         _fsync(path)
 
@@ -189,6 +217,11 @@ def resume_state(folder: Path, model: MLLM, optimizer, scheduler) -> Resumed | N
             continue
         if not (candidate / STATE_JSON).is_file():
             continue
+        if (candidate / SHARDED).is_dir():   # train.parallel: fsdp (`resume_sharded`)
+            resumed = resume_sharded(candidate, model, optimizer)
+            if resumed is None:
+                continue
+            return resumed
         try:
             meta, weights, state = _read_training_checkpoint(candidate)
         except _Unreadable as err:
@@ -228,6 +261,11 @@ def _read_training_checkpoint(folder: Path) -> tuple[dict, dict, dict]:
         if actual != size:
             raise _Unreadable(folder / name, f"{actual if actual is not None else 'no'} bytes where {size} were "
                               "written (truncated or replaced)")
+    for name, digest in saved.get("sha256", {}).items():   # same size, other bytes: a disk error, a bad copy
+        actual = read(name, file_sha256)
+        if actual != digest:
+            raise _Unreadable(folder / name, f"its content changed since it was written (sha256 {actual[:12]}... "
+                              f"where {digest[:12]}... was written: corrupted)")
     meta = read("config.json", lambda p: json.loads(p.read_text()))
     weights = read("model.safetensors", load_file)
     tensors = read(STATE_TENSORS, load_file)
@@ -321,6 +359,15 @@ def _unpack(value, tensors: dict):
     return {k: _unpack(v, tensors) for k, v in value.items()}
 
 
+def file_sha256(path: Path, chunk: int = 2**20) -> str:
+    """The sha256 of a file, read in chunks (a checkpoint of a big LLM does not fit in memory twice)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _fsync(path: Path) -> None:
     """Flush a file (or a folder's entries) to disk, so a rename never points at data still in memory."""
     try:
@@ -349,3 +396,99 @@ def _aliases(tensors: dict) -> dict[str, str]:
 
 def _is_tied(module, key: str) -> bool:
     return "lm_head" in key and getattr(getattr(module, "config", None), "tie_word_embeddings", False)
+
+
+# ---- cells with `train.parallel: fsdp`: training checkpoints through torch.distributed.checkpoint ----
+
+def _stored_names(model: MLLM, cfg: CellConfig, stages: list | None = None) -> tuple[dict, dict, Callable]:
+    """`(stored, base, keep)` as `stored_tensors` says them, and `keep(key)`: whether a state-dict key is stored."""
+    trained = trained_modules(cfg, stages)
+    stored, base = {}, {}
+    for name in MODULES:
+        module = getattr(model, name)
+        adapters = name == "llm" and has_adapters(module)
+        if name in trained:
+            stored[name] = "adapters" if adapters else "all"
+        if name not in trained or adapters:
+            base[name] = {"spec": getattr(cfg, name).name, "weights": _weights_of(module)}
+
+    def keep(key: str) -> bool:
+        name, _, rest = key.partition(".")
+        return name in stored and (stored[name] == "all" or is_adapter(rest))
+
+    return stored, base, keep
+
+
+def save_sharded(folder: Path, model: MLLM, cfg: CellConfig, state: TrainState, optimizer, elapsed_s: float,
+                 keep_previous: bool, stages: list | None = None) -> Path:
+    """Every rank (or one process): a training checkpoint whose weights and optimiser state are a DCP folder
+    (`dcp/`, each rank its shards, only what `stored_tensors` would store), beside the usual `config.json` and
+    training state (step, losses, stage and schedule, RNG: rank 0's). Written under a temporary name that rank 0
+    renames once every rank is done."""
+    from ablate.train import sharded
+
+    folder, main = Path(folder), parallel.is_main()
+    tmp = folder.with_name(f".{folder.name}.tmp-sharded")
+    if main:
+        for stale in folder.parent.glob(f".{folder.name}.*-*") if folder.parent.is_dir() else []:
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    sharded.barrier()
+    stored, base, keep = _stored_names(model, cfg, stages)
+    try:
+        sharded.save(tmp / SHARDED, model, getattr(optimizer, "optimizer", optimizer), keep)
+        if main:
+            (tmp / "config.json").write_text(json.dumps(
+                {"format": FORMAT, "modules": list(stored), "stored": stored, "aliases": {}, "base": base,
+                 "sharded": SHARDED, "cell": json.loads(cfg.canonical_json())}, indent=1))
+            stage, scheduler = getattr(optimizer, "stage", None), getattr(optimizer, "scheduler", None)
+            tensors: dict[str, torch.Tensor] = {}
+            packed = _pack({"optimizer": {"stage": stage.name if stage else None,
+                                          "scheduler": scheduler.state_dict() if scheduler else None},
+                            "scheduler": None, "rng": _rng_state()}, tensors)
+            save_file(tensors, tmp / STATE_TENSORS)
+            sizes = {name: (tmp / name).stat().st_size for name in ("config.json", STATE_TENSORS)}
+            (tmp / STATE_JSON).write_text(json.dumps(
+                {"format": STATE_FORMAT, "step": state.step, "losses": state.losses, "elapsed_s": elapsed_s,
+                 "sizes": sizes, "state": packed, "processes": parallel.world_size()}))
+            for path in tmp.iterdir():
+                _fsync(path)
+    except BaseException:
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    sharded.barrier()   # every rank's shards are on disk before the folder takes its name
+    if main:
+        _install(tmp, folder, keep_previous)
+    return folder
+
+
+def resume_sharded(folder: Path, model: MLLM, optimizer) -> Resumed | None:
+    """Every rank: resume from a checkpoint of `save_sharded`, written by any number of processes (DCP reshards
+    onto this one's); None (with a warning) when its own files cannot be read."""
+    from ablate.train import sharded
+
+    try:
+        saved = json.loads((folder / STATE_JSON).read_text())
+        state = _unpack(saved["state"], load_file(folder / STATE_TENSORS))
+        meta = json.loads((folder / "config.json").read_text())
+    except Exception as err:  # noqa: BLE001 - OSError, SafetensorError, JSONDecodeError, KeyError
+        log.warning("checkpoint %s cannot be read (%s: %s): skipped", folder, type(err).__name__, err)
+        return None
+    for name, was in meta.get("base", {}).items():
+        now = _weights_of(getattr(model, name))
+        if was.get("weights") and now and was["weights"] != now:
+            raise ValueError(f"checkpoint {folder} was trained on {name} {was['spec']} with weights {was['weights']}, "
+                             f"but that spec now gives weights {now}: the files behind it changed")
+    tree = state["optimizer"] or {}
+    if tree.get("stage") is not None and hasattr(optimizer, "stages"):
+        optimizer.enter({s.name: s for s in optimizer.stages}[tree["stage"]])
+    stored = meta["stored"]
+    sharded.load(folder / SHARDED, model, getattr(optimizer, "optimizer", optimizer),
+                 lambda key: key.partition(".")[0] in stored and (stored[key.partition(".")[0]] == "all"
+                                                                  or is_adapter(key.partition(".")[2])))
+    if tree.get("scheduler") is not None and getattr(optimizer, "scheduler", None) is not None:
+        optimizer.scheduler.load_state_dict(tree["scheduler"])
+    _set_rng_state(state["rng"])
+    train_state = TrainState(step=int(saved["step"]), losses=[(int(s), float(v)) for s, v in saved["losses"]])
+    return Resumed(train_state, float(saved.get("elapsed_s", 0.0)), folder)

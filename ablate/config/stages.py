@@ -87,7 +87,8 @@ def stage_at(stages: list[Stage], step: int) -> Stage:
     return stages[-1]
 
 
-def trains_in_any_stage(train: TrainConfig, module: str) -> bool:
-    """Whether `module` learns in some stage: its weights belong in checkpoints, and a frozen encoder's features
-    can be cached only if it never trains."""
-    return any(stage.trains(module) for stage in plan(train))
+def trains_in_any_stage(train: TrainConfig | list[Stage], module: str) -> bool:
+    """Whether `module` learns in some stage (`train`: a `TrainConfig`, or its stages as `plan` made them): its
+    weights belong in checkpoints, and a frozen encoder's features can be cached only if it never trains."""
+    stages = plan(train) if isinstance(train, TrainConfig) else train
+    return any(stage.trains(module) for stage in stages)

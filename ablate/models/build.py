@@ -16,7 +16,8 @@ from ablate.models.visual_tokens import ImageTokens
 
 
 def build_mllm(cfg: CellConfig, cache_root: Path, feature_cache: FeatureCache | None = None,
-               device: str | torch.device | None = None) -> MLLM:
+               device: str | torch.device | None = None, stages: list | None = None) -> MLLM:
+    """`stages`: `plan(cfg.train)`, when the caller has made it."""
     encoder = build_encoder(cfg.encoder, cache_root)
     llm, tokenizer = build_llm(cfg.llm, cache_root)
     torch.manual_seed(cfg.train.seed)  # the connector's initialisation depends on the cell's seed only
@@ -25,7 +26,7 @@ def build_mllm(cfg: CellConfig, cache_root: Path, feature_cache: FeatureCache | 
     image_tokens = ImageTokens(cfg.encoder, cfg.connector.tokens, tokenizer.convert_tokens_to_ids("<image>"),
                                tokenizer)
     model = MLLM(encoder, connector, llm, tokenizer, image_tokens)
-    frozen = not trains_in_any_stage(cfg.train, "encoder")   # features can be cached only if it never trains
+    frozen = not trains_in_any_stage(stages or cfg.train, "encoder")   # features can be cached only if it never trains
     model.features = ImageFeatures(encoder, feature_cache if cfg.train.feature_cache else None, frozen)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)

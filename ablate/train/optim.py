@@ -82,8 +82,9 @@ class StageOptimizer:
     optimiser state always lands in an optimiser of the same stage. (A bare AdamW state dict, from a checkpoint
     written before stages existed, is the first stage's.)"""
 
-    def __init__(self, model: MLLM, cfg: TrainConfig, fused: bool | None = None):
-        self.model, self.stages, self.fused = model, plan(cfg), fused
+    def __init__(self, model: MLLM, cfg: TrainConfig, fused: bool | None = None, stages: list[Stage] | None = None):
+        """`stages`: `plan(cfg)`, when the caller has made it."""
+        self.model, self.stages, self.fused = model, stages or plan(cfg), fused
         self.stage: Stage | None = None
         self.optimizer = self.scheduler = None
         self.enter(self.stages[0])

@@ -42,7 +42,8 @@ def resolve_switches(cfg, device: torch.device) -> dict[str, bool]:
 
 
 def frozen_throughout(model, cfg) -> dict[str, nn.Module]:
-    """The parts of `model` that no stage of `cfg` trains (a part unfrozen by a later stage must keep fp32)."""
+    """The parts of `model` that no stage of `cfg` (a `TrainConfig`, or its `plan`) trains (a part unfrozen by a
+    later stage must keep fp32)."""
     return {name: part for name, part in vars(model.parts()).items() if not trains_in_any_stage(cfg, name)}
 
 
@@ -64,19 +65,20 @@ class Applied:
         self.cast, self.compiled = [], []
 
 
-def apply_switches(model, cfg, switches: dict[str, bool]) -> Applied:
+def apply_switches(model, cfg, switches: dict[str, bool], stages=None) -> Applied:
     """Apply the speed path to a built MLLM from outside, after the first stage's optimiser is built (it sets
-    `requires_grad`). `prefetch` and `fused_adamw` act elsewhere (the batch stream, `ablate.train.optim`)."""
+    `requires_grad`). `prefetch` and `fused_adamw` act elsewhere (the batch stream, `ablate.train.optim`).
+    `stages`: `plan(cfg)`, when the caller has made it."""
     applied = Applied()
     done = applied.done
+    frozen = frozen_throughout(model, stages or cfg)
     if switches["frozen_bf16"]:
-        frozen = frozen_throughout(model, cfg)
         cast = cast_frozen(model, frozen)
         applied.cast = [frozen[name] for name in cast]
         done["frozen_bf16"] = ", ".join(cast) or "nothing frozen"
     if switches["activation_checkpointing"]:
         llm = model.llm
-        if "llm" in frozen_throughout(model, cfg):
+        if "llm" in frozen:
             done["activation_checkpointing"] = "LLM frozen: not needed"
         elif hasattr(llm, "activation_checkpointing_enable"):   # transformers >= 5 (the older name is deprecated)
             llm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
