@@ -62,6 +62,7 @@ class Document:
     subtitle: str
     footer: str
     blocks: list = field(default_factory=list)
+    cover_title: str = "Summary"  # the first bookmark: the cover page and its sections
 
 
 def _settings(results: Results, row: pd.Series) -> str:
@@ -145,6 +146,21 @@ def fixed_rows(fixed: dict) -> list[tuple[str, str]]:
     return [(section or "other", " · ".join(items)) for section, items in groups.items()]
 
 
+def held_equal(results: Results, meta: ReportMeta) -> str | None:
+    """What every cell trained for: a `train.budget` (samples, tokens or FLOPs) or a number of steps; None when it
+    is swept."""
+    fixed = meta.fixed or {}
+    budget = [(k.rsplit(".", 1)[1], v) for k, v in fixed.items() if k.startswith("train.budget.") and v is not None]
+    if budget:
+        quantity, amount = budget[0]
+        return (f"training {quantity} (train.budget: {value_label(amount)} per cell); the steps each cell trained "
+                "for follow from it")
+    if any(a == "train.steps" or a.startswith("train.budget") for a in results.axes):
+        return None
+    steps = fixed.get("train.steps")
+    return f"training steps ({steps} per cell)" if steps is not None else None
+
+
 def cover(results: Results, meta: ReportMeta) -> list:
     runs = results.runs
     n = runs["_group"].value_counts()
@@ -164,7 +180,7 @@ def cover(results: Results, meta: ReportMeta) -> list:
             ("Total wall time", _total(runs, meta))] + \
         ([("Backbone pre-training", pre)] if (pre := _pretraining_text(runs, meta)) else []) + [
             ("Wall time per cell", per_cell), ("Cells", counts), ("Swept axes", "; ".join(axes) or "none"),
-            ("Baseline", base)]
+            ("Baseline", base)] + ([("Held equal", held)] if (held := held_equal(results, meta)) else [])
     blocks: list = [KeyValues(rows)]
     failed = runs[runs["_group"] == "failed"]
     if len(failed):
@@ -206,7 +222,8 @@ def findings_blocks(results: Results, meta: ReportMeta) -> list:
 
 def assemble(results: Results, meta: ReportMeta, axis_tables: list[Table], full: Table, runs: Table,
              figures: list[tuple[Path, str]], encoders: Table | None = None, by_type: list[Table] | None = None,
-             examples: list[ExampleSet] | None = None, empty: Table | None = None) -> Document:
+             examples: list[ExampleSet] | None = None, empty: Table | None = None,
+             image: list[Table] | None = None) -> Document:
     """Cover, findings, encoder pre-training, results by axis, by question type, empty predictions, figures, sample
     predictions, appendix."""
     doc = Document(title=meta.grid_name, subtitle="Ablation report",
@@ -222,6 +239,11 @@ def assemble(results: Results, meta: ReportMeta, axis_tables: list[Table], full:
     if axis_tables:
         b.append(Heading("Results by axis"))
         for t in axis_tables:
+            number += 1
+            b.append(TableBlock(t, number))
+    if image:
+        b.append(Heading("Does the image matter?"))
+        for t in image:
             number += 1
             b.append(TableBlock(t, number))
     if by_type:

@@ -91,9 +91,10 @@ def encoder_table(results: Results, meta: ReportMeta) -> Table | None:
     others = sorted({str(v) for v in runs.get("encoder.name", pd.Series(dtype=str)).dropna()} - set(by_spec))
     caption = ("Pre-training of the encoders, measured before any MLLM training on held-out image-caption pairs of "
                "the embedded world: top-1 accuracy in % of retrieving an image's caption (image→text) among all "
-               "held-out captions, and among 32 (pools of 32). Zero-shot: the contrastive embeddings; probe: a "
+               "held-out captions" + (", and among 32 (pools of 32)" if any("pool32" in n for n in shown) else "")
+               + ". Zero-shot: the contrastive embeddings; probe: a "
                "linear map from image features to caption words, fitted on other pairs. Chance: a random guess "
-               "under the same rule; \"38× chance\": the accuracy as a multiple of it. Far above chance: the "
+               "under the same rule; \"× chance\": the accuracy divided by it. Far above chance: the "
                "encoder sees what the questions ask about."
                + (" Reads: % of held-out images whose word the encoder's reading head names, for large and small "
                   "words, at each resolution it was pre-trained at (chance: one over the world's words)."

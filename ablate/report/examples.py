@@ -3,7 +3,7 @@
 Numbers say how often a model is right; examples say how it is wrong (an empty answer, a plausible colour, the
 word from the demonstration). Each run logs a sample of its evaluation as the MLflow table `predictions.json`
 (task, shots, id, image, question, prediction, references, correct, type); the report reads it back through a
-loader `cell_id -> DataFrame | None` and shows the same questions for both cells where it can.
+loader `cell_id -> DataFrame | None` and shows a representative draw of it (`choose`).
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .names import axis_label, task_label
@@ -58,29 +59,36 @@ def _key(row) -> tuple:
     return (str(row["task"]), int(row["shots"]), str(row["id"]))
 
 
-def choose(frame: pd.DataFrame, n: int) -> list[tuple]:
-    """Up to `n` question keys, round-robin over (task, shots) and within each alternating right and wrong
-    answers, so that a page shows every task and both kinds of answer."""
-    queues = []
-    for _, grp in frame.groupby(["task", "shots"], sort=False):
-        right = [_key(r) for _, r in grp.iterrows() if float(r["correct"]) >= 0.5]
-        wrong = [_key(r) for _, r in grp.iterrows() if float(r["correct"]) < 0.5]
-        mixed = [k for pair in zip(wrong, right) for k in pair]
-        longer = wrong if len(wrong) > len(right) else right
-        queues.append(mixed + longer[min(len(wrong), len(right)):])
+SEED = 0  # the draw of sample predictions: the same report for the same store
+
+
+def _shares(n: int, sizes: list[int]) -> list[int]:
+    """`n` split over groups of `sizes` as evenly as they allow (largest remainders), each at most its size."""
+    out = [0] * len(sizes)
+    for _ in range(min(n, sum(sizes))):
+        open_ = [i for i, s in enumerate(sizes) if out[i] < s]
+        out[min(open_, key=lambda i: (out[i], -sizes[i]))] += 1
+    return out
+
+
+def choose(frame: pd.DataFrame, n: int, accuracy: dict[tuple, float] | None = None,
+           seed: int = SEED) -> list[tuple]:
+    """Up to `n` question keys drawn at random (numpy, `seed`) and stratified: an even share per (task, shots),
+    and within each as many right answers as the cell's accuracy on it gives (`accuracy[(task, shots)]`, 0..1;
+    default: the share right in the logged sample), rounded. A page that shows 4 right of 8 is then a cell that
+    gets about half right."""
+    rng = np.random.default_rng(seed)
+    groups = [(key, grp) for key, grp in frame.groupby(["task", "shots"], sort=False)]
     out: list[tuple] = []
-    seen: set[tuple] = set()  # (task, id): one question at one shot count first, then repeats if need be
-    for distinct in (True, False):
-        pending = [list(q) for q in queues]
-        while len(out) < n and any(pending):
-            for q in pending:
-                while q and len(out) < n:
-                    key = q.pop(0)
-                    if key in out or (distinct and (key[0], key[2]) in seen):
-                        continue
-                    out.append(key)
-                    seen.add((key[0], key[2]))
-                    break
+    for (key, grp), k in zip(groups, _shares(n, [len(g) for _, g in groups])):
+        correct = pd.to_numeric(grp["correct"], errors="coerce").fillna(0.0) >= 0.5
+        rate = (accuracy or {}).get((str(key[0]), int(key[1])), float(correct.mean()))
+        right = [_key(r) for _, r in grp[correct].iterrows()]
+        wrong = [_key(r) for _, r in grp[~correct].iterrows()]
+        n_right = min(len(right), max(k - len(wrong), int(round(k * rate))))
+        for pool, m in ((right, n_right), (wrong, k - n_right)):
+            picked = rng.choice(len(pool), size=min(m, len(pool)), replace=False) if pool and m else []
+            out += [pool[i] for i in sorted(picked)]
     return out
 
 
@@ -109,38 +117,41 @@ def _setting(results: Results, row: pd.Series) -> str:
     return ", ".join(parts) or str(row["cell_id"])
 
 
+def _accuracy(row: pd.Series) -> dict[tuple, float]:
+    """(task, shots) -> the cell's score on the whole task (`score/<task>/<k>shot`), where the frame has it."""
+    out = {}
+    for col, value in row.items():
+        parts = str(col).split("/")
+        if len(parts) == 3 and parts[0] == "score" and parts[2].endswith("shot") and pd.notna(value):
+            try:
+                out[(parts[1], int(parts[2].removesuffix("shot")))] = float(value)
+            except ValueError:
+                continue
+    return out
+
+
 def example_sets(results: Results, predictions: Loader | Mapping | None, n: int = 8) -> list[ExampleSet]:
-    """The best and the worst finished run by Avg, `n` examples each (the same questions where both have
-    them); one set when only one run finished or both are the same; none without predictions."""
+    """The best and the worst finished run by Avg, `n` examples each, drawn at random and stratified by
+    correctness at the cell's own accuracy (`choose`); one set when only one run finished or both are the same;
+    none without predictions."""
     load = as_loader(predictions)
     done = results.finished().dropna(subset=[AVG]) if AVG in results.runs else results.finished().iloc[:0]
     if not len(done):
         return []
     ranked = done.sort_values(AVG, ascending=False, kind="stable")
     picks = [("Best", ranked.iloc[0])] + ([("Worst", ranked.iloc[-1])] if len(ranked) > 1 else [])
-    frames = {}
-    for _, row in picks:
-        frame = load(str(row["cell_id"]))
-        if frame is not None and len(frame) and {"task", "shots", "id", "correct"} <= set(frame.columns):
-            frames[str(row["cell_id"])] = frame
-    if not frames:
-        return []
-    first = next(iter(frames.values()))
-    keys = choose(first, n)
     out = []
     for which, row in picks:
-        frame = frames.get(str(row["cell_id"]))
-        if frame is None:
+        frame = load(str(row["cell_id"]))
+        if frame is None or not len(frame) or not {"task", "shots", "id", "correct"} <= set(frame.columns):
             continue
-        own = [k for k in keys if k in {_key(r) for _, r in frame.iterrows()}]
-        chosen = own if len(own) >= min(n, len(frame)) // 2 else choose(frame, n)
-        examples = _examples(frame, chosen)
+        examples = _examples(frame, choose(frame, n, _accuracy(row)))
         right = sum(e.score >= 0.999 for e in examples)
         title = f"{which} cell: {_setting(results, row)}" if len(picks) > 1 else \
             f"The only finished cell: {_setting(results, row)}"
-        caption = (f"Cell {row['cell_id']}, average score {100 * row[AVG]:.1f}%. {len(examples)} questions from "
-                   f"its logged sample of {len(frame)} (predictions.json), chosen to cover every task and both "
-                   f"right and wrong answers, not at random: {right} of {len(examples)} shown are correct."
-                   + (" The same questions as for the other cell, where both have them." if len(picks) > 1 else ""))
+        caption = (f"Cell {row['cell_id']}, average score {100 * row[AVG]:.1f}%. {len(examples)} questions drawn "
+                   f"at random (seed {SEED}) from its logged sample of {len(frame)} (predictions.json): an even "
+                   "share per task, and within each task as many right answers as the cell's score on that task "
+                   f"gives: {right} of {len(examples)} shown are correct.")
         out.append(ExampleSet(title, caption, examples))
     return out

@@ -203,12 +203,29 @@ def _figure_size(pdf: _PDF, block: FigureBlock) -> tuple[float, float]:
     return w, w * ratio
 
 
+SHRINK = 0.7  # a figure shrinks down to this share of its size to fill the rest of a page, rather than leave it blank
+
+
 def render_figure(pdf: _PDF, block: FigureBlock) -> None:
     w, h = _figure_size(pdf, block)
-    _start(pdf, "P", h + 14)  # figures are sized for portrait pages
-    pdf.image(str(block.path), w=w)
+    caption = f"Figure {block.number}. {block.caption}"
+    pdf.set_font(FONT, "", 8)
+    below = 1 + 4 + 8 * 0.45 * len(pdf.multi_cell(0, 8 * 0.45, caption, dry_run=True, output="LINES"))
+    room = pdf.h - pdf.b_margin - pdf.get_y() - below
+    if _orientation(pdf) == "P" and h > room >= SHRINK * h:
+        w, h = w * room / h, room
+    _start(pdf, "P", h + below)  # figures are sized for portrait pages, their captions on the same page
+    pdf.start_section(f"Figure {block.number}: {_short(block.caption)}", level=1)
+    pdf.image(str(block.path), w=w, x=pdf.l_margin + (pdf.epw - w) / 2)
     pdf.ln(1)
-    _text(pdf, f"Figure {block.number}. {block.caption}", 8, gap=4)
+    _text(pdf, caption, 8, gap=4)
+
+
+def _short(caption: str, words: int = 8) -> str:
+    """A bookmark's text: the caption's first sentence, cut to a few words."""
+    first = caption.split(". ")[0].rstrip(".")
+    parts = first.split()
+    return " ".join(parts[:words]) + (" …" if len(parts) > words else "")
 
 
 VERDICT_COLOURS = {"correct": (0, 110, 60), "wrong": (170, 25, 25)}
@@ -268,6 +285,8 @@ def render(doc: Document, path: Path) -> Path:
     pdf.add_page(orientation="P")
     _text(pdf, doc.subtitle, 11, color=GREY, gap=0.5)
     _text(pdf, doc.title, 17, "B", gap=3)
+    # the outline is a tree: the cover's own sections (findings, how to read) sit under a first top-level entry
+    pdf.start_section(doc.cover_title, level=0)
     blocks = doc.blocks
     for i, b in enumerate(blocks):
         if isinstance(b, Heading):
@@ -276,8 +295,10 @@ def render(doc: Document, path: Path) -> Path:
             if isinstance(nxt, TableBlock):
                 orientation = plan(pdf, nxt.table)[0]
                 _start(pdf, orientation, need)
-            elif isinstance(nxt, (FigureBlock, ExamplesBlock)):  # both are laid out for portrait pages
-                _start(pdf, "P", need + (_figure_size(pdf, nxt)[1] + 14 if isinstance(nxt, FigureBlock) else 60))
+            elif isinstance(nxt, FigureBlock):  # the heading, and its figure at its smallest (`render_figure`)
+                _start(pdf, "P", 15 + SHRINK * _figure_size(pdf, nxt)[1] + 20)
+            elif isinstance(nxt, ExamplesBlock):  # laid out for portrait pages
+                _start(pdf, "P", need + 60)
             else:
                 _start(pdf, _orientation(pdf), need)
             pdf.start_section(b.text, level=0 if b.level == 1 else 1)

@@ -28,6 +28,7 @@ from .results import Metric, Results
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442"]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 DASHES = ["-", "--", "-.", ":"]
+LOSS_DASHES = ["-", "--", "-.", (0, (6, 2, 1, 2, 1, 2))]  # dotted is kept for unfinished runs
 REFERENCE_STYLE = {"chance": {"color": "#555555", "linestyle": ":", "lw": 1.2},
                    "baseline": {"color": "#555555", "linestyle": "--", "lw": 1.0}}
 MAX_PANELS = 6  # score panels per (task, shots) up to this many; beyond, one panel per shot count (task mean)
@@ -90,6 +91,16 @@ def _errorbar(ax, xs, stats: list[st.Stat], **kw):
     return ax.errorbar(xs, ys, yerr=yerr, capsize=2.5, **kw)
 
 
+DODGE = 0.025  # share of the x range between neighbouring lines: tied points and their error bars stay apart
+
+
+def dodge(i: int, n: int, xnum: list[float]) -> float:
+    """The x offset of line `i` of `n`: lines side by side around each x value, so that two that tie show both
+    markers and both error bars."""
+    span = (max(xnum) - min(xnum)) if len(xnum) > 1 else 1.0
+    return (i - (n - 1) / 2) * DODGE * span
+
+
 def _line_axis(results: Results, x_axis: str | None) -> str | None:
     for a in ("connector.name", "encoder.name", "llm.name", "data.mixture"):
         if a in results.axes and a != x_axis:
@@ -103,18 +114,24 @@ def reference_level(results: Results, kind: str, metrics: list[Metric]) -> float
     return float(np.mean(levels)) if levels and all(v is not None for v in levels) else None
 
 
-def draw_references(ax, results: Results, metrics: list[Metric]) -> list[str]:
-    """Grey horizontal lines at chance and at the task's baseline, labelled at their right end."""
+def draw_references(ax, results: Results, metrics: list[Metric], label: str = "middle") -> list[str]:
+    """Grey horizontal lines at chance and at the task's baseline, labelled mid-panel under the line (`label`
+    "middle": the points of a line plot sit at the ends), outside the panel's right edge ("outside": points
+    anywhere along x, whose error bars a label inside would cross), or not at all ("none")."""
     drawn = []
     for kind, what in (("chance", "chance"), ("baseline", "task baseline")):
         level = reference_level(results, kind, metrics)
         if level is None:
             continue
         ax.axhline(100 * level, zorder=1, **REFERENCE_STYLE[kind])
-        # mid-panel, under the line: the points sit at the ends, and scores mostly above chance
-        ax.annotate(f"{what} {100 * level:.1f}%", xy=(0.5, 100 * level), xycoords=("axes fraction", "data"),
-                    xytext=(0, -2), textcoords="offset points", ha="center", va="top", fontsize=7,
-                    color=REFERENCE_STYLE[kind]["color"])
+        text, colour = f"{what} {100 * level:.1f}%", REFERENCE_STYLE[kind]["color"]
+        if label == "middle":
+            ax.annotate(text, xy=(0.5, 100 * level), xycoords=("axes fraction", "data"), xytext=(0, -2),
+                        textcoords="offset points", ha="center", va="top", fontsize=7, color=colour)
+        elif label == "outside":
+            ax.annotate(text.replace(" ", "\n", 1), xy=(1.0, 100 * level), xycoords=("axes fraction", "data"),
+                        xytext=(3, 0), textcoords="offset points", ha="left", va="center", fontsize=7,
+                        color=colour, annotation_clip=False, gid=f"{kind}-label")
         drawn.append(kind)
     return drawn
 
@@ -171,8 +188,13 @@ def _draw_types(results: Results, ax, x_axis: str, metrics: list[Metric]) -> int
         if pts:
             drawn += 1
             px, ps = zip(*pts)
-            _errorbar(ax, px, list(ps), label=m.qtype, lw=1.5, ms=5, **style(i))
-    draw_references(ax, results, metrics)
+            level = results.reference("chance", m)
+            label = m.qtype + (f" (chance {100 * level:.1f}%)" if level is not None else "")
+            _errorbar(ax, [x + dodge(i, len(metrics), xnum) for x in px], list(ps), label=label, lw=1.5, ms=5,
+                      **style(i))
+            if level is not None:   # each type its own chance, in its colour (their mean is no type's chance)
+                ax.axhline(100 * level, zorder=1, color=style(i)["color"], linestyle=":", lw=1.0, alpha=0.8,
+                           gid=f"chance:{m.qtype}")
     if drawn:
         ax.legend(loc="best", fontsize=7, frameon=False, title="Question type", title_fontsize=7)
     return drawn
@@ -204,6 +226,7 @@ def score_lines(results: Results, x_axis: str, slug: str, what: str, by_type: bo
             if pts:
                 drawn += 1
                 px, ps = zip(*pts)
+                px = [x + dodge(i, len(lines), xnum) for x in px]
                 _errorbar(ax, px, list(ps), label=lv or "all", lw=1.5, ms=5, **style(i))
         refs |= set(draw_references(ax, results, metrics))
         ax.set_title(title)
@@ -235,11 +258,14 @@ def score_lines(results: Results, x_axis: str, slug: str, what: str, by_type: bo
     caption = (f"Score vs {what}, one panel per {per}"
                + (f", one line per {axis_label(line_axis).lower()}" if line_axis else "") + "."
                + _over(results, [x_axis] + ([line_axis] if line_axis else []))
-               + f" {ERROR_BARS} Scores start at 0%." + _references_caption(refs))
+               + f" {ERROR_BARS} Scores start at 0%."
+               + (" Lines are drawn a little apart along x, so that points that tie stay visible."
+                  if len(lines) > 1 else "") + _references_caption(refs))
     if typed_drawn:
         tasks = list(dict.fromkeys(typed_drawn))
         caption += (f" Lower panels: {', '.join(map(task_label, tasks))} per question type, mean over every other "
-                    "axis: small text is where resolution should matter most.")
+                    "axis: small text is where resolution should matter most; dotted, in each type's colour: "
+                    "that type's chance (its legend gives the level).")
     return Plot(slug, caption, fig)
 
 
@@ -318,7 +344,7 @@ def loss_curves(results: Results, curves: dict) -> Plot | None:
     ncols = _ncols(len(panels))
     fig = Figure(figsize=(3.1 * ncols + 0.5, 2.8 * math.ceil(len(panels) / ncols) + 0.6), layout="constrained")
     axs = _grid(fig, len(panels), ncols)
-    lows, highs, unfinished = [], [], 0
+    lows, highs, unfinished, smooth_range = [], [], 0, []
     for (panel, setting), members in groups.items():
         ax = axs[panels.index(panel)]
         j = settings.index(setting)
@@ -333,8 +359,10 @@ def loss_curves(results: Results, curves: dict) -> Plot | None:
             series.append(pd.Series(loss, index=steps))
         mean = pd.concat(series, axis=1).mean(axis=1).sort_index()
         window = max(1, len(mean) // 6) | 1
-        ax.plot(mean.index, _smooth(mean.to_numpy(), window), color=colour, lw=1.6,
-                linestyle=DASHES[(j // 8) % 4] if all(d for _, d in members) else ":", label=setting)
+        smooth = _smooth(mean.to_numpy(), window)
+        smooth_range.append((smooth.min(), smooth.max()))
+        ax.plot(mean.index, smooth, color=colour, lw=1.6,
+                linestyle=LOSS_DASHES[j % len(LOSS_DASHES)] if all(d for _, d in members) else ":", label=setting)
     for ax, panel in zip(axs, panels):
         ax.set_title(f"{axis_label(panel_axis)} = {panel}" if panel_axis and panel else (panel or "all runs"))
         ax.set_xlabel("Training step")
@@ -342,18 +370,22 @@ def loss_curves(results: Results, curves: dict) -> Plot | None:
             ax.set_yscale("log")
             ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
             ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        else:   # the thick lines fill the panel: raw spikes above them are cut, not the lines being compared
+            low, high = min(r[0] for r in smooth_range), max(r[1] for r in smooth_range)
+            ax.set_ylim(max(0.0, low - 0.08 * (high - low)), high + 0.08 * (high - low))
     for ax in axs[::ncols]:
         ax.set_ylabel("Training loss")
-    handles = [Line2D([], [], color=OKABE_ITO[j % 8], lw=1.6, linestyle=DASHES[(j // 8) % 4])
+    handles = [Line2D([], [], color=OKABE_ITO[j % 8], lw=1.6, linestyle=LOSS_DASHES[j % len(LOSS_DASHES)])
                for j in range(len(settings))]
     if len(settings) > 1:
         fig.legend(handles, settings, loc="outside upper center", ncols=min(len(settings), 4), frameon=False,
                    title=", ".join(axis_label(a) for a in others) if others else None)
     seeds = any(len(m) > 1 for m in groups.values())
     caption = ("Training loss" + (f", one panel per {axis_label(panel_axis).lower()}" if panel_axis else "")
-               + (f", one colour per {', '.join(axis_label(a).lower() for a in others)}" if others else "")
+               + (f", one colour and dash per {', '.join(axis_label(a).lower() for a in others)}" if others else "")
                + ". Thick: " + ("the mean over seeds, " if seeds else "") + "smoothed (a centred moving average); "
-               "faint: each run as logged" + ("; dotted: failed or unfinished runs" if unfinished else "") + ".")
+               "faint: each run as logged" + ("; dotted: failed or unfinished runs" if unfinished else "")
+               + ". The loss axis spans the thick lines: spikes of single steps above them are cut.")
     return Plot("loss", caption, fig)
 
 
@@ -361,7 +393,7 @@ def cost_vs_score(results: Results) -> Plot | None:
     """Average score against connector parameters and FLOPs, one point per setting: colour by connector, marker
     by the other swept values (a legend, not labels that collide); points at the same cost are spread apart."""
     done = results.finished()
-    cols = [c for c in ("connector_params", "connector_flops")
+    cols = [c for c in ("connector_params", "connector_flops", "cost/train_flops")
             if c in done.columns and pd.to_numeric(done[c], errors="coerce").notna().any()]
     metrics = [m for m in results.score_metrics if not m.qtype]
     cells = _cell_stats(results, metrics) if metrics else {}
@@ -395,11 +427,12 @@ def cost_vs_score(results: Results) -> Plot | None:
         if log:
             ax.set_xscale("log")
         ax.margins(x=0.15)
-        ax.set_xlabel("Connector parameters" if col == "connector_params" else "Connector FLOPs per image")
+        ax.set_xlabel({"connector_params": "Connector parameters", "connector_flops": "Connector FLOPs per image",
+                       "cost/train_flops": "Training FLOPs (the cell's)"}[col])
         ax.xaxis.set_major_formatter(matplotlib.ticker.EngFormatter())
         if not log:
             ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(4))
-        refs = draw_references(ax, results, metrics)
+        refs = draw_references(ax, results, metrics, label="outside" if ax is axs[-1] else "none")
     axs[0].set_ylabel("Average score (%)")
     from_zero(list(axs))
     handles, labels = [], []

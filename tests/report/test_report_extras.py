@@ -139,26 +139,37 @@ def test_sample_predictions_best_and_worst(rich, tmp_path):
     res = _res()
     sets = example_sets(res, {"mlp64s1": _predictions(tmp_path, 1), "avg64s0": _predictions(tmp_path, 3)})
     assert [len(s.examples) for s in sets] == [8, 8]
-    assert [e.question for e in sets[0].examples] == [e.question for e in sets[1].examples]  # same questions
-    assert sum(e.verdict == "correct" for e in sets[0].examples) == 8
+    assert sum(e.verdict == "correct" for e in sets[0].examples) == 8   # every logged answer right
+    assert "drawn at random (seed 0)" in sets[0].caption and "8 of 8 shown are correct" in sets[0].caption
     missing = _predictions(tmp_path, 2).assign(image="/nowhere/x.png")
     only = example_sets(res, {"mlp64s1": missing})
     assert len(only) == 1 and only[0].examples[0].image is None  # worst cell has no table: best only
     assert example_sets(res, None) == []
 
 
-def test_choose_covers_tasks_and_both_kinds():
-    keys = choose(_predictions_plain(), 4)
-    assert [k[0] for k in keys] == ["world_vqa", "world_textvqa", "world_vqa", "world_textvqa"]
-    scores = {(r.task, r.shots, r.id): r.correct for r in _predictions_plain().itertuples()}
-    assert [scores[k] for k in keys] == [0.0, 0.0, 1.0, 1.0]  # wrong first, then right, per task
+def _graded(n: int = 20) -> pd.DataFrame:
+    """Two tasks of `n` questions each, every other one right."""
+    return pd.DataFrame([{"task": t, "shots": 0, "id": str(q), "correct": float(q % 2)}
+                         for t in ("world_vqa", "world_textvqa") for q in range(n)])
 
 
-def test_choose_prefers_distinct_questions_over_shot_counts():
-    frame = pd.DataFrame([{"task": "world_vqa", "shots": k, "id": str(q), "correct": 0.0}
-                          for k in (0, 2) for q in range(3)])
-    assert choose(frame, 4) == [("world_vqa", 0, "0"), ("world_vqa", 2, "1"), ("world_vqa", 0, "2"),
-                                ("world_vqa", 0, "1")]  # three distinct questions before a repeat
+def test_choose_draws_at_the_cells_accuracy_per_task():
+    frame = _graded()
+    right = {(r.task, r.shots, r.id): r.correct for r in frame.itertuples()}
+    keys = choose(frame, 8, {("world_vqa", 0): 0.25, ("world_textvqa", 0): 0.75})
+    assert [k[0] for k in keys].count("world_vqa") == 4 and [k[0] for k in keys].count("world_textvqa") == 4
+    assert sum(right[k] for k in keys if k[0] == "world_vqa") == 1      # 4 x 25 %
+    assert sum(right[k] for k in keys if k[0] == "world_textvqa") == 3  # 4 x 75 %
+    assert len(set(keys)) == 8
+    assert choose(frame, 8, {("world_vqa", 0): 0.25}) == choose(frame, 8, {("world_vqa", 0): 0.25})  # seeded
+    assert choose(frame, 8, seed=1) != choose(frame, 8, seed=2)   # a draw, not the first rows
+
+
+def test_choose_without_scores_follows_the_logged_sample():
+    frame = _graded().assign(correct=lambda f: (f["id"].astype(int) < 5).astype(float))  # 5 of 20 right: 25 %
+    keys = choose(frame, 8)
+    right = {(r.task, r.shots, r.id): r.correct for r in frame.itertuples()}
+    assert sum(right[k] for k in keys) == 2   # round(4 x 0.25) = 1 per task
 
 
 def test_a_full_tie_for_the_best_is_bold_in_every_row():
