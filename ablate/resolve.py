@@ -38,9 +38,7 @@ from ablate.data.vqa import QuestionFileError, check_instruction_source
 from ablate.evaluation.checks import check_custom_task, check_fewshot_template
 from ablate.evaluation.tasks import known_task_names
 from ablate.models import families
-from ablate.models.families.registry import LLM_FAMILIES
 from ablate.world.identity import world_hash
-from ablate.zoo.recipes import RECIPES, recipe_for
 
 MAX_CELLS = 1000   # `ablate run` refuses bigger grids unless told `--max-cells N`
 
@@ -371,35 +369,15 @@ def _check_lora_targets(config: CellConfig) -> None:
 
 
 def _llm_module_names(name: str) -> dict[str, str] | None:
-    """`{module name: class name}` of an LLM built on the meta device from its config; None when its config cannot
-    be read offline."""
-    try:
-        spec = Spec.parse(name, LLM_FAMILIES)
-    except SpecError:
+    """`{module name: class name}` of an LLM built on the meta device from its config (its family reads it); None
+    when its config cannot be read offline."""
+    found = families.spec_family(name)
+    config = found[1].llm_config(found[0]) if found is not None else None
+    if config is None:
         return None
     import torch  # lazy: only for grids that name LoRA target modules
-    from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig
+    from transformers import AutoModelForCausalLM
 
-    r = RECIPES.get(spec.name) if spec.family == "zoo" else None
-    if r is not None and recipe_for(spec.name).kind == "lm":   # ablate.zoo.language.lm_config, a stand-in vocabulary
-        config = LlamaConfig(vocab_size=64, hidden_size=r.width, intermediate_size=r.intermediate,
-                             num_hidden_layers=r.layers, num_attention_heads=r.heads, num_key_value_heads=r.heads,
-                             tie_word_embeddings=True)
-    elif spec.family == "hf":
-        folder = Path(spec.name).expanduser()
-        if not folder.is_dir():
-            from huggingface_hub import try_to_load_from_cache  # lazy: only for an LLM named by hub id
-
-            found = try_to_load_from_cache(spec.name, "config.json")
-            if not isinstance(found, str):
-                return None
-            folder = Path(found).parent
-        try:
-            config = AutoConfig.from_pretrained(str(folder))
-        except (OSError, ValueError):
-            return None
-    else:
-        return None
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     return {module_name: type(module).__name__ for module_name, module in model.named_modules() if module_name}

@@ -63,6 +63,11 @@ class Family:
         came from (its digest identifies the weights) or the hub id."""
         raise ValueError(f"{spec}: the {self.name} family has no language models")
 
+    def llm_config(self, spec: Spec):
+        """The LLM's transformers config, read without loading weights (the dry run builds it on the meta device to
+        check `llm.lora.target_modules`); None: not readable before the build."""
+        return None
+
     def has_chat_template(self, spec: Spec) -> bool | None:
         """Whether the LLM's tokenizer has a chat template, read without loading the model; None: unknown."""
         return None

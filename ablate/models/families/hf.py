@@ -70,6 +70,17 @@ class HF(Family):
         location = resolve(spec.ref, "language model")
         return (*load_pretrained(location), location)
 
+    def llm_config(self, spec: Spec):
+        file = cached_file(spec.ref, "config.json")
+        if file is None:
+            return None
+        from transformers import AutoConfig  # lazy: only for grids that name LoRA target modules
+
+        try:
+            return AutoConfig.from_pretrained(str(file.parent))
+        except (OSError, ValueError):
+            return None
+
     def has_chat_template(self, spec: Spec) -> bool | None:
         """From the tokenizer's files (`chat_template.jinja` / `.json`, or `tokenizer_config.json`); None when they
         are not here (a hub id not in the cache)."""

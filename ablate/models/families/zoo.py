@@ -43,5 +43,16 @@ class Zoo(Family):
         folder = ensure_built(spec.name, cache_root)
         return (*load_pretrained(str(folder)), folder)
 
+    def llm_config(self, spec: Spec):
+        """The recipe's Llama shape with a stand-in vocabulary (`ablate.zoo.language.lm_config` has the real one)."""
+        from transformers import LlamaConfig  # lazy: only for grids that name LoRA target modules
+
+        r = RECIPES.get(spec.name)
+        if r is None or r.kind != "lm":
+            return None
+        return LlamaConfig(vocab_size=64, hidden_size=r.width, intermediate_size=r.intermediate,
+                           num_hidden_layers=r.layers, num_attention_heads=r.heads, num_key_value_heads=r.heads,
+                           tie_word_embeddings=True)
+
     def has_chat_template(self, spec: Spec) -> bool | None:
         return False            # the world's tokenizer: no chat template
