@@ -86,10 +86,12 @@ def fail_at(monkeypatch, step: int, sleep_s: float = 0.0):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("broken, resumes_from", [(["last"], 3), (["last", "last.previous"], 0)],
-                         ids=["previous-takes-over", "fresh-start"])
+@pytest.mark.parametrize("broken, resumes_from, damage", [(["last"], 3, "truncated"),
+                                                          (["last", "last.previous"], 0, "truncated"),
+                                                          (["last"], 3, "same-size")],
+                         ids=["previous-takes-over", "fresh-start", "same-size-corruption"])
 def test_an_unreadable_checkpoint_is_skipped_with_a_warning_and_the_cell_still_matches(
-        make_grid, tmp_path, monkeypatch, caplog, broken, resumes_from):
+        make_grid, tmp_path, monkeypatch, caplog, broken, resumes_from, damage):
     torch.set_num_threads(1)
     grid = load_grid(make_grid(axes="connector.name: [mlp]", steps=8, checkpoint_every=3))
     cell = grid.cells[0].id
@@ -103,14 +105,24 @@ def test_an_unreadable_checkpoint_is_skipped_with_a_warning_and_the_cell_still_m
     folder = workspace.checkpoints(cell)
     assert sorted(p.name for p in folder.iterdir() if p.name.startswith("last")) == ["last", "last.previous"]
     assert not list(folder.glob("**/*.pt"))                      # nothing pickled
-    for name in broken:                                          # truncated, as a full disk or a bad copy leaves it
-        path = folder / name / checkpoint.STATE_TENSORS
-        path.write_bytes(path.read_bytes()[:100])
+    file = checkpoint.STATE_TENSORS if damage == "truncated" else "model.safetensors"
+    for name in broken:
+        path = folder / name / file
+        blob = path.read_bytes()
+        if damage == "truncated":                                # as a full disk or a bad copy leaves it
+            path.write_bytes(blob[:100])
+        else:                                                    # random bytes inside the weights, the size kept
+            noise = np.random.default_rng(0).bytes(min(4096, len(blob) // 2))
+            start = len(blob) - len(noise)
+            path.write_bytes(blob[:start] + noise)
+            assert path.stat().st_size == len(blob) and path.read_bytes() != blob
 
     caplog.clear()
     assert run_cells(grid, grid.cells, workspace).finished == [cell]
     for name in broken:
-        assert str(folder / name / checkpoint.STATE_TENSORS) in caplog.text
+        assert str(folder / name / file) in caplog.text
+    if damage == "same-size":
+        assert "content changed since it was written" in caplog.text
     resumed = runs_by_cell(workspace, grid)[cell][-1]
     assert resumed.tags.get("ablate.resumed_from_step", "0") == str(resumes_from)
     expected = store_for(reference).loss_curve(runs_by_cell(reference, grid)[cell][0].run_id)
@@ -157,3 +169,16 @@ class Trap:
 
     def __reduce__(self):
         return (exec, (f"open({str(self.marker)!r}, 'w').write('unpickled')",))
+
+
+@pytest.mark.slow
+def test_a_finished_cell_keeps_its_final_checkpoint_only_unless_told_to_keep_its_resume_state(make_grid, workspace):
+    torch.set_num_threads(1)
+    grid = load_grid(make_grid(axes="train.keep_resume_state: [false, true]", steps=6, checkpoint_every=2))
+    lean, kept = (c.id for c in grid.cells)
+    assert sorted(run_cells(grid, grid.cells, workspace).finished) == sorted([lean, kept])
+    # `eval/` holds the evaluation's task files (20 KB: what ran); the resume state goes once the run is FINISHED
+    assert sorted(p.name for p in workspace.checkpoints(lean).iterdir()) == ["eval", "final"]
+    assert sorted(p.name for p in workspace.checkpoints(kept).iterdir()) == ["eval", "final", "last", "last.previous"]
+    saved = json.loads((workspace.checkpoints(kept) / "last" / checkpoint.STATE_JSON).read_text())
+    assert saved["step"] == 4                                    # the resume state of steps 2 and 4, kept on purpose
