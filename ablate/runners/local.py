@@ -138,6 +138,9 @@ def run_claimed(store: Store, experiment: str, grid: Grid, cell: Cell, workspace
             logger.finish("FINISHED")
         except Exception as store_err:
             raise stopped(workspace, cell, store_err) from store_err
+        if not cell.config.train.keep_resume_state:   # once FINISHED is recorded: `final/` is all it needs
+            from ablate.checkpoint import drop_resume_state  # lazy: as run_cell above
+            drop_resume_state(workspace.checkpoints(cell.id))
         outcome.finished.append(cell.id)
     if progress:
         text = outcome.failed.get(cell.id) or "  ".join(
