@@ -25,8 +25,9 @@ from ablate.models.families import spec_family
 from ablate.resolve import MAX_CELLS, Resolver, load_grid
 from ablate.runners import load_runner
 from ablate.runners.claims import claim
-from ablate.tracking.dashboard import VIEW_TAG, runs_url, serve, write_view
+from ablate.tracking.dashboard import VIEW_TAG, runs_url, write_view
 from ablate.tracking.store import CELL_TAG, REASON_TAG, RunLogger, Store, StoreError, sqlite_path
+from ablate.tracking.ui import serve
 from ablate.tune import tune_grid
 from ablate.workspace import Workspace, folder_problem
 

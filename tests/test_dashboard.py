@@ -14,7 +14,16 @@ import pytest
 
 from ablate.resolve import load_grid
 from ablate.tracking import dashboard
-from ablate.tracking.dashboard import VIEW_KEY, VIEW_TAG, read_view, runs_url, view_state, view_tag_value
+from ablate.tracking.dashboard import (
+    VIEW_KEY,
+    VIEW_TAG,
+    read_view,
+    runs_url,
+    view_metrics,
+    view_state,
+    view_tag_value,
+)
+from ablate.tracking.ui import STOP_GRACE_S
 
 GRID = """name: dash
 base:
@@ -37,14 +46,15 @@ def grid(tmp_path):
 
 def test_the_view_shows_the_axes_and_the_main_scores(grid):
     state = view_state(grid)
-    scores = ["metrics.`score/world_vqa/0shot`", "metrics.`score/world_vqa/2shot`",
-              "metrics.`score/world_textvqa/0shot`", "metrics.`score/world_textvqa/2shot`"]
+    scores = ["metrics.`view/score_pct/world_vqa/0shot`", "metrics.`view/score_pct/world_vqa/2shot`",
+              "metrics.`view/score_pct/world_textvqa/0shot`", "metrics.`view/score_pct/world_textvqa/2shot`"]
+    mean = "metrics.`view/score_pct/mean`"
     # an axis the store logs as a param is a param column; one inside the mixture (logged whole) is its axis tag
     axes = ["params.`connector.name`", "tags.`ablate.axis.data.mixture.caption`"]
-    assert state["selectedColumns"] == [*scores, "metrics.`wall_s`", *axes]
+    assert state["selectedColumns"] == [mean, *scores, "metrics.`view/wall_s`", *axes]
     assert state["columnOrder"][0] == dashboard.RUN_NAME_COLUMN
     assert state["columnOrder"][-len(axes):] == axes
-    assert state["orderByKey"] == scores[0] and state["orderByAsc"] is False       # the best cell first
+    assert state["orderByKey"] == mean and state["orderByAsc"] is False            # the best mean score first
     longest = max(len(cell.label()) for cell in grid.cells)
     assert state["columnWidths"][dashboard.RUN_NAME_COLUMN] >= 6 * longest        # run names are not cut
     assert set(state["columnWidths"]) >= set(state["selectedColumns"])
@@ -82,8 +92,56 @@ def test_the_view_is_rewritten_only_when_the_grid_changes(grid, tmp_path):
     path.write_text(GRID.replace("shots: [0, 2]", "shots: [0]"))
     dashboard.write_view(client, "7", load_grid(path), {VIEW_TAG: first})
     rewritten = json.loads(client.tags[VIEW_TAG])
-    assert "metrics.`score/world_vqa/2shot`" not in read_view(client.tags[VIEW_TAG])["selectedColumns"]
+    assert "metrics.`view/score_pct/world_vqa/2shot`" not in read_view(client.tags[VIEW_TAG])["selectedColumns"]
+    assert "metrics.`view/score_pct/world_vqa/0shot`" in read_view(client.tags[VIEW_TAG])["selectedColumns"]
     assert rewritten["createdAt"] == json.loads(first)["createdAt"]
+
+
+def test_view_metrics_are_scores_in_percent_their_mean_and_the_wall_time_rounded():
+    shown = view_metrics({"score/world_vqa/0shot": 0.19512, "score/world_textvqa/0shot": 0.3,
+                          "score/world_vqa/0shot/colour": 0.9, "score/world_vqa_blind/0shot": 0.5,
+                          "ci_low/world_vqa/0shot": 0.1, "wall_s": 75.6, "train/loss": 1.0})
+    assert shown == {"view/score_pct/world_vqa/0shot": 19.5, "view/score_pct/world_textvqa/0shot": 30.0,
+                     "view/score_pct/mean": 24.76, "view/wall_s": 76.0}   # no per-type, blind or other figure
+    assert view_metrics({"train/loss": 1.0}) == {}
+
+
+# four cells: the VQA-style score ties for three of them; the mean over every task x shots score decides
+RUNS = {"a": (0.40, 0.10, 0.20, 0.20), "b": (0.40, 0.30, 0.30, 0.30), "c": (0.40, 0.20, 0.20, 0.20),
+        "d": (0.30, 0.50, 0.50, 0.50)}
+KEYS = ["score/world_vqa/0shot", "score/world_vqa/2shot", "score/world_textvqa/0shot", "score/world_textvqa/2shot"]
+
+
+def _ordered(state: dict, runs: dict[str, dict]) -> list[str]:
+    key = state["orderByKey"].split("`")[1]
+    return sorted(runs, key=lambda name: runs[name][key], reverse=not state["orderByAsc"])
+
+
+def test_the_view_sorts_by_the_mean_score_best_first(grid):
+    runs = {name: view_metrics(dict(zip(KEYS, scores))) for name, scores in RUNS.items()}
+    assert _ordered(view_state(grid), runs) == ["d", "b", "c", "a"]      # means 45, 32.5, 25, 22.5 %
+
+
+@pytest.mark.slow
+def test_mlflow_lists_the_runs_in_the_views_order(grid, workspace):
+    """Runs logged through the store, listed by MLflow with the view's sort: the best mean score first."""
+    from ablate.tracking.store import Store
+
+    store = Store(workspace.tracking_uri, workspace.artifacts)
+    experiment = store.experiment_id(grid)
+    state = view_state(grid)
+    names = {}
+    for cell, (name, scores) in zip(grid.cells, RUNS.items()):
+        logger = store.start_run(experiment, grid, cell)
+        logger.log_metrics({KEYS[0]: scores[0], "wall_s": 61.4})
+        logger.log_metrics(dict(zip(KEYS[1:], scores[1:])))   # a second call (as an evaluation again): all counted
+        logger.finish()
+        names[logger.run_id] = name
+    key = state["orderByKey"].removeprefix("metrics.")
+    listed = store.client.search_runs([experiment], state["searchFilter"],
+                                      order_by=[f"metrics.{key} {'ASC' if state['orderByAsc'] else 'DESC'}"])
+    assert [names[r.info.run_id] for r in listed] == ["d", "b", "c", "a"]
+    assert listed[0].data.metrics["view/score_pct/mean"] == 45.0 and listed[0].data.metrics["view/wall_s"] == 61.0
 
 
 def test_runs_url_opens_the_runs_table_on_the_view():
@@ -178,7 +236,7 @@ def test_stopping_ablate_ui_stops_the_mlflow_server_and_its_workers(tmp_path, ho
         look()
         assert "uvicorn" in " ".join(ours()) and "huey" in " ".join(ours())   # the workers this test is about
         os.kill(ui.pid, how)                            # to `ablate` alone, as `kill PID` or a lone Ctrl-C does
-        out, _ = ui.communicate(timeout=dashboard.STOP_GRACE_S + 60)
+        out, _ = ui.communicate(timeout=STOP_GRACE_S + 60)
         assert ui.returncode == 0, out.decode()[-3000:]
         assert f"stopping the MLflow UI ({'SIGTERM' if how == signal.SIGTERM else 'Ctrl-C'})" in out.decode()
         time.sleep(0.5)                                 # orphans are reaped by init

@@ -129,3 +129,18 @@ def test_a_cell_trains_and_evaluates_on_a_registered_family(toy_family, tiny_bac
     assert list(frame["status"]) == ["FINISHED"]
     assert frame["visual_tokens_per_image"].iloc[0] == 16
     assert frame["score/world_vqa/0shot"].notna().all()
+
+
+def test_the_built_in_families_say_which_specs_need_the_hub(tmp_path):
+    from ablate.models.families import spec_family
+
+    def needs_hub(text: str) -> bool:
+        spec, family = spec_family(text)
+        return family.needs_hub(spec)
+
+    assert needs_hub("hf:openai/clip-vit-base-patch16") and needs_hub("timm:vit_tiny_patch16_224")
+    (tmp_path / "a@b").mkdir()
+    assert not needs_hub(f"hf:{tmp_path}") and not needs_hub(f"hf:{tmp_path / 'a@b'}") and not needs_hub("hf:./x")
+    assert not needs_hub("timm:vit_tiny_patch16_224@random") and not needs_hub("zoo:clip-s")
+    assert not needs_hub(f"gguf:{tmp_path / 'lm@q4.gguf'}")
+    assert spec_family("nope:x") is None and spec_family("HF:a/b") is None

@@ -142,7 +142,7 @@ def expand_grid(path: str | Path, max_cells: int | None = None) -> Expanded:
         raise GridError(path, "the grid has no cells left after exclude", key="exclude", line=lines.get("exclude"))
 
     swept = list(dict.fromkeys([*axes, *(k for c in combos for k in c)]))
-    fixed = {k: v for k, v in _flatten(base_tree).items() if k not in swept}
+    fixed = {k: v for k, v in flatten(base_tree).items() if k not in swept}
     return Expanded(name=name, path=path, points=points, canonical=canonical, axes=swept, base=base_config,
                     description=description or "", fixed=fixed, lines=lines)
 
@@ -369,12 +369,14 @@ def _line_for(lines: dict, key: str | None, axes: dict) -> int | None:
     return None
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """A config tree as dotted keys (`connector.name`); `mixture` and `options` stay whole (their keys are data,
+    not settings)."""
     out: dict[str, Any] = {}
     for key, value in tree.items():
         dotted = f"{prefix}.{key}" if prefix else key
         if isinstance(value, dict) and value and key not in ("mixture", "options"):
-            out.update(_flatten(value, dotted))
+            out.update(flatten(value, dotted))
         else:
             out[dotted] = value
     return out

@@ -1,13 +1,16 @@
-"""The grid's first view in the MLflow UI, and the MLflow UI server that `ablate ui` starts and stops.
+"""The grid's first view in the MLflow UI: a saved view of the runs table, and the figures it shows.
 
-A grid logs about 120 params per run and MLflow's runs table shows none of them, nor any metric, until a user picks
+A cell logs about 60 params and MLflow's runs table shows none of them, nor any metric, until a user picks
 columns. MLflow's runs page (3.x) reads saved views from experiment tags `mlflow.sharedViewState.<key>`: each is an
 envelope `{"name", "createdAt", "updatedAt", "state"}` whose `state` is the page's search facets and UI state as
 JSON text (or `deflate;<base64 zlib>`). The page loads one when its URL says `viewStateShareKey=<key>`, and lists
 them all under its "Views" button. So the grid's experiment carries one view, `VIEW_KEY`: the swept axes as
-columns (param columns, or the `ablate.axis.*` tag for an axis that is not a param), the main scores
-`score/<task>/<k>shot` and `wall_s`, the best first, the report run filtered out, the run name (which names the
-axes: `Cell.label()`) wide enough to read. `runs_url` is the address that opens it. Column ids are the UI's own:
+columns (param columns, or the `ablate.axis.*` tag for an axis that is not a param), the main scores in % and
+their mean (`view/score_pct/...`, as the report shows them: one decimal) and the wall time in whole seconds
+(`view/wall_s`), sorted by the mean score (the report's Avg) with the best first, the report run filtered out, the
+run name (which names the axes: `Cell.label()`) wide enough to read. MLflow's table cannot format a column, so a
+run logs these display copies beside its figures (`view_metrics`, called by the store's run logger).
+`runs_url` is the address that opens it. Column ids are the UI's own:
 "params.`connector.name`", "metrics.`score/world_vqa/0shot`", "tags.`ablate.axis.x`", "attributes.`Run Name`".
 
 MLflow has no default view for the runs page (a fresh browser shows the columns it remembers, or none): the view
@@ -17,15 +20,14 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import signal
-import subprocess
-import sys
+import math
+import re
+import statistics
 import time
 import zlib
 from typing import TYPE_CHECKING
 
-from ablate.tracking.store import AXIS_TAG, CELL_TAG, _flatten
+from ablate.tracking.tags import AXIS_TAG, CELL_TAG, config_params
 
 if TYPE_CHECKING:
     from ablate.config.grid import Grid
@@ -37,7 +39,30 @@ VIEW_NAME = "ablate: axes and scores"
 RUN_NAME_COLUMN = "attributes.`Run Name`"
 CREATED_COLUMN = "runDateAndNestInfo"         # the "Created" column (no id of its own: its field)
 MAX_TAG_CHARS = 20000                       # MLflow's MAX_EXPERIMENT_TAG_VAL_LENGTH
-STOP_GRACE_S = 10                           # a stopped server's processes get this long before SIGKILL
+MAIN_SCORE = re.compile(r"score/(?P<task>[^/]+)/(?P<k>\d+)shot")
+BLIND = "_blind"                            # a blind evaluation's task (ablate.evaluation.keys): no main score
+PCT_PREFIX = "view/score_pct/"
+MEAN_PCT = PCT_PREFIX + "mean"              # the view's sort key
+WALL = "view/wall_s"
+
+
+def pct_metric(score: str) -> str:
+    """`score/<task>/<k>shot` -> its % copy, `view/score_pct/<task>/<k>shot`."""
+    return PCT_PREFIX + score.removeprefix("score/")
+
+
+def view_metrics(metrics: dict) -> dict[str, float]:
+    """The view's copies of a run's figures: each main score in % to one decimal (as the report prints it), their
+    mean to two (the report's Avg: every task x shots score; the sort key, so that close cells do not tie), the
+    wall time in whole seconds. Empty when `metrics` hold no main score and no wall time."""
+    scores = {k: float(v) for k, v in metrics.items()
+              if (m := MAIN_SCORE.fullmatch(k)) and not m["task"].endswith(BLIND)}
+    out = {pct_metric(k): round(100 * v, 1) for k, v in scores.items() if math.isfinite(v)}
+    if scores and all(math.isfinite(v) for v in scores.values()):
+        out[MEAN_PCT] = round(100 * statistics.fmean(scores.values()), 2)
+    if "wall_s" in metrics and math.isfinite(float(metrics["wall_s"])):
+        out[WALL] = float(round(float(metrics["wall_s"])))
+    return out
 
 
 def score_metrics(grid: "Grid") -> list[str]:
@@ -53,16 +78,17 @@ def score_metrics(grid: "Grid") -> list[str]:
 def axis_columns(grid: "Grid") -> list[str]:
     """A column per swept axis: the param it sets when the store logs it as one param (the store keeps
     `mixture` and `options` whole), else the run's `ablate.axis.<key>` tag (the value's label)."""
-    params = _flatten(grid.cells[0].config.model_dump(mode="json")) if grid.cells else {}
+    params = config_params(grid.cells[0].config.model_dump(mode="json")) if grid.cells else {}
     return [f"params.`{axis}`" if axis in params else f"tags.`{AXIS_TAG}{axis}`" for axis in grid.axes]
 
 
 def view_state(grid: "Grid") -> dict:
     """The runs page's state for the grid: search facets and UI state, as MLflow's UI stores them. Columns: the
-    run name (it names the axes' values), the main scores and `wall_s`, then the axes (to sort or filter by),
-    each about as wide as its header or values; the best cell first."""
+    run name (it names the axes' values), the mean score and the main scores in %, the wall time, then the axes
+    (to sort or filter by), each about as wide as its header or values; the best mean score first."""
     scores = score_metrics(grid)
-    metrics = [f"metrics.`{key}`" for key in [*scores, "wall_s"]]
+    shown = [MEAN_PCT] * (len(scores) > 1) + [pct_metric(s) for s in scores]
+    metrics = [f"metrics.`{key}`" for key in [*shown, WALL]]
     axes = axis_columns(grid)
     name_chars = max((len(cell.label() or cell.id) for cell in grid.cells), default=20)
     widths = {RUN_NAME_COLUMN: min(max(6 * name_chars + 56, 160), 420), CREATED_COLUMN: 140}
@@ -116,87 +142,3 @@ def runs_url(base: str, experiment_id: str, view: bool = True) -> str:
     grid's view."""
     page = f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
     return f"{page}&viewStateShareKey={VIEW_KEY}" if view else page
-
-
-# ---- `ablate ui` ----
-class Stopped(Exception):
-    """SIGTERM or SIGHUP arrived while the UI was serving."""
-
-
-def serve(tracking_uri: str, port: int, host: str = "127.0.0.1", say=print) -> int:
-    """Run `mlflow ui` on the store until it exits or this process is stopped (Ctrl-C, SIGTERM, SIGHUP); on the
-    way out, stop it with everything it started; 0 when stopped so, else the server's own exit status.
-
-    The server runs in a process group of its own (uvicorn and MLflow's job runner start more processes, and a
-    signal sent to `ablate` alone would leave them serving): the whole group gets SIGTERM, then SIGKILL after
-    STOP_GRACE_S. MLflow's job runner (GenAI scorers, seven more processes) is off unless
-    MLFLOW_SERVER_ENABLE_JOB_EXECUTION says otherwise."""
-    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
-
-    def stop(signum, frame):
-        raise Stopped(signal.Signals(signum).name)
-
-    saved = {sig: signal.signal(sig, stop) for sig in _STOP_SIGNALS}
-    try:
-        server = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri,
-                                   "--host", host, "--port", str(port), "--workers", "1"],
-                                  start_new_session=True, env=env)
-        try:
-            return server.wait()
-        except (KeyboardInterrupt, Stopped) as why:
-            say(f"stopping the MLflow UI ({str(why) or 'Ctrl-C'}) ...")
-            return 0
-        finally:
-            stop_group(server)
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
-
-
-_STOP_SIGNALS = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
-
-
-def stop_group(process: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:
-    """SIGTERM to the process group led by `process`, SIGKILL to what is left of it after `grace_s`; meanwhile
-    Ctrl-C and SIGTERM wait (a second Ctrl-C must not leave the server half-stopped)."""
-    held = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, *_STOP_SIGNALS)}
-    try:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            process.wait()
-            return
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and group_alive(process.pid, process):
-            time.sleep(0.1)
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait()
-    finally:
-        for sig, handler in held.items():
-            signal.signal(sig, handler)
-
-
-def group_alive(pgid: int, leader: subprocess.Popen | None = None) -> bool:
-    """Whether a process of group `pgid` is still running; zombies waiting to be reaped do not count where
-    /proc tells them apart (Linux)."""
-    if leader is not None:
-        leader.poll()          # reap the leader, so that it stops counting once it has exited
-    if not os.path.isdir("/proc"):
-        try:
-            os.killpg(pgid, 0)
-            return True
-        except ProcessLookupError:
-            return False
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()   # after the command name, which may hold spaces
-            except OSError:
-                continue
-            if fields[0] != "Z" and int(fields[2]) == pgid:
-                return True
-    return False

@@ -27,6 +27,9 @@ from urllib.parse import unquote
 
 from filelock import FileLock, Timeout
 
+from ablate.tracking.dashboard import VIEW_TAG, view_metrics, view_tag_value, write_view
+from ablate.tracking.tags import AXIS_TAG, CELL_TAG, GRID_TAG, REASON_TAG, REPORT_TAG, config_params
+
 if TYPE_CHECKING:
     from ablate.config.grid import Cell, Grid
 
@@ -34,11 +37,6 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 log = logging.getLogger(__name__)
 
-CELL_TAG = "ablate.cell_id"
-GRID_TAG = "ablate.grid"
-AXIS_TAG = "ablate.axis."
-REASON_TAG = "ablate.failure"
-REPORT_TAG = "ablate.kind"
 OPEN_TIMEOUT_S = 300        # how long to wait for another process that is creating (or repairing) the store
 
 
@@ -80,13 +78,10 @@ class Store:
         found = self.client.get_experiment_by_name(grid.name)
         if found is not None:
             if create:   # the runs table's first view (tracking/dashboard.py), kept in step with the grid file
-                from ablate.tracking.dashboard import write_view  # local: dashboard reads this module's names
-
                 write_view(self.client, found.experiment_id, grid, found.tags)
             return found.experiment_id
         if not create:
             return None
-        from ablate.tracking.dashboard import VIEW_TAG, view_tag_value  # local: dashboard reads this module's names
         served = self.tracking_uri.startswith(("http://", "https://"))   # a team's `mlflow server` keeps artifacts
         if not served:
             self.artifact_root.mkdir(parents=True, exist_ok=True)
@@ -152,7 +147,7 @@ class Store:
         tags.update({AXIS_TAG + k: str(v) for k, v in cell.axes.items()})
         run = self.client.create_run(experiment_id, tags=tags, run_name=cell.label() or cell.id)
         logger = RunLogger(self.client, run.info.run_id)
-        logger.log_params(_flatten(cell.config.model_dump(mode="json")))
+        logger.log_params(config_params(cell.config.model_dump(mode="json")))
         logger.log_dict(json.loads(cell.config.canonical_json()), "cell_config.json")
         return logger
 
@@ -409,7 +404,12 @@ class RunLogger:
             self.client.log_batch(self.run_id, metrics=batch)
 
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
-        for key, value in metrics.items():
+        """Log `metrics`; with a run's scores or wall time, also the saved view's copies of them
+        (`dashboard.view_metrics`: % scores, their mean, the wall time rounded), from every score the run holds."""
+        shown = view_metrics(metrics)
+        if shown:
+            shown = view_metrics({**self.client.get_run(self.run_id).data.metrics, **metrics})
+        for key, value in {**metrics, **shown}.items():
             self.log_step(step, **{key: value})
         self.flush()
 
@@ -445,13 +445,3 @@ def _cell_note(grid: "Grid", cell: "Cell") -> str:
             "predictions.json (a sample of questions with the model's answers). The grid's report is the run "
             "named 'report: <grid>'.")
 
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}.{key}" if prefix else key
-        if isinstance(value, dict) and value and key not in ("mixture", "options"):
-            out.update(_flatten(value, dotted))
-        else:
-            out[dotted] = json.dumps(value) if isinstance(value, (dict, list)) else value
-    return out

@@ -42,7 +42,8 @@ class HF(Family):
                                       "online (huggingface-cli download ...) or give a local folder")
 
     def needs_hub(self, spec: Spec) -> bool:
-        return spec.path is None
+        """A hub id; not a folder that exists or a name written as a path."""
+        return not (Path(spec.ref).expanduser().exists() or spec.ref.startswith(("/", ".", "~")))
 
     def patch_size(self, spec: Spec) -> int | None:
         """From the folder's (or the cached) `config.json`, top level or `vision_config`."""
