@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ablate.config import fusion
 from ablate.config.grid import Grid, axis_short_name
 from ablate.config.schema import CellConfig
 from ablate.evaluation import keys
@@ -26,7 +27,16 @@ from ablate.resolve import MAX_CELLS, Resolver, load_grid
 from ablate.runners import load_runner
 from ablate.runners.claims import claim
 from ablate.tracking.dashboard import VIEW_TAG, runs_url, write_view
-from ablate.tracking.store import CELL_TAG, REASON_TAG, RunLogger, Store, StoreError, sqlite_path
+from ablate.tracking.store import (
+    CELL_TAG,
+    REASON_TAG,
+    RunLogger,
+    Store,
+    StoreError,
+    check_server,
+    served,
+    sqlite_path,
+)
 from ablate.tracking.ui import serve
 from ablate.tune import tune_grid
 from ablate.workspace import Workspace, folder_problem
@@ -37,7 +47,7 @@ def needs_hub(grid: Grid) -> bool:
     world need none)."""
     for cell in grid.cells:
         cfg = cell.config
-        for name in (cfg.encoder.name, cfg.llm.name):
+        for name in (*fusion.member_names(cfg.encoder.name), cfg.llm.name):
             spec, family = spec_family(name)
             if family.needs_hub(spec):
                 return True
@@ -151,6 +161,8 @@ def cmd_run(grid: Grid, workspace: Callable[[], Workspace], runner_file: str | N
         print("dry run: nothing trained, nothing written to the store.")
         return 0
     workspace = workspace()
+    if served(workspace.tracking_uri):   # a server that is down: one line at once, before any asset is made
+        check_server(workspace.tracking_uri)
     started = time.monotonic()
     from ablate.cell import prepare_assets  # lazy: the training stack (torch) loads only once a grid really runs
 
@@ -182,6 +194,8 @@ def cmd_eval(grid: Grid, workspace: Callable[[], Workspace], dry_run: bool, repo
         print("dry run: nothing evaluated, nothing written to the store.")
         return 0
     workspace = workspace()
+    if served(workspace.tracking_uri):   # a server that is down: one line at once, before any asset is made
+        check_server(workspace.tracking_uri)
     outcome = evaluate_pending(grid, workspace)
     outcome.say_failures()
     if outcome.untrained:

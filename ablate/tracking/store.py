@@ -34,10 +34,17 @@ if TYPE_CHECKING:
     from ablate.config.grid import Cell, Grid
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# A tracking server that is down: MLflow's defaults retry each call 7 times with a doubling backoff (over 4 minutes)
+# and wait 120 s per try. Here a call gives up after 3 retries (1 + 2 + 4 s) and 30 s per try; a team's
+# rate-limited server can set these variables higher.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
 log = logging.getLogger(__name__)
 
 OPEN_TIMEOUT_S = 300        # how long to wait for another process that is creating (or repairing) the store
+SERVER_CHECK_S = 5          # how long the first look at a tracking server waits for it to answer
 
 
 class StoreError(RuntimeError):
@@ -69,9 +76,14 @@ class Store:
         db = sqlite_path(tracking_uri)
         import mlflow.tracking  # noqa: F401 - ~2 s: only when a store is used; first, as it sets up its loggers
 
+        if db is None and served(tracking_uri):
+            check_server(tracking_uri)
+            # urllib3 logs each retry of a call as a warning; a call that fails for good raises (a StoreError)
+            logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
         with quiet_mlflow():
+            # an HTTP call holds no lock here that an interrupt could leave held: Ctrl-C and SIGTERM act at once
             self.client = WholeCalls(_open_client(tracking_uri) if db is None else
-                                     _open_sqlite(tracking_uri, db, self.artifact_root))
+                                     _open_sqlite(tracking_uri, db, self.artifact_root), hold_signals=db is not None)
 
     # ---- experiments and runs ----
     def experiment_id(self, grid: "Grid", create: bool = True) -> str | None:
@@ -169,6 +181,31 @@ class Store:
         return run_id
 
 
+def served(tracking_uri: str) -> bool:
+    """Whether the store is a tracking server (`mlflow server`) reached over HTTP."""
+    return tracking_uri.startswith(("http://", "https://"))
+
+
+def check_server(tracking_uri: str, timeout_s: float = SERVER_CHECK_S) -> None:
+    """Raise `StoreError` (one line) at once when a tracking server does not answer: one request, `timeout_s`, no
+    retries (MLflow's client would retry each call). Any HTTP answer, an error status included, means it is up."""
+    import requests  # lazy: MLflow's HTTP client, only for a served store
+
+    url = tracking_uri.rstrip("/") + "/health"
+    try:
+        requests.get(url, timeout=timeout_s, allow_redirects=False)
+    except requests.RequestException as err:
+        raise StoreError(tracking_uri, f"cannot reach the tracking server ({_one_line(_root(err))}); check that it "
+                         "is up and the address is right (--tracking-uri, MLFLOW_TRACKING_URI)") from None
+
+
+def _root(err: BaseException) -> BaseException:
+    """The innermost cause of an error (requests wraps urllib3's, which wraps the socket's)."""
+    while err.__cause__ is not None or (err.__context__ is not None and not err.__suppress_context__):
+        err = err.__cause__ or err.__context__
+    return err
+
+
 def sqlite_path(tracking_uri: str) -> Path | None:
     """The database file of a `sqlite:///` store; None for anything else (a server, another database)."""
     if not tracking_uri.startswith("sqlite:///"):
@@ -181,7 +218,7 @@ def sqlite_path(tracking_uri: str) -> Path | None:
 def quiet_mlflow():
     """Hold back MLflow's own log lines (retry warnings, tracebacks) while a store opens: a failure is reported
     once, as a StoreError."""
-    loggers = [logging.getLogger(name) for name in ("mlflow", "alembic", "sqlalchemy")]
+    loggers = [logging.getLogger(name) for name in ("mlflow", "alembic", "sqlalchemy", "urllib3")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.CRITICAL + 1)
@@ -193,19 +230,20 @@ def quiet_mlflow():
 
 
 class WholeCalls:
-    """The MLflow client, each call made whole: Ctrl-C or SIGTERM during a call takes effect when it returns.
+    """The MLflow client, each call made whole: Ctrl-C or SIGTERM during a call takes effect when it returns (a local
+store's; a server's client is left as it is: `hold_signals=False`).
 
     Raised inside SQLAlchemy, the interrupt left an SQLite transaction open in a frame that the exception kept alive,
     so the write lock stayed held: closing the run as KILLED then failed with "database is locked" and the run stayed
     RUNNING (6 runs in 60 interrupted at random times while logging), and other processes waited on the lock
     meanwhile."""
 
-    def __init__(self, client):
-        self._client = client
+    def __init__(self, client, hold_signals: bool = True):
+        self._client, self._hold = client, hold_signals
 
     def __getattr__(self, name: str):
         attr = getattr(self._client, name)
-        if not callable(attr):
+        if not callable(attr) or not self._hold:   # a server's client: an interrupt may end a request at once
             return attr
 
         @functools.wraps(attr)
@@ -444,4 +482,3 @@ def _cell_note(grid: "Grid", cell: "Cell") -> str:
             "better); encoder/* (the zoo encoder's pre-training); train/loss per step. Artifacts: "
             "predictions.json (a sample of questions with the model's answers). The grid's report is the run "
             "named 'report: <grid>'.")
-
