@@ -16,10 +16,10 @@ from pathlib import Path
 import datasets
 from datasets import Dataset, Features, List, Value
 
-from ablate.config.schema import SourceConfig
+from ablate.config.schema import KIND_NAMES, SourceConfig
 from ablate.data import instruction, validate
 
-KINDS: tuple[str, ...] = ("caption", "interleaved", "text", "synthetic", "instruction")
+KINDS: tuple[str, ...] = KIND_NAMES   # declared once: `ablate.config.schema.Kind`
 FEATURES = Features({"text": Value("string"), "images": List(Value("string"))})
 IMAGE_MARKER = "<image>"
 WEBDATASET_IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")
