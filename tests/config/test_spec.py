@@ -4,7 +4,9 @@ from pathlib import Path
 import pytest
 
 from ablate.config.spec import Spec, SpecError, zoo_name
-from ablate.models.families import ENCODER_FAMILIES, LLM_FAMILIES
+from ablate.models.families import families
+
+ENCODER_FAMILIES, LLM_FAMILIES = families("encoder"), families("llm")
 
 
 def test_families_names_and_timm_weights():

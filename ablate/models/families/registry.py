@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 
 from ablate.config.spec import Spec, SpecError
-from ablate.models.families.base import ENCODER, LLM, Family
+from ablate.models.families.base import Family
 
 FAMILIES: dict[str, str | Family | type[Family]] = {
     "zoo": "ablate.models.families.zoo:Zoo",
@@ -56,9 +56,3 @@ def spec_family(text: str) -> tuple[Spec, Family] | None:
         return None
     return spec, family(spec.family)
 
-
-def __getattr__(name: str):
-    """`ENCODER_FAMILIES` / `LLM_FAMILIES`: the registry's families per role, read when asked (registrations count)."""
-    if name in ("ENCODER_FAMILIES", "LLM_FAMILIES"):
-        return families(ENCODER if name == "ENCODER_FAMILIES" else LLM)
-    raise AttributeError(name)
