@@ -13,6 +13,7 @@ import torch
 
 from ablate import record
 from ablate.checkpoint import resume_state, save_checkpoint
+from ablate.config import fusion
 from ablate.config.grid import Cell
 from ablate.config.schema import CellConfig
 from ablate.config.spec import Spec
@@ -98,8 +99,8 @@ class SilentLogger:
 
 class TrainCost:
     """What training a cell cost, logged as `cost/...`: samples/s and tokens/s (text and visual, all processes
-    together), the median step time, peak memory (CUDA max allocated, or the process's peak RSS on the CPU) and
-    the number of processes. Counts the batches as they are drawn and times the steps as they are reported.
+    together), the median step time, peak memory (CUDA max allocated, or the process's peak RSS on the CPU: that of
+    the largest process, `cost/peak_memory_gib`, and summed over the processes) and the number of processes. Counts the batches as they are drawn and times the steps as they are reported.
 
     The same batches give the data's measurements (`data_metrics`): the padding share of the first
     `PADDING_BATCHES` batches (`data/padding_fraction`) and the mean length of an image's token block over the
@@ -171,11 +172,17 @@ class TrainCost:
             peak = torch.cuda.max_memory_allocated(device) / 2**30
         else:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20   # KiB on Linux
+        largest = total = peak
+        if parallel.active():   # every process's peak: the largest (what must fit per GPU) and their sum
+            peaks = [None] * parallel.world_size()
+            torch.distributed.all_gather_object(peaks, peak)
+            largest, total = max(peaks), sum(peaks)
         per_s = 1.0 / max(train_s, 1e-9)
         return {"cost/samples_per_s": samples * per_s, "cost/tokens_per_s": (text + visual) * per_s,
                 "cost/text_tokens_per_s": text * per_s, "cost/visual_tokens_per_s": visual * per_s,
                 "cost/step_s_median": float(np.median(self.step_s)) if self.step_s else train_s,
-                "cost/peak_memory_gib": peak, "cost/processes": float(parallel.world_size())}
+                "cost/peak_memory_gib": largest, "cost/peak_memory_gib_all_processes": total,
+                "cost/processes": float(parallel.world_size())}
 
 
 class Timed:
@@ -279,6 +286,8 @@ def run_cell(cell: Cell, workspace: Workspace, logger: RunLogger, feature_cache:
         for step, loss in state.losses:   # the new run carries the whole curve
             logger.log_step(step, **step_metrics(named, step, loss))
         logger.set_tags({"ablate.resumed_from_step": state.step})
+    state.processes.append(parallel.world_size())   # this attempt's; the checkpoint carries the earlier ones'
+    logger.set_tags({"ablate.processes_per_attempt": ",".join(map(str, state.processes))})
     first_step = state.step
     train_started = time.monotonic()
     hooks = CellHooks(cell, model, logger, progress, workspace, elapsed=lambda: earlier_s + time.monotonic() - started,
@@ -336,7 +345,8 @@ def prepare_assets(cells: list[Cell], workspace: Workspace, say=print) -> None:
     """Build once, before the first cell, what the cells share: the embedded worlds and the zoo backbones."""
     for world_cfg in {cell.config.data.world for cell in cells}:
         build_world(world_cfg, workspace.cache)
-    specs = dict.fromkeys(spec for cell in cells for spec in (cell.config.encoder.name, cell.config.llm.name)
+    specs = dict.fromkeys(spec for cell in cells
+                          for spec in (*fusion.member_names(cell.config.encoder.name), cell.config.llm.name)
                           if Spec.parse(spec).family == "zoo")
     for spec in specs:
         if not (model_dir(spec, workspace.cache) / "zoo.json").is_file():
@@ -361,6 +371,8 @@ def zoo_metrics(spec: str, workspace: Workspace, part: str = "encoder") -> dict[
     """A zoo backbone's pre-training figures, logged as `<part>/<name>`: an encoder's held-out image-caption
     retrieval and build time (`encoder/build_s`), an LM's held-out perplexity and build time (`llm/build_s`), and
     whether the weights are the ones shipped with ablate (`<part>/shipped`: 1, built by the maintainers)."""
+    if fusion.SEPARATOR in spec:   # a fused encoder: its encoders' figures are their own cells' (one row each)
+        return {}
     if Spec.parse(spec).family != "zoo":
         return {}
     folder = model_dir(spec, workspace.cache)

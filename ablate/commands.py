@@ -26,6 +26,7 @@ from ablate.models.families import spec_family
 from ablate.resolve import MAX_CELLS, Resolver, load_grid
 from ablate.runners import load_runner
 from ablate.runners.claims import claim
+from ablate.runners.config import setup_commands
 from ablate.tracking.dashboard import VIEW_TAG, runs_url, write_view
 from ablate.tracking.store import (
     CELL_TAG,
@@ -158,6 +159,8 @@ def cmd_run(grid: Grid, workspace: Callable[[], Workspace], runner_file: str | N
     runner = load_runner(runner_file)
     print_cells(grid)
     if dry_run:
+        for line in setup_commands(runner_file):   # a shared runner file runs these on the user's account
+            print(f"runner setup, run before each job: {line}")
         print("dry run: nothing trained, nothing written to the store.")
         return 0
     workspace = workspace()

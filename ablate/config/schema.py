@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import types
 import typing
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -110,15 +110,32 @@ class WorldConfig(Strict):
                          description="distinct words drawn (ablate.world.vocab.words(n): the most distinct first)")
 
 
+FeatureLayer = Literal["last", "penultimate"] | Annotated[int, Field(ge=-64, le=64)]
+
+
 class EncoderConfig(Strict):
     """Image encoder: which one, at what resolution, which features."""
 
     name: str = Field("zoo:clip-s", description="zoo:<objective>-<size> | hf:<hub id or path> | timm:<model>")
     resolution: int = Field(96, ge=16, le=2048)
-    feature_layer: Literal["last", "penultimate"] = "last"
+    feature_layer: FeatureLayer | list[FeatureLayer] = Field(
+        "last", description="last | penultimate | a hidden-state index (0: the embeddings, -1: the last block's "
+                            "output) | a list of these (their features concatenated)")
     keep_cls: bool = False
     image_handling: Literal["resize", "pad", "slice"] = "resize"
     max_slices: int = Field(4, ge=1, le=16, description="upper bound on slices per image with image_handling=slice")
+    resolutions: list[Annotated[int, Field(ge=16, le=2048)]] | None = Field(
+        None, description="a fused encoder's resolution per encoder, in the order of `name` (ablate.config.fusion); "
+                          "None: each at `resolution`")
+
+    @field_validator("feature_layer", mode="before")
+    @classmethod
+    def _distinct_layers(cls, value):
+        if isinstance(value, bool) or isinstance(value, list) and any(isinstance(v, bool) for v in value):
+            raise ValueError("a boolean is not a layer: write last, penultimate or a hidden-state index")
+        if isinstance(value, list) and (not value or len({json.dumps(v) for v in value}) != len(value)):
+            raise ValueError("a list of feature layers names one or more different layers")
+        return value
 
     @property
     def spec(self) -> Spec:
@@ -164,7 +181,7 @@ class LLMConfig(Strict):
         return Spec.parse(self.name)
 
 
-Kind = Literal["caption", "interleaved", "text", "synthetic", "instruction"]
+Kind = Literal["caption", "interleaved", "text", "synthetic", "instruction", "conversation"]
 KIND_NAMES: tuple[str, ...] = typing.get_args(Kind)
 VQA_PROMPT = "{question}\nAnswer the question using a single word or phrase."   # eval.custom_tasks' default too
 INSTRUCTION_ONLY = ("image_root", "question_column", "answers_column", "prompt", "answer")
@@ -172,7 +189,8 @@ INSTRUCTION_ONLY = ("image_root", "question_column", "answers_column", "prompt",
 
 class SourceConfig(Strict):
     """A real data source on disk or on the hub, read with `datasets`; `instruction` sources are question files
-    read like `eval.custom_tasks` (docs/data.md, "Instruction data")."""
+    read like `eval.custom_tasks` (docs/data.md, "Instruction data"); `conversation` sources are LLaVA / ShareGPT
+    `conversations` records (docs/data.md, "Conversation data")."""
 
     kind: Kind
     path: str = Field(description="jsonl / parquet file, a folder, webdataset shards, or a hub dataset id; "
@@ -181,8 +199,10 @@ class SourceConfig(Strict):
         "json", description="ignored by instruction sources (their file's suffix says)")
     image_column: str = "image"
     text_column: str = "text"
-    # instruction sources only (left out of the dump, hence of cell ids, for the other kinds)
-    image_root: str | None = Field(None, description="folder for relative image paths; None: the question file's")
+    # instruction sources only (left out of the dump, hence of cell ids, for the other kinds; conversation sources
+    # keep image_root)
+    image_root: str | None = Field(None, description="folder for relative image paths; None: the question file's "
+                                                     "(instruction and conversation sources)")
     question_column: str = "question"
     answers_column: str = Field("answers", description="a list of answers, VQAv2-style dicts, or one string")
     prompt: str = Field(VQA_PROMPT, description="str.format template over the record's columns (as in evaluation)")
@@ -195,7 +215,8 @@ class SourceConfig(Strict):
         out = handler(self)
         if self.kind != "instruction":
             for key in INSTRUCTION_ONLY:
-                out.pop(key, None)
+                if not (key == "image_root" and self.kind == "conversation"):
+                    out.pop(key, None)
         return out
 
 

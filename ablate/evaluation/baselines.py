@@ -7,17 +7,49 @@ rows of the score tables and grey lines on the figures (`ablate.report.results`)
 - the embedded `world_vqa` has its chance per type from the world's answer sets (colour: one of the world's
   colours, shape: one of its shapes, position: one of 9 cells, count: 1 to 4), and over the task the mean over its
   questions. (`world_textvqa`'s chance, 1 / n_words, the report computes itself.)
+- the embedded `world_vqa` and `world_textvqa` have as their baseline the majority answer, a question-only prior:
+  each test question answered with the most common training answer of the same prompt (the world's instruction
+  rows over its train images), per type and over the task;
+- a blind evaluation `<task>_blind` has its task's levels, and `control/<task>_blind` = 1; a custom task marked
+  `control: true` has `control/<task>` = 1 (the report keeps controls out of Avg and the best-cell choice).
 """
 from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
 
-from ablate.evaluation.taskfns import load_records
+from ablate.evaluation import metrics
+from ablate.evaluation.keys import blind_tasks, unblind
+from ablate.evaluation.taskfns import as_answers, load_records
 from ablate.evaluation.tasks import world_dir
 from ablate.world import vocab
 
 KINDS = ("chance", "baseline")
+MAJORITY_FILES = {"world_vqa": "vqa", "world_textvqa": "textvqa"}   # embedded task -> its question files
+
+
+def world_majority(world, task: str, limit: int | None) -> dict[str, float]:
+    """`baseline/<task>` (and per type): the score of answering each of the task's first `limit` test questions
+    with the most common training answer of its prompt (over the whole task where a prompt never trained)."""
+    from ablate.data.instruction import IMAGE_MARKER, world_rows  # lazy: datasets
+
+    by_prompt: dict[str, Counter] = {}
+    overall: Counter = Counter()
+    for row in world_rows(world):
+        by_prompt.setdefault(row["text"].removeprefix(IMAGE_MARKER), Counter())[row["answer"]] += 1
+        overall[row["answer"]] += 1
+    if not overall:
+        return {}
+    records = world.questions(MAJORITY_FILES[task])
+    records = records[:limit] if limit else records
+    by_type: dict[str, list[float]] = {}
+    for r in records:
+        guess = (by_prompt.get(r["prompt"]) or overall).most_common(1)[0][0]
+        by_type.setdefault(str(r.get("type")), []).append(metrics.SCORERS["vqa"](guess, as_answers(r["answers"])))
+    out = {f"baseline/{task}/{t}": sum(v) / len(v) for t, v in by_type.items()}
+    scores = [x for v in by_type.values() for x in v]
+    out[f"baseline/{task}"] = sum(scores) / len(scores)
+    return out
 
 
 def world_vqa_chance() -> dict[str, float]:
@@ -58,7 +90,18 @@ def reference_metrics(cfg, world=None) -> dict[str, float]:
                 counts = _type_counts(Path(custom.path).expanduser(), custom.type_column, cfg.limit) \
                     if isinstance(level, dict) else Counter()
             out.update(_levels(f"{kind}/{custom.name}", level, counts))
+        if custom.control:
+            out[f"control/{custom.name}"] = 1.0
     if "world_vqa" in cfg.tasks and world is not None:
         counts = _type_counts(world_dir(world) / "questions" / "vqa_test.jsonl", "type", cfg.limit)
         out.update(_levels("chance/world_vqa", world_vqa_chance(), counts))
+    if world is not None and hasattr(world, "questions"):
+        for task in [t for t in cfg.tasks if t in MAJORITY_FILES]:
+            out.update(world_majority(world, task, cfg.limit))
+    for blind in blind_tasks(cfg):   # a blind evaluation asks its task's questions: its task's levels
+        for name, value in list(out.items()):
+            kind, task, *rest = name.split("/")
+            if kind in KINDS and task == unblind(blind):
+                out["/".join([kind, blind, *rest])] = value
+        out[f"control/{blind}"] = 1.0
     return out

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_TAG = "ablate.checkpoint"
 LEGACY_TAG = "ablate.legacy_cell_id"
 PREDICTIONS = "predictions.json"
+QUESTIONS = "questions.json"   # every question's answer and score (`runner.per_question`): the report reads it
 ENDED_IN_EVALUATION = ("FAILED", "KILLED")   # run states a cell with a final checkpoint is evaluated from
 
 
@@ -37,6 +38,7 @@ class CellEvaluation:
     tags: dict[str, str]                     # the evaluation tags earned (`ablate.eval/<task>/<k>shot` -> key)
     seconds: float = 0.0
     done: list[str] = field(default_factory=list)   # "<task>/<k>shot" and "text/perplexity", for messages
+    questions: list[dict] = field(default_factory=list)   # every question's answer and score
 
 
 def evaluate_model(model, cfg, world, out_dir: Path, todo: dict[str, str] | None = None) -> CellEvaluation:
@@ -47,10 +49,11 @@ def evaluate_model(model, cfg, world, out_dir: Path, todo: dict[str, str] | None
     only = keys.pairs(todo)
     metrics: dict[str, float] = {}
     predictions: list[dict] = []
+    questions: list[dict] = []
     if only:
         result = evaluate(model, cfg.eval, world, out_dir, only=only)
         metrics.update(result.metrics)
-        predictions = result.samples
+        predictions, questions = result.samples, result.per_question
     if keys.EVAL_TAG + keys.PERPLEXITY in todo:
         from ablate.evaluation.perplexity import text_perplexity  # lazy: torch
 
@@ -58,7 +61,7 @@ def evaluate_model(model, cfg, world, out_dir: Path, todo: dict[str, str] | None
         metrics[keys.PERPLEXITY] = text_perplexity(model.llm, model.tokenizer, texts)
     metrics.update(reference_metrics(cfg.eval, world))
     done = sorted(name.removeprefix(keys.EVAL_TAG) for name in todo)
-    return CellEvaluation(metrics, predictions, dict(todo), time.monotonic() - started, done)
+    return CellEvaluation(metrics, predictions, dict(todo), time.monotonic() - started, done, questions)
 
 
 def final_checkpoint(cell_id: str, tags: dict[str, str], checkpoints) -> Path | None:
@@ -108,6 +111,8 @@ def evaluate_trained(cell, workspace, store, record, todo: dict[str, str]) -> Ce
     logger.log_metrics(metrics)
     if result.predictions:
         _replace_predictions(store, logger, record.run_id, result.predictions, keys.pairs(todo))
+    if result.questions:
+        _replace_predictions(store, logger, record.run_id, result.questions, keys.pairs(todo), QUESTIONS)
     logger.set_tags({**result.tags, "ablate.evaluated_again": time.strftime("%Y-%m-%d %H:%M:%S"),
                      CHECKPOINT_TAG: str(folder)})
     if record.status != "FINISHED":   # trained to the end, its evaluation had failed or was cut: now complete
@@ -152,18 +157,20 @@ def _training_figures(store, record, folder: Path, eval_wall_s: float) -> dict[s
     return out
 
 
-def _replace_predictions(store, logger, run_id: str, rows: list[dict], redone: set[tuple[str, int]]) -> None:
-    """The run's sample of predictions with the rows of the (task, shots) evaluated again replaced."""
+def _replace_predictions(store, logger, run_id: str, rows: list[dict], redone: set[tuple[str, int]],
+                         name: str = PREDICTIONS) -> None:
+    """The run's sample of predictions (or its `name` table) with the rows of the (task, shots) evaluated again
+    replaced."""
     import pandas as pd  # lazy: pandas only where predictions are merged
 
     from ablate.tracking.results import read_predictions  # lazy: pandas
 
-    old = read_predictions(store, run_id, PREDICTIONS)
+    old = read_predictions(store, run_id, name)
     new = pd.DataFrame(rows)
     if old is not None and len(old):
         kept = old[[(str(t), int(k)) not in redone for t, k in zip(old["task"], old["shots"])]]
         new = pd.concat([kept, new], ignore_index=True)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / PREDICTIONS
+        path = Path(tmp) / name
         path.write_text(json.dumps(json.loads(new.to_json(orient="split", index=False))))
         logger.log_artifact(path)   # replaces the file (MLflow's log_table would append to it)

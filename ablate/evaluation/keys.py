@@ -8,8 +8,12 @@ changed limit, prompt, file or few-shot setting, is pending; what was done with 
 
 The settings of a task's score: the task and shot count, `limit`, `max_new_tokens`, `bootstrap` (the interval);
 with shots, `fewshot_seed` and `fewshot_template`; for a custom task its own block (file, columns, prompt, metric;
-not its `chance` / `baseline`, which change no score). `batch_size` and `n_predictions` are left out: they change
-how fast, and how many predictions are kept, not what is measured.
+not its `chance` / `baseline` / `control`, which change no score). `batch_size` and `n_predictions` are left out:
+they change how fast, and how many predictions are kept, not what is measured.
+
+A blind evaluation (`eval.blind`, on by default) is a task of its own, `<task>_blind`, for every embedded and custom
+task: the same questions with the images shuffled among them (`ablate.evaluation.taskfns`). Its key is its task's
+settings plus the shuffle's seed, under its own tag, so the keys of the tasks themselves do not change.
 """
 from __future__ import annotations
 
@@ -18,7 +22,23 @@ import json
 
 EVAL_TAG = "ablate.eval/"
 PERPLEXITY = "text/perplexity"
-REFERENCE_ONLY = ("chance", "baseline")   # custom-task settings that change no score
+REFERENCE_ONLY = ("chance", "baseline", "control")   # custom-task settings that change no score
+BLIND = "_blind"   # a blind evaluation's task name: <task>_blind
+BLIND_SEED = 0     # the shuffle of the images among the questions
+
+
+def blind_tasks(cfg) -> list[str]:
+    """The blind evaluations `cfg` asks for: `<task>_blind` for each embedded and custom task (images of their
+    own; hub benchmarks are not shuffled) when `cfg.blind`."""
+    from ablate.evaluation.tasks import EMBEDDED  # lazy: tasks imports this module
+
+    customs = {c.name for c in cfg.custom_tasks}
+    return [t + BLIND for t in cfg.tasks if cfg.blind and (t in EMBEDDED or t in customs)]
+
+
+def unblind(task: str) -> str:
+    """The task a blind evaluation shuffles (the name itself for any other task)."""
+    return task.removesuffix(BLIND)
 
 
 def tag_name(task: str, shots: int) -> str:
@@ -31,6 +51,8 @@ def _digest(settings: dict) -> str:
 
 def task_key(cfg, task: str, shots: int) -> str:
     """The key of one (task, shots) evaluation under `cfg` (an `EvalConfig`)."""
+    if task in blind_tasks(cfg):
+        return _digest({"blind": task_key(cfg, unblind(task), shots), "seed": BLIND_SEED})
     settings: dict = {"task": task, "shots": shots, "limit": cfg.limit, "max_new_tokens": cfg.max_new_tokens,
                       "bootstrap": cfg.bootstrap}
     if shots:
@@ -47,7 +69,8 @@ def perplexity_key(cfg) -> str | None:
 
 def wanted(cfg) -> dict[str, str]:
     """Every evaluation `cfg` asks for: tag name -> key."""
-    out = {tag_name(task, shots): task_key(cfg, task, shots) for task in cfg.tasks for shots in cfg.shots}
+    out = {tag_name(task, shots): task_key(cfg, task, shots) for task in [*cfg.tasks, *blind_tasks(cfg)]
+           for shots in cfg.shots}
     ppl = perplexity_key(cfg)
     if ppl is not None:
         out[EVAL_TAG + PERPLEXITY] = ppl

@@ -77,6 +77,7 @@ class EvalResult:
     seconds: float
     questions: int
     model_seconds: float
+    per_question: list[dict] = field(default_factory=list)   # every question's answer and score (`per_question`)
 
     @property
     def samples(self) -> list[dict]:
@@ -139,13 +140,27 @@ def _sample_predictions(task: PlannedTask, samples: list[dict], scores: list[flo
     if n <= 0 or not samples:
         return []
     picks = sorted(set(np.linspace(0, len(samples) - 1, num=min(n, len(samples))).round().astype(int).tolist()))
+    return _rows(task, samples, scores, picks)
+
+
+QUESTION_COLUMNS = ("task", "shots", "id", "type", "prediction", "correct")
+
+
+def per_question(task: PlannedTask, samples: list[dict], scores: list[float]) -> list[dict]:
+    """Every question's answer and score (`QUESTION_COLUMNS`), for the report's paired intervals and answer
+    shares (logged as the run's `questions.json`)."""
+    rows = _rows(task, samples, scores, range(len(samples)))
+    return [{k: r[k] for k in QUESTION_COLUMNS} for r in rows]
+
+
+def _rows(task: PlannedTask, samples: list[dict], scores: list[float], picks) -> list[dict]:
     spec = task.spec
     fns = TaskFns(spec) if spec is not None else None
     rows = []
     for i in picks:
         s, doc = samples[i], samples[i].get("doc", {})
         if spec is not None:
-            image = fns.image_path(doc.get(spec.image_column)) or ""
+            image = fns.image_path(fns.query_image(doc)) or ""   # the image shown (a blind task's: another)
             question = str(doc.get(spec.question_column, ""))
             refs = as_answers(doc.get(spec.answers_column))
             qid = doc.get(spec.id_column) if spec.id_column else s.get("doc_id")
@@ -262,7 +277,7 @@ def evaluate(model, cfg, world, out_dir, only=None) -> EvalResult:
     if raw is None or "samples" not in raw:
         raise RuntimeError("lmms-eval returned no samples (see its log above)")
 
-    results, predictions = [], []
+    results, predictions, answered = [], [], []
     for task in planned:
         samples = sorted(raw["samples"].get(task.lmms_name, []), key=lambda s: s["doc_id"])
         if not samples:
@@ -279,6 +294,7 @@ def evaluate(model, cfg, world, out_dir, only=None) -> EvalResult:
         results.append(TaskResult(task.base, task.shots, task.metric, summarise(scores, cfg.bootstrap), by_type, extra,
                                   empty_share(samples)))
         predictions.extend(_sample_predictions(task, samples, scores, cfg.n_predictions))
+        answered.extend(per_question(task, samples, scores))
     return EvalResult(
         tasks=results,
         predictions=predictions,
@@ -286,4 +302,5 @@ def evaluate(model, cfg, world, out_dir, only=None) -> EvalResult:
         seconds=time.perf_counter() - t0,
         questions=adapter.generated,
         model_seconds=adapter.model_seconds,
+        per_question=answered,
     )

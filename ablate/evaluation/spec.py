@@ -38,6 +38,7 @@ class TaskSpec:
     max_new_tokens: int = 4
     until: tuple[str, ...] = ("\n",)
     extra_columns: dict[str, str] = field(default_factory=dict)  # template name -> column
+    blind_seed: int | None = None  # a blind evaluation: each query shows another question's image (seeded)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

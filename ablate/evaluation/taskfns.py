@@ -14,6 +14,7 @@ import os
 from collections.abc import Hashable
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from ablate.data.templates import fill_template
@@ -34,6 +35,7 @@ class TaskFns:
         self.spec = spec
         self.image_root = Path(spec.image_root) if spec.image_root else Path(spec.data_file).parent
         self._pool: DemoPool | None = None
+        self._partner: dict | None = None   # image key -> the image shown instead (a blind evaluation)
         self._open = functools.lru_cache(maxsize=1024)(_open_image)  # demo images recur across queries
 
     @classmethod
@@ -141,7 +143,22 @@ class TaskFns:
     def _doc_to_visual(self, doc: dict) -> list:
         demos = self.demos(doc)
         column = self.spec.image_column
-        return [self.load_image(d[column]) for d in demos] + [self.load_image(doc[column])]
+        return [self.load_image(d[column]) for d in demos] + [self.load_image(self.query_image(doc))]
+
+    # -- blind evaluation -----------------------------------------------------------------------------
+    def query_image(self, doc: dict):
+        """The image the query is shown with: its own, or in a blind evaluation (`spec.blind_seed`) the image of
+        another question. The distinct images of the question file are put in one seeded cycle and each shows the
+        next one's: never its own, every image used once, every question of an image gets the same other image
+        (the demonstrations keep theirs). The model sees the same kind of input as in the task itself, only
+        unrelated to the question."""
+        value = doc[self.spec.image_column]
+        if self.spec.blind_seed is None:
+            return value
+        if self._partner is None:
+            self._partner = blind_partners(load_records(self.spec.data_file), self.spec.image_column,
+                                           self.image_key, self.spec.blind_seed)
+        return self._partner.get(self.image_key(value), value)
 
     def _doc_to_text(self, doc: dict) -> str:
         parts = [IMAGE_MARKER + self.demo_text(d) for d in self.demos(doc)]
@@ -169,6 +186,17 @@ class TaskFns:
     def aggregate_cider(items: list[dict]) -> float:
         score, _ = metrics.cider([i["prediction"] for i in items], [i["references"] for i in items])
         return score
+
+
+def blind_partners(records: list[dict], column: str, key, seed: int) -> dict:
+    """Image key -> the image value shown in its place: the distinct images (in file order) in one cycle drawn with
+    `seed`, each mapped to the next (a derangement when there are two or more)."""
+    values: dict = {}
+    for r in records:
+        values.setdefault(key(r[column]), r[column])
+    keys = list(values)
+    order = np.random.default_rng(seed).permutation(len(keys))
+    return {keys[i]: values[keys[order[(j + 1) % len(order)]]] for j, i in enumerate(order)}
 
 
 def _open_image(path: str):

@@ -5,10 +5,11 @@ become `TaskSpec`s written as task folders (`taskgen.write_task`); real benchmar
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ablate.evaluation.benchmarks import KNOWN, resolve_benchmark
+from ablate.evaluation.keys import BLIND_SEED, blind_tasks, unblind
 from ablate.evaluation.spec import TaskSpec
 
 # Embedded tasks over the world's question sets `questions/<file>_<split>.jsonl` (docs/architecture.md).
@@ -105,15 +106,19 @@ def plan(cfg, world=None) -> list[PlannedTask]:
     if len(customs) != len(cfg.custom_tasks):
         raise ValueError("custom task names must be unique")
     planned = []
-    for base in cfg.tasks:
+    blind = blind_tasks(cfg)
+    for base in [*cfg.tasks, *blind]:
         for shots in cfg.shots:
-            if base in EMBEDDED or base in customs:
-                if base in EMBEDDED:
+            shown = unblind(base) if base in blind else base   # a blind task asks its task's questions
+            if shown in EMBEDDED or shown in customs:
+                if shown in EMBEDDED:
                     if world is None:
-                        raise ValueError(f"{base} is an embedded task: give the world")
-                    spec = embedded_spec(base, shots, cfg, world)
+                        raise ValueError(f"{shown} is an embedded task: give the world")
+                    spec = embedded_spec(shown, shots, cfg, world)
                 else:
-                    spec = custom_spec(customs[base], shots, cfg)
+                    spec = custom_spec(customs[shown], shots, cfg)
+                if base in blind:
+                    spec = replace(spec, name=task_name(base, shots), base=base, blind_seed=BLIND_SEED)
                 metric = spec.metric
                 planned.append(PlannedTask(base, shots, spec.name, metric, spec.type_column, spec=spec))
                 continue

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .environment import differences, machines
 from .examples import ExampleSet
 from .findings import METHOD, PER_SEED, findings
 from .meta import ReportMeta
@@ -175,8 +176,10 @@ def cover(results: Results, meta: ReportMeta) -> list:
         axes.append(f"seeds ({len(seeds)}, replicates): {', '.join(map(str, seeds))}")
     base = ", ".join(f"{a} = {value_label(v)}" for a, v in (meta.baseline or {}).items()) or \
         "first row of each table"
+    ran_on = machines(runs)
     rows = [("Grid", meta.grid_name), ("Grid file", str(meta.grid_file) or "—"), ("Date", meta.date_text or "—"),
-            ("Code version", meta.git_commit or "—"), ("Machine", meta.device or "—"),
+            ("Code version", meta.git_commit or "—")] + ([("Cells ran on", ran_on)] if ran_on else []) + [
+            ("Report built on" if ran_on else "Machine", meta.device or "—"),
             ("Total wall time", _total(runs, meta))] + \
         ([("Backbone pre-training", pre)] if (pre := _pretraining_text(runs, meta)) else []) + [
             ("Wall time per cell", per_cell), ("Cells", counts), ("Swept axes", "; ".join(axes) or "none"),
@@ -265,4 +268,23 @@ def assemble(results: Results, meta: ReportMeta, axis_tables: list[Table], full:
     for t in (full, runs):
         number += 1
         b.append(TableBlock(t, number))
+    b += environment_blocks(results)
     return doc
+
+
+def environment_blocks(results: Results) -> list:
+    """The appendix's "Environments": what differed between the cells' run records (versions, commit, machine,
+    threads, data), or that nothing did; none when no run has a record."""
+    differ, same = differences(results.runs)
+    if not differ and not same:
+        return []
+    blocks: list = [Heading("Environments", 2)]
+    if differ:
+        blocks += [Para("What differed between the cells' run records (`ablate show GRID CELL` prints a cell's "
+                        "whole record). Scores of cells that differ here differ for these reasons too, not only "
+                        "for their settings:"), Bullets(differ)]
+    else:
+        blocks.append(Para("Every cell's run record agrees on versions, commit, machine, threads and data files."))
+    if same:
+        blocks.append(Para("Shared by every cell: " + "; ".join(same) + ".", small=True))
+    return blocks

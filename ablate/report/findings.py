@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from . import image
 from . import stats as st
 from .meta import ReportMeta
 from .names import value_label
@@ -200,8 +201,9 @@ def chance_line(c: AtChance) -> str:
 
 
 def findings(results: Results, meta: ReportMeta | None = None, limit: int = MAX_LINES) -> tuple[list[str], int]:
-    """At most `limit` lines (effects beyond the noise first, then settings at chance, then effects inside the
-    noise, each largest first), shown effects first; and how many were left out."""
+    """The image's findings first (`image.lines`: a task whose answers do not depend on the image or collapse to
+    one answer), then at most `limit` lines (effects beyond the noise first, then settings at chance, then effects
+    inside the noise, each largest first), shown effects first; and how many were left out."""
     found = effects(results, meta)
     strong = sorted([e for e in found if e.beyond_noise], key=lambda e: -abs(e.diff.mean))
     weak = sorted([e for e in found if not e.beyond_noise], key=lambda e: -abs(e.diff.mean))
@@ -210,4 +212,4 @@ def findings(results: Results, meta: ReportMeta | None = None, limit: int = MAX_
     kept = ranked[:limit]
     shown_effects = sorted([x for k, x in kept if k == "effect"], key=lambda e: -abs(e.diff.mean))
     lines = [effect_line(e) for e in shown_effects] + [chance_line(c) for k, c in kept if k == "chance"]
-    return lines, len(ranked) - len(kept)
+    return image.lines(results) + lines, len(ranked) - len(kept)

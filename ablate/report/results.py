@@ -36,7 +36,7 @@ TYPE_SCORE = re.compile(r"^score/(?P<task>[^/]+)/(?P<k>\d+)shot/(?P<type>[^/]+)$
 AVG = "score/avg"
 AVG_CI = ("ci_low/avg", "ci_high/avg")  # the average's interval, from its tasks' (independent) intervals
 REFERENCES = {"chance": "Chance", "baseline": "Task baseline"}  # column prefix -> row label
-WORD_TASKS = ("world_textvqa",)  # embedded tasks answered by one of the world's words: chance 1 / n_words
+WORD_TASKS = ("world_textvqa", "world_textvqa_blind")  # answered by one of the world's words: 1 / n_words
 N_WORDS = "data.world.n_words"
 PPL = "text/perplexity"
 ENCODER_PREFIX = "encoder/"
@@ -68,6 +68,17 @@ class Metric:
     percent: bool = True  # a 0..1 score shown in %; False: shown as is (perplexity)
     lower_better: bool = False  # perplexity: the lowest value is the best
     qtype: str = ""  # question type of a per-type score ("" for a task's overall score)
+    control: bool = False  # a control (a blind evaluation, a custom task marked `control`): out of Avg and best
+
+
+BLIND = "_blind"   # a blind evaluation's task: <task>_blind (ablate.evaluation.keys)
+
+
+def is_control(frame: pd.DataFrame, task: str) -> bool:
+    """A blind evaluation, or a task its runs mark as a control (`control/<task>` = 1)."""
+    column = f"control/{task}"
+    return task.endswith(BLIND) or (column in frame.columns and bool((pd.to_numeric(frame[column],
+                                                                                      errors="coerce") == 1).any()))
 
 
 @dataclass
@@ -87,6 +98,13 @@ class Results:
     type_metrics: dict[str, list[Metric]] = field(default_factory=dict)  # task -> per-type, overall, ANLS columns
     encoder_metrics: list[str] = field(default_factory=list)  # `encoder/<name>` columns
     reference_notes: dict[str, str] = field(default_factory=dict)  # "chance/<task>" -> where the value comes from
+    controls: list[Metric] = field(default_factory=list)  # control tasks' scores: kept out of `metrics`
+    questions: dict[str, pd.DataFrame] = field(default_factory=dict)  # cell id -> its per-question rows
+    leader_changes: list[str] = field(default_factory=list)  # findings from scores over training (report.training)
+
+    def control_of(self, m: Metric) -> Metric | None:
+        """The blind evaluation of a task's score (the same shots), if logged."""
+        return next((c for c in self.controls if c.task == m.task + BLIND and c.shots == m.shots), None)
 
     def reference(self, kind: str, m: Metric) -> float | None:
         """The `kind` ("chance" or "baseline") level of a metric, in 0..1; None when unknown or not the same in
@@ -215,9 +233,12 @@ def _word_chance(runs: pd.DataFrame, fixed: dict | None, tasks: list[str]) -> di
     return notes
 
 
-def load(frame: pd.DataFrame, swept_axes: list[str], fixed: dict | None = None) -> Results:
+def load(frame: pd.DataFrame, swept_axes: list[str], fixed: dict | None = None,
+         questions: dict[str, pd.DataFrame] | None = None) -> Results:
     """Validate and annotate the results frame. Raises `ValueError` naming a missing column. `fixed`: the
-    grid's fixed settings (dotted keys), read for the embedded tasks' chance levels."""
+    grid's fixed settings (dotted keys), read for the embedded tasks' chance levels. `questions`: each run's
+    per-question rows (cell id -> task, shots, id, type, prediction, correct), for paired statistics.
+    Control tasks (`is_control`) go to `Results.controls`, out of the score columns, Avg and the best cell."""
     for col in ("cell_id", "status"):
         if col not in frame.columns:
             raise ValueError(f"results frame lacks column {col!r}; it has {list(frame.columns)}")
@@ -225,7 +246,9 @@ def load(frame: pd.DataFrame, swept_axes: list[str], fixed: dict | None = None) 
     missing = [a for a in axes if a not in frame.columns]
     if missing:
         raise ValueError(f"swept axes {missing} are not columns of the results frame ({list(frame.columns)})")
-    metrics = find_metrics(frame)
+    found = find_metrics(frame)
+    metrics = [m for m in found if not is_control(frame, m.task)]
+    controls = [replace(m, control=True) for m in found if is_control(frame, m.task)]
     runs = frame.copy().reset_index(drop=True)
     if "failure" not in runs.columns:
         runs["failure"] = ""
@@ -237,8 +260,8 @@ def load(frame: pd.DataFrame, swept_axes: list[str], fixed: dict | None = None) 
         raise ValueError(f"unknown status {unknown}; expected one of {sorted(_STATUS)}")
     runs["_group"] = [_STATUS[s][0] for s in status]
     runs["_status_text"] = [_STATUS[s][1] for s in status]
-    type_metrics = find_type_metrics(frame, metrics)
-    numeric = [m.column for m in metrics] + [m.column for ms in type_metrics.values() for m in ms]
+    type_metrics = {t: ms for t, ms in find_type_metrics(frame, found).items() if not is_control(frame, t)}
+    numeric = [m.column for m in found] + [m.column for ms in type_metrics.values() for m in ms]
     numeric += [c for c in runs.columns if str(c).startswith(("ci_low/", "ci_high/", "n/", ENCODER_PREFIX)
                                                              + tuple(f"{k}/" for k in REFERENCES))]
     for col in dict.fromkeys(numeric + ([PPL] if PPL in runs.columns else [])):
@@ -264,8 +287,9 @@ def load(frame: pd.DataFrame, swept_axes: list[str], fixed: dict | None = None) 
         values[a] = _order(list(raw), raw)
     runs["_key"] = ([tuple(r) for r in runs[[f"_label:{a}" for a in axes]].itertuples(index=False)] if axes
                     else [()] * len(runs))
-    notes = _word_chance(runs, fixed, list(dict.fromkeys(m.task for m in metrics)))
-    return Results(runs, axes, metrics + extra, values, raw_values, type_metrics, encoder, notes)
+    notes = _word_chance(runs, fixed, list(dict.fromkeys(m.task for m in found)))
+    return Results(runs, axes, metrics + extra, values, raw_values, type_metrics, encoder, notes, controls,
+                   dict(questions or {}))
 
 
 def axis_caption(results: Results, axis: str) -> str:

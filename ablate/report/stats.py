@@ -84,3 +84,40 @@ def within_noise(a: Stat, b: Stat) -> bool:
         return False
     spread = math.sqrt(a.se**2 + b.se**2)
     return abs(a.mean - b.mean) < Z95 * spread if spread > 0 else False
+
+
+BOOTSTRAP = 1000   # resamples of the paired bootstrap over questions
+BOOTSTRAP_SEED = 0
+PAIRED = ("95% interval: mean ± 1.96 standard errors, the standard error combining a paired bootstrap over the "
+          "questions (the same resampled questions for every cell compared, so that shared questions are not "
+          "counted as independent) and the seed spread (sd / √n of the same quantity computed within each seed)")
+
+
+def paired(terms: list[tuple[float, list[np.ndarray]]], resamples: int = BOOTSTRAP,
+           seed: int = BOOTSTRAP_SEED) -> Stat | None:
+    """A weighted sum of mean scores that share their questions, e.g. a difference of two cells (weights +1, -1)
+    or a mean over k cells (weights 1/k). Each term is (weight, one per-question score array per seed replicate),
+    every array over the same questions in the same order.
+
+    Question noise: a bootstrap over questions that resamples the same question indices for every term; the
+    statistic is linear, so it is the bootstrap of the mean of d_q = sum_t w_t x̄_t,q (x̄: the seeds' mean).
+    Seed noise: where every term has the same number r >= 2 of replicates, the statistic computed within each
+    replicate j (d_j) and sd(d_j) / √r. The two are combined as sqrt(se_q² + se_seed²). None without questions."""
+    if not terms or any(not arrays for _, arrays in terms):
+        return None
+    n = len(terms[0][1][0])
+    if n == 0 or any(len(a) != n for _, arrays in terms for a in arrays):
+        return None
+    d = sum(w * np.mean(np.vstack(arrays), axis=0) for w, arrays in terms)
+    mean = float(np.mean(d))
+    idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    se_q = float(np.std(d[idx].mean(axis=1), ddof=1)) if resamples > 1 and n > 1 else 0.0
+    reps = {len(arrays) for _, arrays in terms}
+    se_seed, sd = 0.0, None
+    if len(reps) == 1 and (r := reps.pop()) > 1:
+        per_seed = [sum(w * float(np.mean(arrays[j])) for w, arrays in terms) for j in range(r)]
+        sd = float(np.std(per_seed, ddof=1))
+        se_seed = sd / math.sqrt(r)
+    se = math.sqrt(se_q**2 + se_seed**2)
+    n_runs = sum(len(arrays) for _, arrays in terms)
+    return Stat(mean, n_runs, sd, se, _interval(mean, se))

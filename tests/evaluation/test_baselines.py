@@ -66,6 +66,43 @@ def test_levels_stated_after_a_cell_finished_are_logged_without_evaluating(tmp_p
     task = {"name": "mine", "path": str(tmp_path / "q.jsonl"), "chance": 0.5, "baseline": 0.7}
     cell = make_cell(CellConfig(eval={"tasks": ["mine"], "custom_tasks": [task]}), {})
     record = RunRecord("r", cell.id, "FINISHED", 0, 1, {"chance/mine": 0.5, "score/mine/0shot": 0.6}, {}, {})
-    assert reference_updates(cell, workspace, record) == {"baseline/mine": 0.7}    # what the run lacks, only
-    record.metrics["baseline/mine"] = 0.7
+    blind = {"baseline/mine_blind": 0.7, "chance/mine_blind": 0.5, "control/mine_blind": 1.0}   # its blind twin's
+    assert reference_updates(cell, workspace, record) == {"baseline/mine": 0.7, **blind}   # what the run lacks, only
+    record.metrics.update({"baseline/mine": 0.7, **blind})
     assert reference_updates(cell, workspace, record) == {}
+
+
+def test_a_blind_evaluation_has_its_tasks_levels_and_a_control_task_is_marked(tmp_path):
+    (tmp_path / "q.jsonl").write_text(json.dumps({"image": "a.png", "question": "?", "answers": ["yes"]}) + "\n")
+    tasks = [{"name": "mine", "path": str(tmp_path / "q.jsonl"), "chance": 0.5},
+             {"name": "swapped", "path": str(tmp_path / "q.jsonl"), "control": True}]
+    out = reference_metrics(EvalConfig(tasks=["mine", "swapped"], custom_tasks=tasks))
+    assert out["chance/mine_blind"] == 0.5 and out["control/mine_blind"] == 1.0
+    assert out["control/swapped"] == 1.0 and "control/mine" not in out
+    assert not any("_blind" in k for k in reference_metrics(EvalConfig(tasks=["mine"], custom_tasks=tasks[:1],
+                                                                         blind=False)))
+
+
+def test_the_majority_answer_is_the_most_common_training_answer_of_each_prompt(tmp_path):
+    """baseline/<task>: each test question answered with the most common training answer of its prompt."""
+    from types import SimpleNamespace
+
+    from ablate.evaluation import baselines
+
+    test = [{"prompt": "the colour is", "answers": ["red"], "type": "colour"},
+            {"prompt": "the colour is", "answers": ["blue"], "type": "colour"},
+            {"prompt": "the count is", "answers": ["2", "two"], "type": "count"}]
+    world = SimpleNamespace(questions=lambda name: test)
+    rows = [{"text": "<image>the colour is", "answer": a} for a in ["red", "red", "blue"]] + \
+        [{"text": "<image>the count is", "answer": "two"}]
+    import ablate.data.instruction as instruction
+
+    original = instruction.world_rows
+    instruction.world_rows = lambda w: rows
+    try:
+        out = baselines.world_majority(world, "world_vqa", None)
+    finally:
+        instruction.world_rows = original
+    assert out["baseline/world_vqa/colour"] == pytest.approx(0.5)   # "red" right once in two
+    assert out["baseline/world_vqa/count"] == pytest.approx(1.0)
+    assert out["baseline/world_vqa"] == pytest.approx(2 / 3)

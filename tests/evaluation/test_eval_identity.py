@@ -70,7 +70,7 @@ def test_a_grid_sweeping_an_eval_setting_is_refused_naming_the_axis(tmp_path):
 
 
 def test_pending_is_exactly_what_a_change_asks_for():
-    before = EvalConfig(tasks=["world_vqa", "world_textvqa"], shots=[0], limit=50)
+    before = EvalConfig(tasks=["world_vqa", "world_textvqa"], shots=[0], limit=50, blind=False)
     done = keys.wanted(before)
     assert keys.pending(before, done) == {}                                  # evaluated twice: nothing to do
     assert set(done) == {"ablate.eval/world_vqa/0shot", "ablate.eval/world_textvqa/0shot",
@@ -93,7 +93,7 @@ def test_a_custom_tasks_own_settings_key_only_that_task():
     before = EvalConfig(tasks=["world_vqa", "signs"], custom_tasks=[task])
     done = keys.wanted(before)
     prompt = EvalConfig(tasks=["world_vqa", "signs"], custom_tasks=[{**task, "prompt": "Q: {question}"}])
-    assert keys.pairs(keys.pending(prompt, done)) == {("signs", 0)}
+    assert keys.pairs(keys.pending(prompt, done)) == {("signs", 0), ("signs_blind", 0)}   # and its blind twin
     chance = EvalConfig(tasks=["world_vqa", "signs"], custom_tasks=[{**task, "chance": 0.5, "baseline": 0.6}])
     assert keys.pending(chance, done) == {}
 
@@ -102,4 +102,20 @@ def test_a_legacy_run_earns_the_tags_of_the_scores_it_logged():
     cfg = EvalConfig(tasks=["world_vqa", "world_textvqa"], shots=[0])
     earned = keys.done_by_metrics(cfg, {"score/world_vqa/0shot": 0.3, "text/perplexity": 2.0})
     assert set(earned) == {"ablate.eval/world_vqa/0shot", "ablate.eval/text/perplexity"}
-    assert keys.pairs(keys.pending(cfg, earned)) == {("world_textvqa", 0)}
+    assert keys.pairs(keys.pending(cfg, earned)) == {("world_textvqa", 0), ("world_vqa_blind", 0),
+                                                     ("world_textvqa_blind", 0)}
+
+
+def test_the_blind_evaluations_leave_the_keys_of_the_tasks_unchanged():
+    """`eval.blind` adds `<task>_blind` evaluations under tags of their own: a store's existing evaluations keep
+    their keys (nothing evaluated again), a blind one follows its task's settings, control and blind-off add none."""
+    task = {"name": "signs", "path": "/data/signs.jsonl"}
+    on = EvalConfig(tasks=["world_vqa", "signs", "vqav2"], custom_tasks=[task])
+    off = on.model_copy(update={"blind": False})
+    assert {k: v for k, v in keys.wanted(on).items() if "_blind" not in k} == keys.wanted(off)
+    assert set(keys.wanted(on)) - set(keys.wanted(off)) == {"ablate.eval/world_vqa_blind/0shot",
+                                                            "ablate.eval/signs_blind/0shot"}   # no hub benchmark
+    limit = on.model_copy(update={"limit": 10})
+    assert keys.task_key(limit, "world_vqa_blind", 0) != keys.task_key(on, "world_vqa_blind", 0)
+    control = EvalConfig(tasks=["signs"], custom_tasks=[{**task, "control": True}])
+    assert keys.task_key(control, "signs", 0) == keys.task_key(on, "signs", 0)

@@ -1,0 +1,122 @@
+"""Does the image matter: paired intervals over shared questions, the blind gap, answers that collapse to one."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ablate.report import findings, image, paired
+from ablate.report import stats as st
+from ablate.report.results import load
+
+N = 300   # questions every cell answers
+
+
+def _cell_frame(correct: dict[str, dict[str, np.ndarray]], answers: dict[str, dict[str, list[str]]],
+                types: list[str]) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """A results frame of cells `connector.name` = each key (one seed) with world_vqa and its blind evaluation, and
+    each run's per-question rows (`questions.json`)."""
+    rows, questions = [], {}
+    for name, tasks in correct.items():
+        row = {"cell_id": f"c-{name}", "status": "FINISHED", "connector.name": name, "seed": 0}
+        per_q = []
+        for task, x in tasks.items():
+            row[f"score/{task}/0shot"] = float(x.mean())
+            half = 1.96 * float(x.std()) / np.sqrt(len(x))
+            row[f"ci_low/{task}/0shot"], row[f"ci_high/{task}/0shot"] = x.mean() - half, x.mean() + half
+            for qtype in sorted(set(types)):
+                mask = np.array(types) == qtype
+                row[f"score/{task}/0shot/{qtype}"] = float(x[mask].mean())
+            per_q += [{"task": task, "shots": 0, "id": f"q{i:04d}", "type": types[i],
+                       "prediction": answers[name][task][i], "correct": float(x[i])} for i in range(len(x))]
+        rows.append(row)
+        questions[f"c-{name}"] = pd.DataFrame(per_q)
+    return pd.DataFrame(rows), questions
+
+
+def test_a_paired_bootstrap_matches_a_hand_computation_on_shared_questions():
+    rng = np.random.default_rng(1)
+    a = (rng.random(N) < 0.6).astype(float)
+    b = np.where(rng.random(N) < 0.8, a, 1 - a)          # the same questions, mostly the same answers
+    s = st.paired([(1.0, [a]), (-1.0, [b])])
+    d = a - b
+    idx = np.random.default_rng(st.BOOTSTRAP_SEED).integers(0, N, size=(st.BOOTSTRAP, N))
+    assert s.mean == pytest.approx(d.mean())
+    assert s.se == pytest.approx(np.std(d[idx].mean(axis=1), ddof=1))     # the bootstrap, by hand
+    assert s.se == pytest.approx(d.std() / np.sqrt(N), rel=0.08)          # and its large-sample value
+    independent = np.sqrt(a.var() / N + b.var() / N)
+    assert s.se < 0.75 * independent    # shared questions are not counted as independent
+    # a mean over 4 cells answering the same questions: the questions' noise does not shrink by sqrt(4)
+    cells = [np.where(rng.random(N) < 0.9, a, 1 - a) for _ in range(4)]
+    mean = st.paired([(0.25, [c]) for c in cells])
+    pooled = np.mean(cells, axis=0)
+    assert mean.se == pytest.approx(pooled.std() / np.sqrt(N), rel=0.08)
+    assert mean.se > 1.5 * np.sqrt(sum(c.var() / N for c in cells)) / 4   # the old sqrt(k) division
+    # two seeds: the seed spread of the difference is added to the questions' noise
+    a2, b2 = np.roll(a, 7), np.roll(b, 3)
+    two = st.paired([(1.0, [a, a2]), (-1.0, [b, b2])])
+    per_seed = [a.mean() - b.mean(), a2.mean() - b2.mean()]
+    d2 = (a + a2) / 2 - (b + b2) / 2
+    se_q = np.std(d2[idx].mean(axis=1), ddof=1)
+    assert two.se == pytest.approx(np.sqrt(se_q**2 + np.std(per_seed, ddof=1) ** 2 / 2))
+
+
+def test_a_model_that_ignores_the_image_has_a_gap_inside_the_noise_and_one_that_reads_it_outside():
+    rng = np.random.default_rng(2)
+    types = ["colour"] * N
+    blind_eyed = (rng.random(N) < 0.3).astype(float)       # the same answers whatever the image
+    seeing, shuffled = (rng.random(N) < 0.7).astype(float), (rng.random(N) < 0.3).astype(float)
+    words = {t: [str(i % 5) for i in range(N)] for t in ("world_vqa", "world_vqa_blind")}
+    frame, questions = _cell_frame({"ignores": {"world_vqa": blind_eyed, "world_vqa_blind": blind_eyed},
+                                    "reads": {"world_vqa": seeing, "world_vqa_blind": shuffled}},
+                                   {"ignores": words, "reads": words}, types)
+    results = load(frame, ["connector.name"], {}, questions)
+    [(m, blind)] = image.pairs(results)
+    assert blind.task == "world_vqa_blind" and [x.task for x in results.score_metrics] == ["world_vqa"]
+    ignores, is_paired = image.gap(results, [("ignores",)], m, blind)
+    assert is_paired and ignores.mean == 0 and ignores.ci[0] <= 0 <= ignores.ci[1]
+    reads, _ = image.gap(results, [("reads",)], m, blind)
+    assert reads.mean == pytest.approx(seeing.mean() - shuffled.mean()) and reads.ci[0] > 0
+    assert not any("do not depend on the image" in line for line in image.lines(results))
+    only_ignores = load(frame[frame["connector.name"] == "ignores"], ["connector.name"], {}, questions)
+    assert any("do not depend on the image" in line for line in findings.findings(only_ignores)[0])
+    table = image.image_table(only_ignores, None)
+    assert table.data.loc[0, "VQA 0-shot image adds"] == 0.0
+
+
+def test_a_blind_task_stays_out_of_avg():
+    rng = np.random.default_rng(3)
+    x, y = (rng.random(N) < 0.5).astype(float), (rng.random(N) < 0.1).astype(float)
+    words = {t: ["a"] * N for t in ("world_vqa", "world_vqa_blind")}
+    frame, questions = _cell_frame({"one": {"world_vqa": x, "world_vqa_blind": y}}, {"one": words}, ["t"] * N)
+    results = load(frame, ["connector.name"], {}, questions)
+    assert results.runs["score/avg"].iloc[0] == pytest.approx(x.mean())
+
+
+def test_one_constant_answer_raises_the_finding():
+    types = ["colour"] * (N // 2) + ["shape"] * (N // 2)
+    rng = np.random.default_rng(4)
+    x = (rng.random(N) < 0.2).astype(float)
+    constant = {"world_vqa": ["red"] * (N // 2) + [f"s{i % 4}" for i in range(N // 2)],
+                "world_vqa_blind": ["red"] * N}
+    frame, questions = _cell_frame({"a": {"world_vqa": x, "world_vqa_blind": x},
+                                    "b": {"world_vqa": x, "world_vqa_blind": x}}, {"a": constant, "b": constant},
+                                   types)
+    results = load(frame, ["connector.name"], {}, questions)
+    lines, _ = findings.findings(results)
+    collapse = [line for line in lines if "collapse to one" in line]
+    assert len(collapse) == 1 and "colour “red” (2 of 2 runs)" in collapse[0] and "shape" not in collapse[0]
+    assert lines.index(collapse[0]) < 2        # at the top, with the image's other finding
+    assert paired.top_answer(results, "c-a", "world_vqa", 0, "colour") == ("red", 1.0, N // 2)
+    table = image.answers_table(results)
+    assert list(table.data["Runs giving one answer"]) == ["2 of 2", "0 of 2"]
+
+
+def test_without_per_question_scores_the_gap_falls_back_on_the_runs_intervals():
+    x = np.r_[np.ones(N // 2), np.zeros(N // 2)]
+    words = {t: ["a"] * N for t in ("world_vqa", "world_vqa_blind")}
+    frame, _ = _cell_frame({"one": {"world_vqa": x, "world_vqa_blind": np.zeros(N)}}, {"one": words}, ["t"] * N)
+    results = load(frame, ["connector.name"], {})
+    g, is_paired = image.gap(results, [("one",)], *image.pairs(results)[0])
+    assert not is_paired and g.mean == pytest.approx(0.5) and g.ci[0] > 0
+    assert image.answers_table(results) is None
