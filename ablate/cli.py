@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
+import re
 import signal
 import sys
 from importlib import metadata
@@ -64,8 +66,22 @@ def _version() -> str:
     return f"ablate {version('ablate')} ({libs}; Python {sys.version.split()[0]})"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that answers a mistyped command (or any other choice) with the closest one: "did you mean 'run'?"
+    (difflib, as Python 3.14's `suggest_on_error` does; subcommand parsers are made of the same class)."""
+
+    def error(self, message: str):
+        found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if found and "meant" not in message:
+            choices = re.findall(r"'([^']*)'", found.group(2)) or [c.strip() for c in found.group(2).split(",")]
+            close = difflib.get_close_matches(found.group(1), choices, n=1, cutoff=0.5)
+            if close:
+                message += f"; did you mean '{close[0]}'?"
+        super().error(message)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ablate", description="MM1-style ablations of multimodal LLMs: sweep a grid, train, evaluate,\n"
                                    "track in MLflow, compare in a report.",
         epilog="examples:\n  ablate run grids/connectors.yaml\n  ablate run grids/connectors.yaml --dry-run\n"
@@ -105,10 +121,18 @@ def _parser() -> argparse.ArgumentParser:
                        ("ls", "list the cells and their state in the store")):
         grid_argument(command(sub, name, text))
 
+    show = command(sub, "show", "print a cell's run record: library versions, git commit, machine (CPU, GPU, "
+                                "threads), fingerprints of its data and question files, its prompts as rendered, "
+                                "its resolved config")
+    grid_argument(show)
+    show.add_argument("cell", metavar="CELL", help="the cell's id or the start of it, as `ablate ls` lists them "
+                                                   "(required)")
+
     ui = command(sub, "ui", "start the MLflow UI on the store")
     ui.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default: 5000)")
 
-    zoo = command(sub, "zoo", "the tiny pretrained backbones built here")
+    zoo = command(sub, "zoo", "the tiny pretrained backbones: installed from the weights shipped with ablate, or "
+                              "built (pretrained) here")
     zoo_sub = zoo.add_subparsers(dest="zoo_command", required=True, metavar="ZOO_COMMAND")
     build = command(zoo_sub, "build", "build (pretrain) zoo backbones; weights shipped with ablate for the same "
                                       "recipe are installed instead of training, unless --force")
@@ -116,8 +140,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="backbones to build, e.g. zoo:clip-s zoo:lm-s (default: all)")
     build.add_argument("--force", action="store_true",
                        help="train here even when cached or shipped, replacing the cached folder (default: off)")
-    command(zoo_sub, "ls", "list zoo backbones: in the cache (built here or shipped) or not, shipped with ablate "
-                           "or not, with their retrieval accuracy")
+    command(zoo_sub, "ls", "list zoo backbones: whether each is in the cache (installed from the shipped weights, "
+                           "or built here), whether ablate ships its weights, and its pre-training figures "
+                           "(retrieval accuracy, held-out perplexity, the build time of whoever built it)")
     ship = command(zoo_sub, "ship", "maintainers: copy backbones built here into the package's shipped weights "
                                     "(what loading needs, with a sha256 manifest; docs/backbones.md)")
     ship.add_argument("names", nargs="+", metavar="NAME",

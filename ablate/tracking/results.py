@@ -12,6 +12,8 @@ import pandas as pd
 from ablate.config.grid import Grid
 from ablate.tracking.store import REASON_TAG, RunRecord, Store
 
+ENV_TAG = "ablate.env."   # `ablate.record.ENV_TAG` (tracking sits below record in the layers)
+
 STATUS_ORDER = {"FINISHED": 0, "RUNNING": 1, "FAILED": 2, "KILLED": 3}
 
 
@@ -31,7 +33,8 @@ def results_frame(store: Store, grid: Grid, with_curves: bool = True):
 
     Besides the swept axes and the run's metrics (not the per-step `train/*`), a row holds `encoder.name` (the
     cell's encoder spec, swept or not: the report's encoder table is keyed by it), `run_id`, and `start_ms` /
-    `end_ms` (the run's start and end, ms since the epoch)."""
+    `end_ms` (the run's start and end, ms since the epoch), and the run record's `ablate.env.*` tags (versions,
+    commit, machine, data digest: `ablate.record`)."""
     experiment = store.experiment_id(grid, create=False)
     records = latest_per_cell(store.runs(experiment)) if experiment else {}
     rows, curves = [], {}
@@ -45,6 +48,7 @@ def results_frame(store: Store, grid: Grid, with_curves: bool = True):
             row.update(status=record.status, failure=record.tags.get(REASON_TAG, ""), run_id=record.run_id,
                        start_ms=record.start_time, end_ms=record.end_time)
             row.update({k: v for k, v in record.metrics.items() if not k.startswith("train/")})
+            row.update({k: v for k, v in record.tags.items() if k.startswith(ENV_TAG)})   # the run record's
             if with_curves:
                 curves[cell.id] = store.loss_curve(record.run_id)
         rows.append(row)

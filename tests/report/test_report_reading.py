@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pdfplumber
 import pypdf
 import pytest
 from report_frames import (
@@ -18,7 +19,7 @@ from report_frames import (
     make_rich_frame,
 )
 
-from ablate.report import plots, results
+from ablate.report import build_report, plots, results
 from ablate.report.encoders import encoder_table
 
 
@@ -110,3 +111,29 @@ def test_every_number_in_the_encoder_caption_is_in_its_table():
         table = encoder_table(results.load(frame, axes), meta)
         shown = set(NUMBER.findall(_table_text(table)))
         assert set(NUMBER.findall(table.caption)) <= shown, set(NUMBER.findall(table.caption)) - shown
+
+
+def test_the_cover_names_the_machines_and_the_appendix_what_differed(tmp_path):
+    frame = make_connectors_frame(seeds=(0,))
+    intel = frame["connector.name"] == "attn-pool"
+    frame["ablate.env.machine"] = np.where(intel, "Intel Xeon (avx512f; 2 cores, 1 threads), CPU only",
+                                           "AMD EPYC (avx2; 2 cores, 1 threads), CPU only")
+    frame["ablate.env.torch"] = "2.14.1"
+    frame["ablate.env.commit"] = "abc1234"
+    frame["ablate.env.threads"] = np.where(frame["connector.tokens"] == 64, "1", "2")
+    paths = build_report(frame, {}, make_connectors_meta(), tmp_path / "out")
+    with pdfplumber.open(paths.pdf) as pdf:
+        text = " ".join(page.extract_text() for page in pdf.pages).replace("\n", " ")
+    assert "Cells ran on AMD EPYC (avx2; 2 cores, 1 threads), CPU only (4 cells); Intel Xeon (avx512f; 2 cores, 1 " \
+           "threads), CPU only (4 cells)" in text
+    amd = ", ".join(frame.loc[~intel, "cell_id"])
+    assert f"machine: AMD EPYC (avx2; 2 cores, 1 threads), CPU only ({amd});" in text
+    one = frame.loc[frame["connector.tokens"] == 64, "cell_id"].tolist()
+    assert f"torch threads: 1 ({', '.join(one)})" in text
+    assert "Shared by every cell: torch 2.14.1; git commit abc1234." in text
+    assert [t for d, t in _outline(paths.pdf)][-1] == "Environments"
+
+
+def test_no_environment_section_without_run_records(frame_report):
+    assert "Environments" not in [t for _, t in _outline(frame_report[0].pdf)]
+    assert "Cells ran on" not in frame_report[2]
