@@ -163,7 +163,8 @@ def _write(tmp: Path, model: MLLM, cfg: CellConfig, state: TrainState | None, op
         sizes = {name: (tmp / name).stat().st_size for name in ("model.safetensors", "config.json", STATE_TENSORS)}
         digests = {name: file_sha256(tmp / name) for name in sizes}   # verified on load: a change of content
         (tmp / STATE_JSON).write_text(json.dumps(
-            {"format": STATE_FORMAT, "step": state.step, "losses": state.losses, "elapsed_s": elapsed_s,
+            {"format": STATE_FORMAT, "step": state.step, "losses": state.losses, "processes": state.processes,
+                 "elapsed_s": elapsed_s,
              "sizes": sizes, "sha256": digests, "state": packed}))
     for path in tmp.iterdir():
         _fsync(path)
@@ -234,7 +235,8 @@ def resume_state(folder: Path, model: MLLM, optimizer, scheduler) -> Resumed | N
         if state["scheduler"] is not None:
             scheduler.load_state_dict(state["scheduler"])
         _set_rng_state(state["rng"])
-        train_state = TrainState(step=state["step"], losses=[(int(s), float(v)) for s, v in state["losses"]])
+        train_state = TrainState(step=state["step"], losses=[(int(s), float(v)) for s, v in state["losses"]],
+                                 processes=[int(n) for n in state.get("processes", [])])
         return Resumed(train_state, float(state.get("elapsed_s", 0.0)), candidate)
     return None
 
@@ -271,7 +273,8 @@ def _read_training_checkpoint(folder: Path) -> tuple[dict, dict, dict]:
     tensors = read(STATE_TENSORS, load_file)
     try:
         state = _unpack(saved["state"], tensors)
-        state.update(step=int(saved["step"]), losses=saved["losses"], elapsed_s=saved.get("elapsed_s", 0.0))
+        state.update(step=int(saved["step"]), losses=saved["losses"], elapsed_s=saved.get("elapsed_s", 0.0),
+                     processes=saved.get("processes", []))
         _ = meta["modules"], state["optimizer"], state["scheduler"], state["rng"]
     except (KeyError, TypeError, ValueError) as err:
         raise _Unreadable(folder / STATE_JSON, f"incomplete ({type(err).__name__}: {err})") from err
@@ -449,8 +452,9 @@ def save_sharded(folder: Path, model: MLLM, cfg: CellConfig, state: TrainState, 
             save_file(tensors, tmp / STATE_TENSORS)
             sizes = {name: (tmp / name).stat().st_size for name in ("config.json", STATE_TENSORS)}
             (tmp / STATE_JSON).write_text(json.dumps(
-                {"format": STATE_FORMAT, "step": state.step, "losses": state.losses, "elapsed_s": elapsed_s,
-                 "sizes": sizes, "state": packed, "processes": parallel.world_size()}))
+                {"format": STATE_FORMAT, "step": state.step, "losses": state.losses, "processes": state.processes,
+                 "elapsed_s": elapsed_s,
+                 "sizes": sizes, "state": packed}))
             for path in tmp.iterdir():
                 _fsync(path)
     except BaseException:
@@ -490,5 +494,6 @@ def resume_sharded(folder: Path, model: MLLM, optimizer) -> Resumed | None:
     if tree.get("scheduler") is not None and getattr(optimizer, "scheduler", None) is not None:
         optimizer.scheduler.load_state_dict(tree["scheduler"])
     _set_rng_state(state["rng"])
-    train_state = TrainState(step=int(saved["step"]), losses=[(int(s), float(v)) for s, v in saved["losses"]])
+    train_state = TrainState(step=int(saved["step"]), losses=[(int(s), float(v)) for s, v in saved["losses"]],
+                             processes=[int(n) for n in saved.get("processes", [])])
     return Resumed(train_state, float(saved.get("elapsed_s", 0.0)), folder)

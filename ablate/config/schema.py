@@ -118,22 +118,22 @@ class EncoderConfig(Strict):
 
     name: str = Field("zoo:clip-s", description="zoo:<objective>-<size> | hf:<hub id or path> | timm:<model>")
     resolution: int = Field(96, ge=16, le=2048)
-    feature_layer: FeatureLayer | list[FeatureLayer] = Field(
+    feature_layer: FeatureLayer | tuple[FeatureLayer, ...] = Field(
         "last", description="last | penultimate | a hidden-state index (0: the embeddings, -1: the last block's "
                             "output) | a list of these (their features concatenated)")
     keep_cls: bool = False
     image_handling: Literal["resize", "pad", "slice"] = "resize"
     max_slices: int = Field(4, ge=1, le=16, description="upper bound on slices per image with image_handling=slice")
-    resolutions: list[Annotated[int, Field(ge=16, le=2048)]] | None = Field(
+    resolutions: tuple[Annotated[int, Field(ge=16, le=2048)], ...] | None = Field(
         None, description="a fused encoder's resolution per encoder, in the order of `name` (ablate.config.fusion); "
                           "None: each at `resolution`")
 
     @field_validator("feature_layer", mode="before")
     @classmethod
     def _distinct_layers(cls, value):
-        if isinstance(value, bool) or isinstance(value, list) and any(isinstance(v, bool) for v in value):
+        if isinstance(value, bool) or isinstance(value, (list, tuple)) and any(isinstance(v, bool) for v in value):
             raise ValueError("a boolean is not a layer: write last, penultimate or a hidden-state index")
-        if isinstance(value, list) and (not value or len({json.dumps(v) for v in value}) != len(value)):
+        if isinstance(value, (list, tuple)) and (not value or len({json.dumps(v) for v in value}) != len(value)):
             raise ValueError("a list of feature layers names one or more different layers")
         return value
 

@@ -6,10 +6,16 @@ workers: auto            # one per GPU, or per `threads_per_worker` CPU cores wi
 time_limit_s: 3600
 ```
 Every file is validated before anything runs; a `GridError` names the runner file, the key and what is allowed.
+
+A kind is one config class (its `kind` literal, its settings, `build()` for the runner it describes) and one entry
+of `CONFIGS`; the union pydantic validates, the kind names and the lookup by name all come from that tuple.
 """
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
@@ -22,6 +28,13 @@ from ablate.config.errors import GridError
 class _Runner(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def build(self):
+        """The runner this file describes: an object with `.run(grid, workspace) -> GridOutcome`."""
+        raise NotImplementedError
+
+    def check(self, path: Path) -> None:
+        """Checks that need more than the file (an interpreter to run): GridError naming `path` and the key."""
+
 
 class _Processes(_Runner):
     time_limit_s: float | None = Field(None, gt=0, description="a cell still running after this is killed, FAILED")
@@ -29,17 +42,56 @@ class _Processes(_Runner):
     env: dict[str, str] = Field(default_factory=dict, description="extra environment for each cell's process")
     python: str | None = Field(None, description="interpreter for the cells (default: the one running ablate)")
 
+    def check(self, path: Path) -> None:
+        if self.python is not None:
+            check_python(path, self.python)
+
+    def process_options(self) -> dict:
+        return {"time_limit_s": self.time_limit_s, "grace_s": self.grace_s, "env": dict(self.env),
+                "python": self.python}
+
+
+PYTHON_CHECK_S = 60   # an interpreter that does not answer `import ablate` in this long is refused
+
+
+def check_python(path: Path, python: str) -> None:
+    """`python:` must run and import ablate (the cells run `python -m ablate.runners.child`)."""
+    found = shutil.which(python)
+    if found is None:
+        raise GridError(path, f"no executable {python!r} (a path, or a name on PATH)", key="python", got=python)
+    code = "import sys, ablate; print('ablate-python-ok', sys.version_info[0])"
+    try:
+        out = subprocess.run([found, "-c", code], capture_output=True, text=True, timeout=PYTHON_CHECK_S)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise GridError(path, f"{python!r} cannot be run as the cells' interpreter ({type(err).__name__})",
+                        key="python", got=python) from None
+    if out.returncode != 0 or "ablate-python-ok 3" not in out.stdout:
+        said = (out.stderr.strip().splitlines() or [""])[-1][:200]
+        raise GridError(path, f"{python!r} is not a Python that imports ablate (exit {out.returncode}"
+                        + (f": {said}" if said else "") + f"); the interpreter running ablate is {sys.executable}",
+                        key="python", got=python)
+
 
 class LocalConfig(_Runner):
     """In this process, one cell after another (features of a frozen encoder shared across cells)."""
 
     kind: Literal["local"]
 
+    def build(self):
+        from ablate.runners.local import LocalRunner  # lazy: the runners load torch
+
+        return LocalRunner()
+
 
 class SubprocessConfig(_Processes):
     """Each cell in its own process, one after another: a crash, OOM kill or hang fails that cell only."""
 
     kind: Literal["subprocess"]
+
+    def build(self):
+        from ablate.runners.process import ProcessRunner, Slot  # lazy: loads torch
+
+        return ProcessRunner(slots=[Slot("subprocess")], **self.process_options())
 
 
 class WorkersConfig(_Processes):
@@ -48,8 +100,14 @@ class WorkersConfig(_Processes):
     kind: Literal["workers"]
     workers: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
         "auto", description="'auto': one per GPU, else cores // threads")
-    gpus: list[int] | Literal["auto", "none"] = Field("auto", description="GPU indices to spread workers over")
+    gpus: list[Annotated[int, Field(ge=0)]] | Literal["auto", "none"] = Field(
+        "auto", description="GPU indices to spread workers over")
     threads_per_worker: int = Field(1, ge=1, description="OMP/MKL threads for each worker's process")
+
+    def build(self):
+        from ablate.runners.process import ProcessRunner  # lazy: loads torch
+
+        return ProcessRunner(slots=worker_slots(self), reuse=True, **self.process_options())
 
 
 class MultiGPUConfig(_Processes):
@@ -61,6 +119,13 @@ class MultiGPUConfig(_Processes):
     mixed_precision: Literal["no", "bf16", "fp16"] = "bf16"
     main_process_port: int | None = Field(None, ge=1, le=65535, description="rendezvous port (default: free one)")
     extra_args: list[str] = Field(default_factory=list, description="appended to the launcher's own options")
+
+    def build(self):
+        from ablate.runners.multigpu import launcher_argv  # lazy: loads torch
+        from ablate.runners.process import ProcessRunner, Slot
+
+        return ProcessRunner(slots=[Slot(multigpu_slot_name(self.gpus))], launcher=launcher_argv(self),
+                             **self.process_options())
 
 
 class SlurmConfig(_Runner):
@@ -90,10 +155,16 @@ class SlurmConfig(_Runner):
                              "(tasks_per_node gives several processes on it)")
         return nodes
 
+    def build(self):
+        from ablate.runners.slurm import SlurmRunner  # lazy: loads submitit
 
-RunnerConfig = Annotated[Union[LocalConfig, SubprocessConfig, WorkersConfig, MultiGPUConfig, SlurmConfig],
-                         Field(discriminator="kind")]
-KINDS = ["local", "subprocess", "workers", "multigpu", "slurm"]
+        return SlurmRunner(self)
+
+
+CONFIGS: tuple[type[_Runner], ...] = (LocalConfig, SubprocessConfig, WorkersConfig, MultiGPUConfig, SlurmConfig)
+BY_KIND: dict[str, type[_Runner]] = {c.model_fields["kind"].annotation.__args__[0]: c for c in CONFIGS}
+KINDS = list(BY_KIND)
+RunnerConfig = Annotated[Union[CONFIGS], Field(discriminator="kind")]
 
 
 def read_runner_config(path: Path) -> RunnerConfig:
@@ -114,13 +185,12 @@ def read_runner_config(path: Path) -> RunnerConfig:
     if raw["kind"] not in KINDS:
         raise GridError(path, f"unknown runner kind {raw['kind']!r}", key="kind", allowed=KINDS, got=raw["kind"])
     try:
-        return TypeAdapter(RunnerConfig).validate_python(raw)
+        cfg = TypeAdapter(RunnerConfig).validate_python(raw)
     except ValidationError as err:
         first = err.errors()[0]
         loc = [str(p) for p in first["loc"][1:]]            # drop the union tag
         key = loc[0] if loc else "kind"                        # runner files are flat (type tags may follow)
-        model = {c.model_fields["kind"].annotation.__args__[0]: c for c in
-                 (LocalConfig, SubprocessConfig, WorkersConfig, MultiGPUConfig, SlurmConfig)}[raw["kind"]]
+        model = BY_KIND[raw["kind"]]
         if first["type"] == "extra_forbidden":
             raise GridError(path, "unknown key for a runner of kind " + repr(raw["kind"]), key=key,
                             allowed=list(model.model_fields), got=key) from None
@@ -130,6 +200,8 @@ def read_runner_config(path: Path) -> RunnerConfig:
             allowed = [a.strip().strip("'") for a in expected.replace(" or ", ", ").split(",") if a.strip()]
         raise GridError(path, f"{first['msg']} (got {first.get('input')!r})", key=key, allowed=allowed,
                         got=first.get("input")) from None
+    cfg.check(path)
+    return cfg
 
 
 def load_runner_file(path: Path):
@@ -138,27 +210,15 @@ def load_runner_file(path: Path):
     return build_runner(cfg)
 
 
-def build_runner(cfg):
-    # lazy: a runner file is validated before anything runs; the runners themselves load torch (slurm: submitit)
-    from ablate.runners.local import LocalRunner
-    from ablate.runners.process import ProcessRunner, Slot
+def build_runner(cfg: _Runner):
+    """The runner of a validated config (each kind's `build`; the runners load torch, so only when asked)."""
+    return cfg.build()
 
-    common = {}
-    if not isinstance(cfg, (LocalConfig, SlurmConfig)):
-        common = {"time_limit_s": cfg.time_limit_s, "grace_s": cfg.grace_s, "env": dict(cfg.env), "python": cfg.python}
-    if isinstance(cfg, LocalConfig):
-        return LocalRunner()
-    if isinstance(cfg, SubprocessConfig):
-        return ProcessRunner(slots=[Slot("subprocess")], **common)
-    if isinstance(cfg, WorkersConfig):
-        return ProcessRunner(slots=worker_slots(cfg), reuse=True, **common)
-    if isinstance(cfg, MultiGPUConfig):
-        from ablate.runners.multigpu import launcher_argv
 
-        return ProcessRunner(slots=[Slot(multigpu_slot_name(cfg.gpus))], launcher=launcher_argv(cfg), **common)
-    from ablate.runners.slurm import SlurmRunner
-
-    return SlurmRunner(cfg)
+def setup_commands(path: str | Path | None) -> list[str]:
+    """The shell lines a runner file runs before each job (`setup`), for the dry run to show: a shared runner file
+    runs them on the user's account."""
+    return list(getattr(read_runner_config(Path(path)), "setup", [])) if path is not None else []
 
 
 def multigpu_slot_name(processes: int, gpu_count: int | None = None) -> str:

@@ -44,6 +44,7 @@ class TrainState:
 
     step: int = 0
     losses: list[tuple[int, float]] = field(default_factory=list)
+    processes: list[int] = field(default_factory=list)   # processes of each attempt so far (checkpoints keep it)
 
 
 GUARD_WINDOW = 3   # the divergence guard judges the mean of this many latest losses of a stage, not one batch

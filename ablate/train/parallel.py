@@ -11,17 +11,22 @@ training loop (`ablate.train.loop`) is the same for one process and for many:
   (gradients all-reduced in buckets while the backward pass runs), rebuilt when the set of trained parameters
   changes (a training stage that freezes or unfreezes a module), and a loss normalised by the GLOBAL number of
   labelled tokens, so N processes compute the gradients one process computes on the whole batch.
+- `parallelize(model, "fsdp")` (`train.parallel: fsdp`): FSDP2, torchtitan's way: `fully_shard` on each LLM block,
+  then on the MLLM (the root: embeddings, head, connector, a trained encoder); an encoder frozen in every stage is
+  left unsharded (`ignored_params`): it is small against the LLM, holds no gradients or optimiser state, and runs
+  outside the root's forward (feature prefetch, the feature cache). On CUDA, parameters are gathered in bf16 and
+  gradients reduced in fp32 (`MixedPrecisionPolicy`). The optimiser must be built after sharding (on the DTensor
+  parameters): `fully_shard` replaces each parameter by a DTensor one, so an optimiser built before would update
+  tensors the model no longer uses; `ablate.cell` shards first. `torch.nn.utils.clip_grad_norm_` reduces the norm
+  of sharded gradients over the ranks itself (its result is a replicated DTensor).
 - `shard(size, rank, world)`: which rows of each global batch a rank takes (`ablate.data.train_batches`).
-
-FSDP2 (`torch.distributed.fsdp.fully_shard`) is the engine for LLMs that do not fit on one GPU; it is not wired in
-yet (`parallelize(model, "fsdp")` says what is missing); the embedded grids and 0.5-7B backbones fit, so DDP is the
-strategy (docs/runners.md says why).
 """
 from __future__ import annotations
 
 import inspect
 import logging
 import os
+import sys
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -38,6 +43,7 @@ TIMEOUT_ENV = "ABLATE_COLLECTIVE_TIMEOUT_S"
 DEFAULT_TIMEOUT_S = 600.0   # a collective (a step's all-reduce, a checkpoint wait) that takes longer fails the cell
 DDP_OPTIONS = inspect.signature(DistributedDataParallel.__init__).parameters   # they changed across releases
 _announced = False          # rank 0 has told the others whether the cell trains (`announce`)
+collective_broke = False    # this process's cell failed on a broken collective (`rank_failures_named`)
 
 
 def launched() -> bool:
@@ -85,6 +91,9 @@ def leave() -> None:
     lmms-eval / accelerate read RANK and WORLD_SIZE) runs as one process."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+        sharded = sys.modules.get("ablate.train.sharded")   # its checkpoint barrier's group went with it
+        if sharded is not None:
+            sharded.forget_groups()
     for key in DISTRIBUTED_ENV:
         os.environ.pop(key, None)
 
@@ -137,6 +146,8 @@ def rank_failures_named():
         if not active() or not (isinstance(err, dist_error) or any(w in str(err).lower() for w in COLLECTIVE_ERRORS)):
             raise
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        global collective_broke
+        collective_broke = True   # rank 0 tells its launcher's wrapper (`ablate.runners.multigpu`), which names the rank
         raise RankFailed(f"a rank of the cell failed, hung or was killed (rank {rank()} saw: {first})") from err
 
 
@@ -162,9 +173,10 @@ class DataParallelMLLM(nn.Module):
     `device`, `train()`, `eval()` and the model's own attributes (`tokenizer`, `image_tokens`, `parts()`) pass
     through; checkpoints and evaluation use the unwrapped model (`.module`), whose parameters these are."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, find_unused: bool = True):
         super().__init__()
         self.module = model
+        self.find_unused = find_unused
         self._replica: nn.Module | None = None
         self._trained: tuple[bool, ...] | None = None
 
@@ -191,8 +203,10 @@ class DataParallelMLLM(nn.Module):
         sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in DDP_OPTIONS
                 else {"broadcast_buffers": False})
         # a rank whose (micro-)batch has no image leaves the connector without a gradient (text-only rows skip it):
-        # DDP must then count its parameters as done (zero), or the ranks' bucket all-reduces fall out of step
-        self._replica = DistributedDataParallel(self.module, device_ids=ids, find_unused_parameters=True, **sync)
+        # DDP must then count its parameters as done (zero), or the ranks' bucket all-reduces fall out of step; a
+        # traversal of the graph each step, so only when the data has text rows (`needs_unused_parameters`)
+        self._replica = DistributedDataParallel(self.module, device_ids=ids, find_unused_parameters=self.find_unused,
+                                                **sync)
         self._trained = trained
         return self._replica
 
@@ -215,13 +229,67 @@ class DataParallelMLLM(nn.Module):
         return out
 
 
-def parallelize(model: nn.Module, strategy: str = "ddp") -> nn.Module:
-    """The model to train with the processes of this cell: `model` itself in one process, else wrapped."""
+class ShardedMLLM(DataParallelMLLM):
+    """An MLLM sharded by FSDP2 over `world_size()` processes (`shard_model`): the same global-mean loss as
+    `DataParallelMLLM` (FSDP2's reduce-scatter averages the gradients over ranks, as DDP does). `module` is the
+    sharded model itself (`fully_shard` works in place): its parameters are DTensors, and a checkpoint of it goes
+    through torch.distributed.checkpoint (`ablate.checkpoint_dcp`)."""
+
+    def replica(self) -> nn.Module:
+        return self.module
+
+    @contextmanager
+    def no_sync(self):
+        self.module.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            self.module.set_requires_gradient_sync(True)
+
+
+def shard_model(model: nn.Module, frozen: set[str] = frozenset(), reshard_after_forward: bool = True) -> list[str]:
+    """FSDP2 over `model` in place (see the module's docstring); `frozen`: the parts no stage trains (left
+    unsharded unless it is the LLM, which is always sharded: it is what does not fit). Returns what was sharded."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    from ablate.train.speed import repeated_blocks
+
+    options = {"reshard_after_forward": reshard_after_forward}
+    if model.device.type == "cuda":
+        options["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    blocks = repeated_blocks(model.llm)
+    for block in blocks:
+        fully_shard(block, **options)
+    kept = {p for name in frozen - {"llm"} for p in getattr(model, name).parameters()}
+    fully_shard(model, ignored_params=kept or None, **options)
+    return [f"{len(blocks)} LLM blocks", "root (" + ", ".join(
+        n for n in ("encoder", "connector", "llm") if n not in frozen - {"llm"}) + ")"]
+
+
+def needs_unused_parameters(data_configs) -> bool:
+    """Whether DDP must look for parameters without a gradient each step (`find_unused_parameters`): only when
+    some micro-batch can lack images (a text source or mixture weight), which leaves the connector unused."""
+    for data in data_configs:
+        if any(kind == "text" and weight > 0 for kind, weight in data.mixture.items()):
+            return True
+        if any(source.kind == "text" for source in data.sources):
+            return True
+    return False
+
+
+def parallelize(model: nn.Module, strategy: str = "ddp", find_unused: bool = True) -> nn.Module:
+    """The model to train with the processes of this cell: `model` itself in one process, else wrapped.
+    "fsdp": `model` must already be sharded (`shard_model`, before the optimiser is built)."""
+    if strategy not in ("ddp", "fsdp"):
+        raise ValueError(f"parallel strategy {strategy!r}: use 'ddp' or 'fsdp'")
+    if not active():
+        return model
     if strategy == "fsdp":
-        raise NotImplementedError(
-            "FSDP2 (fully_shard) is not wired in yet: checkpoints would need the sharded weights gathered "
-            "(torch.distributed.checkpoint.state_dict.get_model_state_dict) and the optimiser built after sharding, "
-            "and a first try on 2 CPU processes did not reproduce the 1-process losses; docs/runners.md")
-    if strategy != "ddp":
-        raise ValueError(f"parallel strategy {strategy!r}: use 'ddp'")
-    return DataParallelMLLM(model) if active() else model
+        from torch.distributed.fsdp import FSDPModule
+
+        if not isinstance(model, FSDPModule):
+            raise ValueError("parallelize(model, 'fsdp'): shard the model first (shard_model), then build the "
+                             "optimiser on its sharded parameters")
+        return ShardedMLLM(model)
+    return DataParallelMLLM(model, find_unused)
+
