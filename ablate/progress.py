@@ -90,10 +90,13 @@ class Progress:
                 self._last = self.clock()
                 self.message(f"    step {step}/{total} loss {loss:.4f}")
 
-    def cell_finished(self, label: str, outcome: str, failed: bool | None = None, ran: bool = True) -> None:
+    def cell_finished(self, label: str, outcome: str, failed: bool | None = None, ran: bool = True,
+                      wall_s: float | None = None) -> None:
         """A cell is over: done, failed or skipped. Its wall time counts if `cell_started` saw it start and it
         ran here (`ran=False`: another process held or had finished it). `failed` defaults to whether `outcome`
-        starts with 'FAILED'."""
+        starts with 'FAILED'. `wall_s`: the cell's logged wall time (its `wall_s` metric, the report's figure),
+        printed when given; the time since `cell_started` (which adds starting the cell's process and opening and
+        closing its run) is printed otherwise, and always feeds the time-left estimate."""
         with self._lock:
             self.done += 1
             self._ended.add(label)
@@ -107,7 +110,8 @@ class Progress:
                 self.walls[label] = wall
                 if failed:
                     self.failed.add(label)
-                parts.append(f"{'failed after' if failed else 'done in'} {duration(wall)}")
+                shown = wall if wall_s is None else wall_s
+                parts.append(f"{'failed after' if failed else 'done in'} {duration(shown)}")
             parts.append(f"{self.done}/{self.total} cells")
             left = self.time_left()
             left = "" if left is None or self.done >= self.total else \

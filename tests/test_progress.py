@@ -174,3 +174,11 @@ def test_with_costs_the_estimate_is_per_unit_of_cost():
     assert p.time_left() == (32 - 12) + 32
     p.cell_finished("cheap1", "held by another process", ran=False)   # not a sample, not waiting any more
     assert p.time_left() == 32
+
+
+def test_a_finished_cell_prints_its_logged_wall_time_the_reports_figure():
+    p, stream, clock = progress(3)
+    p.cell_started(1, "a", 10)
+    clock.t += 76   # the runner's clock adds starting the process and closing the run
+    p.cell_finished("a", "vqa 0.300", wall_s=70.2)
+    assert "vqa 0.300 · done in 1 min 10 s · 1/3 cells · about 2 min 32 s left" in lines(stream)[-1]

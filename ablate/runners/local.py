@@ -145,7 +145,8 @@ def run_claimed(store: Store, experiment: str, grid: Grid, cell: Cell, workspace
     if progress:
         text = outcome.failed.get(cell.id) or "  ".join(
             f"{k.removeprefix('score/')} {v:.3f}" for k, v in scores.items() if k.startswith("score/"))
-        progress.cell_finished(cell.label(), ("FAILED: " if cell.id in outcome.failed else "") + text)
+        progress.cell_finished(cell.label(), ("FAILED: " if cell.id in outcome.failed else "") + text,
+                               wall_s=scores.get("wall_s"))
     return outcome
 
 

@@ -28,7 +28,7 @@ from ablate.runners import protocol
 from ablate.runners.claims import claim
 from ablate.runners.local import GridOutcome, claims_dir, one_line, open_store
 from ablate.runners.protocol import Terminated, sigterm_raises
-from ablate.tracking.store import REASON_TAG, Store, StoreError
+from ablate.tracking.store import REASON_TAG, Store, StoreError, quiet_mlflow
 from ablate.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -148,20 +148,12 @@ class ProcessRunner:
         if rc == protocol.EXIT_STORE:       # the child could not write the store or the disk: the grid stops
             raise StoreError(workspace.tracking_uri, _error_line(log_path, workspace.tracking_uri) or
                              f"the grid stopped at cell {cell.id}: its process could not write the store or the "
-                             f"workspace (log {log_path})")
+                             f"workspace (a full disk, a read-only file system: its log {log_path} could not be "
+                             "written either); free disk space and run the same command again: finished cells are "
+                             "kept")
         try:
-            if rc == protocol.EXIT_FINISHED and not timed_out:
-                outcome.finished.append(cell.id)
-            elif rc == protocol.EXIT_CLAIMED:
-                outcome.claimed_elsewhere.append(cell.id)
-            elif rc == protocol.EXIT_SKIPPED:
-                outcome.skipped.append(cell.id)
-            elif rc == protocol.EXIT_FAILED:
-                outcome.failed[cell.id] = latest_reason(store, experiment, cell.id) or f"failed (see {log_path})"
-            else:
-                reason = crash_reason(rc, timed_out, self.time_limit_s, wall, log_path)
-                close_crashed(store, experiment, grid, cell, reason, claims_dir(workspace))
-                outcome.failed[cell.id] = reason
+            with quiet_mlflow():   # a failure here is the one StoreError below, not MLflow's tracebacks too
+                self._record(rc, timed_out, wall, grid, cell, workspace, store, experiment, log_path, outcome)
         except Exception as err:   # the store stopped taking writes (or reads) here, in the parent
             raise StoreError(workspace.tracking_uri, f"the grid stopped at cell {cell.id}: cannot read or write the "
                              f"store ({one_line(err)}); finished cells are kept, run the same command again") from err
@@ -170,8 +162,25 @@ class ProcessRunner:
             progress.cell_finished(cell.label() or cell.id, f"FAILED: {text}" if text else
                                    "held by another process" if outcome.claimed_elsewhere else
                                    "finished elsewhere" if outcome.skipped else "",
-                                   ran=not (outcome.claimed_elsewhere or outcome.skipped))
+                                   ran=not (outcome.claimed_elsewhere or outcome.skipped),
+                                   wall_s=logged_wall(store, experiment, cell.id) if outcome.finished else None)
         return outcome
+
+    def _record(self, rc: int, timed_out: bool, wall: float, grid: Grid, cell: Cell, workspace: Workspace,
+                store: Store, experiment: str, log_path: Path, outcome: GridOutcome) -> None:
+        """What the child's exit code says, into `outcome` (and the store, for a child that died)."""
+        if rc == protocol.EXIT_FINISHED and not timed_out:
+            outcome.finished.append(cell.id)
+        elif rc == protocol.EXIT_CLAIMED:
+            outcome.claimed_elsewhere.append(cell.id)
+        elif rc == protocol.EXIT_SKIPPED:
+            outcome.skipped.append(cell.id)
+        elif rc == protocol.EXIT_FAILED:
+            outcome.failed[cell.id] = latest_reason(store, experiment, cell.id) or f"failed (see {log_path})"
+        else:
+            reason = crash_reason(rc, timed_out, self.time_limit_s, wall, log_path)
+            close_crashed(store, experiment, grid, cell, reason, claims_dir(workspace))
+            outcome.failed[cell.id] = reason
 
     def _prefix(self) -> list[str]:
         return self.launcher or [self.python or sys.executable, "-m"]
@@ -316,6 +325,12 @@ def _error_line(path: Path, tracking_uri: str) -> str | None:
 def latest_reason(store: Store, experiment: str, cell_id: str) -> str | None:
     runs = sorted((r for r in store.runs(experiment) if r.cell_id == cell_id), key=lambda r: r.start_time)
     return runs[-1].tags.get(REASON_TAG) if runs else None
+
+
+def logged_wall(store: Store, experiment: str, cell_id: str) -> float | None:
+    """The wall time the cell's latest run logged (`wall_s`: the report's figure), or None."""
+    runs = sorted((r for r in store.runs(experiment) if r.cell_id == cell_id), key=lambda r: r.start_time)
+    return runs[-1].metrics.get("wall_s") if runs else None
 
 
 def close_crashed(store: Store, experiment: str, grid: Grid, cell: Cell, reason: str, lock_dir: Path) -> None:
