@@ -46,7 +46,7 @@ def _run(losses, state=None, stage_start=0):
 
 
 def test_a_loss_far_above_its_start_is_flagged_in_the_first_steps():
-    # the real case of issue 18: a pretrained LLM at the harness's old default went 2.21 -> 10.07 in 7 steps
+    # a real case: a pretrained LLM at a learning rate far too high for it went 2.21 -> 10.07 in 7 steps
     with pytest.raises(Diverged, match="far above its starting value 2.21") as err:
         _run([2.21, 2.5, 3.4, 5.0, 6.3, 10.07, 1.0])
     assert err.value.step == 6 and far_above(2.21) < 10.07

@@ -118,7 +118,7 @@ def test_gguf_loads_as_written_and_reloads_from_the_cache(tiny_gguf, tmp_path, m
     gguf_family.log.addHandler(records)
     level, disabled, global_off = gguf_family.log.level, gguf_family.log.disabled, logging.root.manager.disable
     gguf_family.log.setLevel(logging.INFO)
-    gguf_family.log.disabled = False   # a library's logging.config call elsewhere in the session may have disabled it
+    gguf_family.log.disabled = False   # a library's logging.config call elsewhere in the test run may have disabled it
     logging.disable(logging.NOTSET)
     try:
         model, tok = llm_module.build_llm(spec, tmp_path)

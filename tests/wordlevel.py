@@ -1,4 +1,4 @@
-"""A word-level tokenizer built in a test: any word outside its list is `<unk>` (the tokenizers that issue 17's
+"""A word-level tokenizer built in a test: any word outside its list is `<unk>` (the tokenizers that the
 unknown-token share is about, e.g. older `hf:` models)."""
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast

@@ -155,8 +155,8 @@ def test_cell_id_changes_when_its_zoo_recipe_or_world_vocabulary_changes(tmp_pat
 
 
 def test_cell_ids_of_the_connectors_grid_are_pinned():
-    """A cell's id is its training identity (issue 17: the eval block left out), so these changed once, on purpose,
-    from the ids the code gave since issue 15 (the eval block included). Those are pinned as legacy ids: runs
+    """A cell's id is its training identity (the eval block left out), so these changed once, on purpose, from the
+    ids that included the eval block. Those are pinned as legacy ids: runs
     tagged with them are recognised as these cells' (`ablate.commands.adopt_legacy_runs`), so no finished cell
     of a grid run before is trained again. A legitimate change of what a cell means (world generator version, a zoo
     recipe) changes both lists: update them then, knowing that finished cells of the old ids are run again. Last

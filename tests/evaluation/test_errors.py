@@ -1,5 +1,5 @@
 """Errors raised inside lmms-eval reach the user with the task's name and their real cause, never a bare
-tenacity `RetryError` (issue 17: a wrong answers column ended in `RetryError[<Future ... raised ValueError>]`)."""
+tenacity `RetryError` (such as `RetryError[<Future ... raised ValueError>]` for a wrong answers column)."""
 import json
 
 import pytest

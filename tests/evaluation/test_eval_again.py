@@ -1,5 +1,5 @@
 """A finished grid whose evaluation changes is evaluated again from its final checkpoints, and nothing trains
-(issue 17): the new score goes to the cell's run, the old ones stay; the same settings twice evaluate nothing;
+: the new score goes to the cell's run, the old ones stay; the same settings twice evaluate nothing;
 a run made before ids left the eval block out (tagged with the legacy id) is recognised as its cell's."""
 import shutil
 

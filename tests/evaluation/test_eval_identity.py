@@ -1,4 +1,4 @@
-"""Evaluation keyed apart from training (issue 17): a cell's id is its training identity; each evaluation is keyed
+"""Evaluation keyed apart from training: a cell's id is its training identity; each evaluation is keyed
 by (task, shots, the settings that change that score), so what is pending after a grid changes is exactly what the
 change asks for."""
 import hashlib

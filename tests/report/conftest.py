@@ -1,4 +1,4 @@
-"""Fixtures of the report tests, two reports built once a session among them; their helpers: report_frames.py."""
+"""Fixtures of the report tests, two reports built once per test run among them; their helpers: report_frames.py."""
 from __future__ import annotations
 
 import pandas as pd

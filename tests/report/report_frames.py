@@ -219,7 +219,7 @@ def with_empty(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 # A report build is seconds (figures, PDF layout) and reading a PDF back with pdfplumber about a second: the
-# reports that several test files read are built once per session.
+# reports that several test files read are built once per test run.
 
 def overflow(pdf) -> list[tuple[int, str, int]]:
     """The characters of an open pdfplumber PDF closer than 20 pt to a side or 10 pt to the bottom of their page:

@@ -1,4 +1,4 @@
-"""Issue 21, "Findings": the grid's lessons in words, computed from the runs with the tables' statistics — main
+""""Findings": the grid's lessons in words, computed from the runs with the tables' statistics — main
 effects with their interval and per-seed signs, "beyond the noise" only when the interval excludes 0, settings
 not above chance — in both the PDF and the HTML, and none (no crash) for a grid of one cell."""
 from __future__ import annotations

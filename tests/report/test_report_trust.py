@@ -1,4 +1,4 @@
-"""Issue 21, "the report as a reader sees it": labels after a page break, chance and task baselines on tables and
+"""The report as a reader sees it: labels after a page break, chance and task baselines on tables and
 figures, one interval for tables and error bars, score axes from 0, a readable cover, short tables in portrait,
 an HTML table of contents, and a report folder that a failure mid-write leaves whole."""
 from __future__ import annotations

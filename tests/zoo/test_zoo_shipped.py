@@ -39,7 +39,7 @@ ENC = EncoderRecipe("clip", width=16, layers=1, heads=2, resolution=32, steps=1)
 
 @pytest.fixture(autouse=True)
 def _zoo_log_heard():
-    """A library's `logging.config` call earlier in the session (lmms-eval, mlflow) may have disabled this module's
+    """A library's `logging.config` call earlier in the test run (lmms-eval, mlflow) may have disabled this module's
     logger or all logging: these tests read its lines, so they hear it again, and leave things as they were."""
     from ablate.zoo import build
 
