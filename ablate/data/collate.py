@@ -8,7 +8,8 @@ Labels: every text token and `<eos>` of a row, except for an instruction row (on
 prompt carries no loss, only the answer's tokens (` ` + answer, tokenised apart from the prompt, as generation
 continues a prompt) and `<eos>` do. With `llm.chat_template` an instruction row's prompt is wrapped in the
 tokenizer's user turn (its ids before the prompt, then the ids that open the assistant's reply), as generation
-wraps an evaluation prompt.
+wraps an evaluation prompt. A conversation row (one with `turns`, `ablate.data.conversation`) carries the loss on
+each assistant turn and what closes it (the chat template's end-of-turn text, or `<eos>` in the plain frame).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ablate.data import conversation
 from ablate.data.batch import Batch
 
 IMAGE_MARKER = "<image>"
@@ -93,8 +95,45 @@ class Collator:
         n = self.max_length
         return _Row(ids[:n], is_image[:n], kept, labelled[:n])
 
+    def encode_turns(self, turns: list[dict], images: list[str]) -> _Row:
+        """A conversation row: its framed pieces (`conversation.segments`) tokenised in order, each `<image>`
+        marker a block of visual tokens (truncation as in `encode`: a block that does not fit ends the row)."""
+        ids: list[int] = [] if self.bos_id is None else [self.bos_id]
+        is_image, labelled, kept = [False] * len(ids), [False] * len(ids), []
+        for text, loss in conversation.segments(turns, self.tokenizer, template=self.chat is not None):
+            if text == conversation.EOS:
+                if self.eos_id is not None:
+                    ids.append(self.eos_id)
+                    is_image.append(False)
+                    labelled.append(True)
+                continue
+            pieces = text.split(IMAGE_MARKER)
+            for k, piece in enumerate(pieces):
+                piece = piece.lstrip() if k else piece
+                piece = piece.rstrip() if k < len(pieces) - 1 else piece
+                piece_ids = self.tokenizer(piece, add_special_tokens=False)["input_ids"] if piece else []
+                ids += piece_ids
+                is_image += [False] * len(piece_ids)
+                labelled += [loss] * len(piece_ids)
+                if k < len(pieces) - 1:
+                    if len(kept) == len(images):
+                        raise ValueError(f"more {IMAGE_MARKER} markers than the {len(images)} images of a conversation")
+                    block = self.block(images[len(kept)]) if self.block else [self.image_id] * self.n_visual
+                    if len(ids) + len(block) > self.max_length:
+                        return self._cut(ids, is_image, kept, labelled)
+                    ids += block
+                    is_image += [True] * len(block)
+                    labelled += [False] * len(block)
+                    kept.append(images[len(kept)])
+        return self._cut(ids, is_image, kept, labelled)
+
+    def _cut(self, ids, is_image, kept, labelled) -> _Row:
+        n = self.max_length
+        return _Row(ids[:n], is_image[:n], kept, labelled[:n])
+
     def __call__(self, rows: list[dict]) -> Batch:
-        encoded = [self.encode(r["text"], list(r.get("images") or []), r.get("answer")) for r in rows]
+        encoded = [self.encode_turns(r["turns"], list(r.get("images") or [])) if r.get("turns") else
+                   self.encode(r["text"], list(r.get("images") or []), r.get("answer")) for r in rows]
         width = max(len(e.ids) for e in encoded)
         input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         attention = torch.zeros((len(rows), width), dtype=torch.long)

@@ -9,6 +9,7 @@ from datasets import concatenate_datasets
 from ablate.config.schema import DataConfig
 from ablate.data.batch import Batch
 from ablate.data.collate import Collator
+from ablate.data.conversation import with_turns_column
 from ablate.data.instruction import with_answer_column
 from ablate.data.mixture import mix, normalised
 from ablate.data.sources import load_source
@@ -29,9 +30,18 @@ def mixture_sources(data_cfg: DataConfig, world=None, cache_dir=None) -> dict:
                                 " and no world was given"))
         else:
             out[kind] = load_source(kind, world=world)
-    if "instruction" in out:   # one schema for the mixture: the other kinds get an empty `answer`
-        out = {kind: with_answer_column(table) for kind, table in out.items()}
-    return out
+    return one_schema(out)
+
+
+def one_schema(tables: dict) -> dict:
+    """The tables with the same columns in the same order (`datasets.interleave_datasets` needs one schema): kinds
+    without an instruction row's `answer` get an empty one, kinds without a conversation's `turns` get none."""
+    if any("answer" in t.column_names for t in tables.values()):
+        tables = {kind: with_answer_column(table) for kind, table in tables.items()}
+    if any("turns" in t.column_names for t in tables.values()):
+        tables = {kind: with_turns_column(table) for kind, table in tables.items()}
+    columns = [c for c in ("text", "images", "answer", "turns") if c in next(iter(tables.values())).column_names]
+    return {kind: table.select_columns(columns) for kind, table in tables.items()}
 
 
 def train_batches(data_cfg: DataConfig, world, tokenizer, visual_tokens_per_image, batch_size: int,

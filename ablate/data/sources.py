@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import warnings
 from pathlib import Path
 
 import datasets
 from datasets import Dataset, Features, List, Value
 
 from ablate.config.schema import KIND_NAMES, SourceConfig
-from ablate.data import instruction, validate
+from ablate.data import conversation, instruction, validate
 
 KINDS: tuple[str, ...] = KIND_NAMES   # declared once: `ablate.config.schema.Kind`
 FEATURES = Features({"text": Value("string"), "images": List(Value("string"))})
@@ -40,6 +41,8 @@ def load_source(kind: str, world=None, source: SourceConfig | None = None, cache
             images_dir = _images_dir(Path(cache_dir) if cache_dir else None)
             base = instruction.image_root(source)
             return instruction.from_source(source, lambda value: _image_path(value, base, images_dir))
+        if kind == "conversation":
+            return _conversations(source, Path(cache_dir) if cache_dir else None)
         return _real(source, Path(cache_dir) if cache_dir else None)
     if world is None:
         raise ValueError(f"load_source({kind!r}) needs a world or a SourceConfig")
@@ -51,6 +54,8 @@ def load_source(kind: str, world=None, source: SourceConfig | None = None, cache
 def _from_world(kind: str, world) -> Dataset:
     if kind == "instruction":
         return instruction.from_world(world)
+    if kind == "conversation":
+        return conversation.from_world(world)
     if kind in ("caption", "synthetic"):
         field = "alt" if kind == "caption" else "rich"
         rows = [{"text": f"{IMAGE_MARKER} {r[field]}", "images": [r["image"]]} for r in world.read("caption")]
@@ -143,10 +148,30 @@ def _real(source: SourceConfig, cache_dir: Path | None) -> Dataset:
     return validate.drop_bad_rows(Dataset.from_list(rows, features=FEATURES), name)
 
 
+def _conversations(source: SourceConfig, cache_dir: Path | None) -> Dataset:
+    """A LLaVA / ShareGPT file (or folder of them) as conversation rows (`ablate.data.conversation`); records that
+    cannot train are skipped with one warning, images that do not decode as for the other kinds."""
+    table, name = _load(source, cache_dir)
+    local = Path(name).expanduser()
+    base = Path(source.image_root).expanduser() if source.image_root else (local if local.is_dir() else local.parent)
+    images_dir = _images_dir(cache_dir)
+    rows, skipped = conversation.from_table(table, source, name, lambda value: _image_path(value, base, images_dir))
+    if skipped:
+        warnings.warn(f"{name}: skipped {skipped} of {len(table)} records without usable turns (roles "
+                      f"{'/'.join(conversation.ROLES)}, one assistant turn at least) or whose {IMAGE_MARKER} "
+                      "markers do not match their images", stacklevel=2)
+    if not rows:
+        raise validate.SourceError(f"{name}: no conversation record can train ({len(table)} read)")
+    return validate.drop_bad_rows(Dataset.from_list(rows, features=conversation.FEATURES), name)
+
+
 def raw_texts(source: SourceConfig, cache_dir: Path | None = None, rows: int = 300) -> list[str]:
     """The text column of a real (non-instruction) source's first `rows` rows, images left alone (for measuring
     what the tokenizer makes of it, `ablate.data.vocabulary`)."""
     table, name = _load(source, Path(cache_dir) if cache_dir else None)
+    if source.kind == "conversation":
+        first, _ = conversation.from_table(table.select(range(min(rows, len(table)))), source, name, lambda v: "")
+        return [r["text"] for r in first]
     _, text_col = _columns(source, table)
     validate.require_columns(table, [text_col], name, source.kind)
     return [str(t) for t in table.select(range(min(rows, len(table))))[text_col]]

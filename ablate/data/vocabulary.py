@@ -109,7 +109,7 @@ def source_shares(data_cfgs, world, tokenizer, cache_dir=None, rows: int = SAMPL
 def world_texts(kind: str, world, rows: int = SAMPLE_ROWS) -> list[str]:
     """The text of the world's first `rows` rows of `kind`, as `ablate.data.sources` makes them (instruction: the
     questions of its first `rows / 5` train images, about 5 each)."""
-    if kind == "instruction":
+    if kind in ("instruction", "conversation"):   # the world's conversations are its instruction rows in turn
         from ablate.data.instruction import world_rows  # lazy: datasets
 
         return [f"{r['text']} {r['answer']}" for r in world_rows(world, images=max(1, rows // 5))][:rows]

@@ -1,0 +1,173 @@
+"""Conversation data: LLaVA / ShareGPT `conversations` records, several turns each, the loss on the assistant's turns.
+
+A record is `{"image": path or [paths] or absent, "conversations": [{"from": "human", "value": "<image>\\n..."},
+{"from": "gpt", "value": ...}, ...]}` (LLaVA-Pretrain, LLaVA-Instruct-665K, ShareGPT4V, Cambrian); `from` may also
+be `user` / `assistant` / `system`, and `role` / `content` are read like `from` / `value`. A record has any number of
+`<image>` markers, one per image in order (zero: a text-only conversation); a record with images but no marker gets
+them at the start of its first user turn, as LLaVA's preprocessing puts them.
+
+A row is `{"text", "images", "turns"}`: `turns` the messages `[{"role", "content"}]`, `text` their contents joined
+(for the marker check and the unknown-token share). `segments` frames the turns into text pieces, each with whether
+it carries the loss:
+- with the LLM's chat template (`llm.chat_template`): the template renders the conversation; each assistant turn's
+  text and what the template closes it with (its end-of-turn token, e.g. `<|im_end|>` and the newline after it)
+  carry the loss, found by rendering the turns before it (with the generation prompt) and up to it;
+- without one, the plain frame: `<bos>` user ` ` assistant `<eos>` user ` ` assistant `<eos>` ...: each assistant
+  turn written after its user turn with one space, as an instruction row's answer follows its prompt (a one-turn
+  conversation is the instruction row), closed by `<eos>`; the assistant's tokens and each `<eos>` carry the loss.
+The same records evaluate a model: the turns before the last assistant turn are the context, the last assistant
+turn the reference (`context_and_reference`).
+"""
+from __future__ import annotations
+
+from datasets import Dataset, Features, List, Value
+
+IMAGE_MARKER = "<image>"
+ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+TURN = {"role": Value("string"), "content": Value("string")}
+FEATURES = Features({"text": Value("string"), "images": List(Value("string")), "turns": List(TURN)})
+CONVERSATIONS = "conversations"
+
+
+def turns_of(messages) -> list[dict] | None:
+    """`[{"role", "content"}]` from a record's `conversations` list; None when it cannot train (no list, a role
+    not in `ROLES`, or no assistant turn)."""
+    if not isinstance(messages, list):
+        return None
+    turns = []
+    for message in messages:
+        if not isinstance(message, dict):
+            return None
+        role = ROLES.get(str(message.get("from", message.get("role", ""))).lower())
+        content = message.get("value", message.get("content"))
+        if role is None or not isinstance(content, str):
+            return None
+        turns.append({"role": role, "content": content})
+    return turns if any(t["role"] == "assistant" for t in turns) else None
+
+
+def images_of(value) -> list[str]:
+    """A record's image column as a list: absent / None / "" -> [], a path -> [path], a list as it is."""
+    if value is None or value == "":
+        return []
+    return [v for v in value if v] if isinstance(value, list) else [value]
+
+
+def place_markers(turns: list[dict], n_images: int) -> list[dict] | None:
+    """The turns with one `<image>` marker per image: as they are when the counts match, the markers put at the
+    start of the first user turn when there are none; None when the counts differ otherwise."""
+    markers = sum(t["content"].count(IMAGE_MARKER) for t in turns)
+    if markers == n_images:
+        return turns
+    if markers or not n_images:
+        return None
+    first = next((i for i, t in enumerate(turns) if t["role"] == "user"), None)
+    if first is None:
+        return None
+    out = [dict(t) for t in turns]
+    out[first]["content"] = IMAGE_MARKER * n_images + "\n" + out[first]["content"]
+    return out
+
+
+def row(turns: list[dict], images: list[str]) -> dict:
+    return {"text": "\n".join(t["content"] for t in turns), "images": images, "turns": turns}
+
+
+def from_world(world) -> Dataset:
+    """The world's instruction questions as conversations: every question the world asks about one train image, in
+    turn (the image's marker in the first), the answers as the assistant's turns."""
+    from ablate.data.instruction import world_rows
+
+    rows, current, image = [], [], None
+    for r in world_rows(world):
+        if r["images"][0] != image and current:
+            rows.append(row(current, [image]))
+            current = []
+        image = r["images"][0]
+        prompt = r["text"] if not current else r["text"].replace(IMAGE_MARKER, "")
+        current += [{"role": "user", "content": prompt}, {"role": "assistant", "content": r["answer"]}]
+    if current:
+        rows.append(row(current, [image]))
+    return Dataset.from_list(rows, features=FEATURES)
+
+
+def with_turns_column(table: Dataset) -> Dataset:
+    """Rows of another kind with no turns, so that they mix with conversation rows (one schema)."""
+    if "turns" in table.column_names:
+        return table
+    return table.add_column("turns", [[] for _ in range(len(table))], feature=List(TURN))
+
+
+# ---------------------------------------------------------------- framing
+
+def segments(turns: list[dict], tokenizer=None, template: bool = False) -> list[tuple[str, bool]]:
+    """The conversation as text pieces `(text, carries the loss)`, in order; `template`: the tokenizer's chat
+    template frames the turns, else the plain frame (module docstring; `<eos>` is the collator's to add: a piece
+    `("", True)` after each assistant turn stands for it)."""
+    return _template_segments(turns, tokenizer) if template else _plain_segments(turns)
+
+
+def _plain_segments(turns: list[dict]) -> list[tuple[str, bool]]:
+    out = []
+    for turn in turns:
+        if turn["role"] == "assistant":
+            out += [(" " + turn["content"].strip(), True), (EOS, True)]
+        else:
+            out.append((turn["content"].strip(), False))
+    return out
+
+
+EOS = "\x00eos\x00"   # where the plain frame closes an assistant turn with the tokenizer's <eos>
+
+
+def _template_segments(turns: list[dict], tokenizer) -> list[tuple[str, bool]]:
+    def render(k: int, prompt: bool) -> str:
+        text = tokenizer.apply_chat_template(turns[:k], tokenize=False, add_generation_prompt=prompt) if k else ""
+        bos = tokenizer.bos_token
+        return text[len(bos):] if bos and text.startswith(bos) else text   # rows start with <bos> already
+
+    out, done = [], ""
+    for k, turn in enumerate(turns):
+        if turn["role"] != "assistant":
+            continue
+        head, full = render(k, True), render(k + 1, False)
+        if not (head.startswith(done) and full.startswith(head)):
+            raise ValueError("the LLM's chat template does not render a conversation as a growing text (an earlier "
+                             "turn renders differently once later turns follow): train it without "
+                             "llm.chat_template (the plain frame)")
+        out += [(head[len(done):], False), (full[len(head):], True)]
+        done = full
+    rest = render(len(turns), False)[len(done):]
+    if rest:
+        out.append((rest, False))
+    return out
+
+
+def context_and_reference(turns: list[dict]) -> tuple[list[dict], str]:
+    """For evaluation: the turns before the last assistant turn, and that turn's text (the reference)."""
+    last = max(i for i, t in enumerate(turns) if t["role"] == "assistant")
+    return turns[:last], turns[last]["content"].strip()
+
+
+def from_table(table: Dataset, source, name: str, image_path) -> tuple[list[dict], int]:
+    """Rows from a table of records (`source.text_column`, else `conversations`; images from
+    `source.image_column` when the table has it), and how many records could not train (no usable turns, or
+    `<image>` markers that do not match the images)."""
+    column = source.text_column if source.text_column in table.column_names else CONVERSATIONS
+    if column not in table.column_names:
+        from ablate.data.validate import SourceError
+
+        raise SourceError(f"{name}: conversation source has no column {CONVERSATIONS!r} (nor text_column "
+                          f"{source.text_column!r}); columns present: {table.column_names}. Set text_column in the "
+                          "source config.")
+    images = table[source.image_column] if source.image_column in table.column_names else [None] * len(table)
+    rows, skipped = [], 0
+    for messages, value in zip(table[column], images):
+        paths = [image_path(v) for v in images_of(value)]
+        turns = turns_of(messages)
+        turns = place_markers(turns, len(paths)) if turns is not None else None
+        if turns is None:
+            skipped += 1
+            continue
+        rows.append(row(turns, paths))
+    return rows, skipped
