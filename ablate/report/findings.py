@@ -183,7 +183,7 @@ def _seeds_text(e: Effect) -> str:
 
 
 def effect_line(e: Effect) -> str:
-    text = f"{e.axis} {e.value} vs {e.base}: {_pp(e.diff.mean)} pp on {_task(e.metric)}"
+    text = f"{e.axis} {e.value} vs {e.base}: {_pp(e.diff.mean)} points on {_task(e.metric)}"
     if e.diff.ci is not None:
         lo, hi = e.diff.ci
         text += f" (95% interval {_pp(lo)} to {_pp(hi)})"

@@ -238,7 +238,8 @@ def _fixed_text(fixed: dict[str, Any], limit: int = 10) -> str:
     items = [f"{k} = {text}" for k, text in fixed_items(fixed)]
     if not items:
         return ""
-    more = f" (+{len(items) - limit} more, listed on the first page)" if len(items) > limit else ""
+    more = (f"; the other {len(items) - limit} fixed settings are on the first page (\"Fixed settings\")"
+            if len(items) > limit else "")
     return "Fixed: " + "; ".join(items[:limit]) + more + "."
 
 
@@ -408,7 +409,7 @@ def reference_sources(results: Results) -> str:
         for m in results.score_metrics:
             if m.qtype or results.reference(kind, m) is None:
                 continue
-            note = results.reference_notes.get(f"{kind}/{m.task}", f"logged as {kind}/{m.task}")
+            note = results.reference_notes.get(f"{kind}/{m.task}", "as the runs recorded it")
             parts.append(f"{kind} {task_label(m.task)}: {note}")
     return "; ".join(dict.fromkeys(parts))
 

@@ -49,7 +49,7 @@ def test_injected_effect_difference_interval_and_seeds(injected):
     lines, _ = findings(res, meta)
     line = next(x for x in lines if x.startswith("encoder.resolution 160 vs 96") and "world_textvqa" in x)
     lo, hi = (f"{100 * x:+.1f}".replace("-", "−") for x in e.diff.ci)
-    assert f"{100 * e.diff.mean:+.1f} pp on world_textvqa (95% interval {lo} to {hi}): beyond the noise" in line
+    assert f"{100 * e.diff.mean:+.1f} points on world_textvqa (95% interval {lo} to {hi}): beyond the noise" in line
     assert "in each of 3 seeds (+10." in line and ", +11." in line and ", +12." in line
     assert lines[0].startswith("connector.name attn-pool vs avg-pool: −32.") and lines[1] == line  # largest first
 
