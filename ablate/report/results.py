@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats as st
-from .names import SEED_AXES, axis_label, metric_label, value_label
+from .names import SEED_AXES, metric_label, value_label
 
 SCORE = re.compile(r"^score/(?P<task>[^/]+)/(?P<k>\d+)shot$")
 TYPE_SCORE = re.compile(r"^score/(?P<task>[^/]+)/(?P<k>\d+)shot/(?P<type>[^/]+)$")
@@ -290,7 +290,3 @@ def load(frame: pd.DataFrame, swept_axes: list[str], fixed: dict | None = None,
     notes = _word_chance(runs, fixed, list(dict.fromkeys(m.task for m in found)))
     return Results(runs, axes, metrics + extra, values, raw_values, type_metrics, encoder, notes, controls,
                    dict(questions or {}))
-
-
-def axis_caption(results: Results, axis: str) -> str:
-    return f"{axis_label(axis)} ({axis}): " + ", ".join(results.values[axis])

@@ -15,7 +15,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 
 import torch
 from PIL import Image
@@ -219,11 +219,6 @@ class Prefetcher:
         closer = getattr(self._prepare, "close", None)
         if closer is not None:
             closer()
-
-
-def to_device(batch, device: torch.device):
-    """A copy of a dataclass batch with every tensor field on `device` (pinned, non-blocking on CUDA)."""
-    return replace(batch, **{f.name: _to_device(getattr(batch, f.name), device) for f in fields(batch)})
 
 
 @dataclass

@@ -187,11 +187,6 @@ def test_a_full_tie_for_the_best_is_bold_in_every_row():
     assert t.rows[0].cells[j].lines[-1].startswith("[0.0, ")  # an interval never leaves 0..100%
 
 
-def _predictions_plain() -> pd.DataFrame:
-    return pd.DataFrame([{"task": t, "shots": 0, "id": str(q), "correct": float(q % 2 == 1)}
-                         for t in ("world_vqa", "world_textvqa") for q in range(4)])
-
-
 def test_cover_times(rich):
     text = rich[2]
     assert "31 min 40 s summed over cells; 11 min 40 s from the first cell's start to the last one's end" in text
