@@ -29,6 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ablate.config import fusion
 from ablate.config.errors import CellCheckError
 from ablate.config.grid import Cell, Grid, expand_grid
 from ablate.config.schema import CellConfig, EncoderConfig
@@ -205,7 +206,7 @@ class Resolver:
     # ids -----------------------------------------------------------------------------------------------------
     def provenance(self, config: CellConfig) -> dict[str, str]:
         out = {"world": self._once(("world", config.data.world), lambda: world_hash(config.data.world))}
-        for text in (config.encoder.name, config.llm.name):
+        for text in (*fusion.member_names(config.encoder.name), config.llm.name):
             found = families.spec_family(text)     # a malformed name is reported by the checks, not here
             if found is not None:
                 value = self._once(("provenance of", text), lambda: found[1].provenance(found[0]))
@@ -308,9 +309,21 @@ def _check_spec(key: str, text: str, role: str) -> Spec:
 
 
 def _check_encoder(encoder: EncoderConfig) -> tuple[tuple[int, int] | None, list[str]]:
-    """The encoder's patch grid at its resolution (None: unknown before it is built) and warnings."""
-    spec = _check_spec("encoder.name", encoder.name, families.ENCODER)
-    return families.patch_grid(families.family(spec.family).patch_size(spec), encoder.resolution, encoder.name)
+    """The encoder's patch grid at its resolution (None: unknown before it is built) and warnings; a fusion's
+    (ablate.config.fusion): each encoder checked at its own resolution, the grid the smallest of theirs."""
+    for key, message, allowed in fusion.problems(encoder):
+        raise CellCheckError(key, message, allowed)
+    grids, warnings = [], []
+    for member in fusion.members(encoder):
+        spec = _check_spec("encoder.name", member.name, families.ENCODER)
+        if spec.family == "timm" and member.feature_layer not in ("last", "penultimate"):
+            raise CellCheckError("encoder.feature_layer", f"{member.name}: timm encoders give the last or the "
+                                 "penultimate layer's features", ["last", "penultimate"], member.feature_layer)
+        grid, said = families.patch_grid(families.family(spec.family).patch_size(spec), member.resolution,
+                                         member.name)
+        grids.append(grid)
+        warnings += said
+    return (None if None in grids else fusion.fused_grid(grids)), warnings
 
 
 def _check_chat_template(config: CellConfig) -> None:

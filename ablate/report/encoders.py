@@ -89,6 +89,8 @@ def encoder_table(results: Results, meta: ReportMeta) -> Table | None:
         rows.append(TRow(cells))
         records.append(record)
     others = sorted({str(v) for v in runs.get("encoder.name", pd.Series(dtype=str)).dropna()} - set(by_spec))
+    fusions = [name for name in others if "+" in name]   # fused encoders (`a+b`): their encoders' rows are theirs
+    others = [name for name in others if name not in fusions]
     caption = ("Pre-training of the encoders, measured before any MLLM training on held-out image-caption pairs of "
                "the embedded world: top-1 accuracy in % of retrieving an image's caption (image→text) among all "
                "held-out captions" + (", and among 32 (pools of 32)" if any("pool32" in n for n in shown) else "")
@@ -99,6 +101,8 @@ def encoder_table(results: Results, meta: ReportMeta) -> Table | None:
                + (" Reads: % of held-out images whose word the encoder's reading head names, for large and small "
                   "words, at each resolution it was pre-trained at (chance: one over the world's words)."
                   if read_px else "")
-               + (f" No pre-training figures for {', '.join(others)} (pre-trained elsewhere)." if others else ""))
+               + (f" No pre-training figures for {', '.join(others)} (pre-trained elsewhere)." if others else "")
+               + (f" Fused encoders ({', '.join(fusions)}) concatenate the features of the encoders they join, "
+                  "each pre-trained on its own (their rows)." if fusions else ""))
     return Table("encoders", "Encoder pre-training", caption, header, rows, 1, [],
                  pd.DataFrame.from_records(records), n_axes=1)

@@ -135,9 +135,14 @@ class HFVisionEncoder(VisionEncoder):
         }
 
     def _features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        penultimate = self.cfg.feature_layer == "penultimate"
-        out = self._run(pixel_values, hidden=penultimate)
-        feats = out.hidden_states[-2] if penultimate else out.last_hidden_state
+        """Patch features of `cfg.feature_layer`: `last` (the model's output), `penultimate` (the second-to-last
+        block's output, LLaVA's choice), a hidden-state index (0: the embeddings; -1: the last block's output, before
+        any final norm), or a list of these, concatenated along the feature dimension (in the list's order)."""
+        layer = self.cfg.feature_layer
+        layers = list(layer) if isinstance(layer, tuple) else [layer]
+        out = self._run(pixel_values, hidden=layers != ["last"])
+        feats = torch.cat([out.last_hidden_state if layer == "last" else
+                           out.hidden_states[-2 if layer == "penultimate" else layer] for layer in layers], dim=-1)
         skip = self.family.n_prefix + self.n_register
         patches = feats[:, skip:]
         if self.cfg.keep_cls:

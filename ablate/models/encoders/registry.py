@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ablate.config import fusion
 from ablate.config.schema import EncoderConfig
 from ablate.config.spec import SpecError
 from ablate.models import families
 from ablate.models.encoders.base import VisionEncoder
+from ablate.models.encoders.fused import FusedEncoder
 
 
 def default_cache_root() -> Path:
@@ -18,7 +20,10 @@ def default_cache_root() -> Path:
 
 
 def build_encoder(cfg: EncoderConfig, cache_root: Path | None = None) -> VisionEncoder:
-    """A `VisionEncoder` for `cfg.name`, in eval mode, position embeddings set for `cfg.resolution`."""
+    """A `VisionEncoder` for `cfg.name`, in eval mode, position embeddings set for `cfg.resolution`; for a fusion
+    (`a+b`, ablate.config.fusion) a `FusedEncoder` over each encoder at its own resolution."""
+    if fusion.is_fusion(cfg):
+        return FusedEncoder(cfg, [build_encoder(member, cache_root) for member in fusion.members(cfg)])
     try:
         spec, family = families.parse(cfg.name, families.ENCODER)
     except SpecError:
