@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import image
+from . import image, matched
 from . import stats as st
 from .meta import ReportMeta
 from .names import value_label
@@ -114,22 +114,26 @@ def _per_seed(done: pd.DataFrame, i: int, value: str, base: str, m: Metric) -> d
 
 def effects(results: Results, meta: ReportMeta | None = None) -> list[Effect]:
     """Every value of every axis with two or more values against the axis's baseline value, on each task's main
-    score, over the other axes' settings where both finished."""
+    score, over the matched settings of the other axes (`matched.matched_rests`) where both finished: the
+    difference of the axis table's two rows, paired over questions and seeds where every question's score is
+    logged."""
     done = results.finished()
     out = []
     for m in main_metrics(results):
-        cells = {k: s for k, g in done.groupby("_key", sort=False) if (s := _stat(g, m)) is not None}
+        cells = {k: {m.column: s} for k, g in done.groupby("_key", sort=False) if (s := _stat(g, m)) is not None}
         for i, axis in enumerate(results.axes):
             if len(results.values[axis]) < 2:
                 continue
+            rests, _ = matched.matched_rests(results, axis, set(results.runs["_key"]))
             base = baseline_value(results, axis, meta)
             for value in results.values[axis]:
                 if value == base:
                     continue
-                pairs = [(cells[k], cells[b]) for k in cells for b in cells
-                         if k[i] == value and b[i] == base and _rest(k, i) == _rest(b, i)]
-                if pairs:
-                    out.append(Effect(axis, value, base, m, _difference(pairs), _per_seed(done, i, value, base, m)))
+                keys = [k for k in cells if k[i] == value and _rest(k, i) in rests]
+                bases = [k for k in cells if k[i] == base and _rest(k, i) in rests]
+                if keys and bases:
+                    diff = matched.difference(results, keys, bases, m, cells)
+                    out.append(Effect(axis, value, base, m, diff, _per_seed(done, i, value, base, m)))
     return out
 
 

@@ -64,17 +64,19 @@ def _interval(mean: float, se: float | None) -> tuple[float, float] | None:
 
 
 def of_cells(stats: list[Stat]) -> Stat | None:
-    """Equal-weight mean over settings (a marginal). sd: pooled seed sd; se: propagated if known for all."""
+    """Equal-weight mean over settings (a marginal). sd: pooled seed sd; se: the mean of the cells' standard
+    errors, known for all. The cells answer the same questions, so their errors are not independent: the mean of
+    the se's is their bound for fully correlated cells (the sqrt(k) division of independent cells would be too
+    narrow). With every question's score logged, `paired.stat` replaces it by the paired bootstrap."""
     stats = [s for s in stats if s is not None]
     if not stats:
         return None
-    k = len(stats)
     mean = float(np.mean([s.mean for s in stats]))
     sds = [s.sd for s in stats if s.sd is not None]
     sd = float(math.sqrt(np.mean(np.square(sds)))) if sds else None
     se = None
     if all(s.se is not None for s in stats):
-        se = float(math.sqrt(sum(s.se**2 for s in stats)) / k)
+        se = float(np.mean([s.se for s in stats]))
     return Stat(mean, sum(s.n for s in stats), sd, se, _interval(mean, se))
 
 

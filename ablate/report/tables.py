@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from . import matched
 from . import stats as st
 from .meta import ReportMeta
 from .names import axis_label, fixed_items, task_label, value_label
@@ -27,8 +28,9 @@ MINUS = "−"
 NOISE_NOTE = (f"{DAGGER} inside the noise of the best value in its column: the difference is smaller than "
               "1.96 times the combined standard error (seed spread and evaluation interval).")
 COST_COLUMNS = {"connector_params": ("Params", human_count), "connector_flops": ("FLOPs", human_flops),
-                "cost/samples_per_s": ("Samples/s", human_count), "cost/peak_memory_gib": ("Peak mem", human_gib)}
-MEASURED = ("cost/samples_per_s", "cost/peak_memory_gib")  # measured while training: shown in every axis table
+                "cost/samples_per_s": ("Samples/s", human_count), "cost/peak_memory_gib": ("Peak mem", human_gib),
+                "cost/train_flops": ("Train FLOPs", human_flops)}
+MEASURED = ("cost/samples_per_s", "cost/peak_memory_gib", "cost/train_flops")  # measured while training: shown in every axis table
 PROCESSES = "cost/processes"
 
 
@@ -197,14 +199,16 @@ def full_entries(results: Results) -> list[_Entry]:
 
 
 def marginal_entries(results: Results, axis: str) -> list[_Entry]:
-    """One entry per value of `axis`: equal-weight mean over the settings of the other axes."""
+    """One entry per value of `axis`: equal-weight mean over the matched settings of the other axes (those where
+    every value finished: `matched.matched_rests`), the se paired over questions where known."""
     i = results.axes.index(axis)
     runs = results.runs
     cells = _cells_of(results, results.finished())
+    rests, _ = matched.matched_rests(results, axis, set(runs["_key"]))
     out = []
     for value in results.values[axis]:
         keys = [k for k in dict.fromkeys(runs["_key"]) if k[i] == value]
-        done = [k for k in keys if k in cells]
+        done = [k for k in keys if k in cells and matched.rest(k, i) in rests]
         grp = runs[runs["_key"].map(lambda k, v=value: k[i] == v)]
         cost_text, cost_values = _cost(grp)
         if not done:
@@ -215,8 +219,9 @@ def marginal_entries(results: Results, axis: str) -> list[_Entry]:
             out.append(_Entry([value], status=status, reason="; ".join(dict.fromkeys(reasons)), cost=cost_text,
                               cost_values=cost_values))
             continue
-        stats = {m.column: st.of_cells([cells[k][m.column] for k in done]) for m in results.metrics}
-        note = f"{len(done)} of {len(keys)} settings" if len(done) < len(keys) else ""
+        stats = {m.column: matched.mean(results, done, m, cells) for m in results.metrics}
+        note = f"{len(done)} of {len(keys)} settings" if len(done) < len(keys) and not any(
+            k in cells and matched.rest(k, i) not in rests for k in keys) else ""
         out.append(_Entry([value], stats, cost=cost_text, cost_values=cost_values, incomplete=note))
     return out
 
@@ -367,6 +372,9 @@ def measured_note(results: Results, entries: list[_Entry], cost_cols: list[str])
                      "lowest and highest of the runs pooled in the row)")
     if "cost/peak_memory_gib" in cost_cols:
         parts.append("Peak mem: peak memory of the first process (CUDA max allocated, or peak RSS on the CPU)")
+    if "cost/train_flops" in cost_cols:
+        parts.append("Train FLOPs: one training step counted on the cell's first batch (matrix products and "
+                     "attention, forward and backward, the encoder included) times its steps")
     runs = results.runs
     if PROCESSES in runs.columns:
         procs = sorted({int(p) for p in pd.to_numeric(runs[PROCESSES], errors="coerce").dropna()})
@@ -426,7 +434,14 @@ def axis_table(results: Results, axis: str, meta: ReportMeta) -> Table:
     others = [a for a in results.axes if a != axis]
     b = _baseline_index(entries, [axis], meta)
     base_text = f"{axis_label(axis)} = {entries[b].labels[0]}" if b is not None else "none"
-    if others:
+    i = results.axes.index(axis)
+    every = set(results.runs["_key"])
+    rests, unmatched = matched.matched_rests(results, axis, every)
+    if others and unmatched:
+        over = "; ".join(", ".join(f"{a} = {v}" for a, v in zip(others, r)) for r in rests)
+        how = (f"Matched cells only: each row is the equal-weight mean over the settings of the other swept keys "
+               f"that every value has ({over}). ")
+    elif others:
         over = "; ".join(f"{a}: {', '.join(quoted(results.values[a]))}" for a in others)
         how = f"Each row is the equal-weight mean over every setting of the other swept axes ({over}). "
     else:
@@ -434,8 +449,15 @@ def axis_table(results: Results, axis: str, meta: ReportMeta) -> Table:
     caption = (f"Effect of {axis_label(axis).lower()} ({axis}). {how}{reading(results, base_text)} "
                f"{_fixed_text(meta.fixed)}").strip()
     show_cost = axis.startswith("connector.") or axis == "encoder.resolution"
-    return make_table(results, entries, [axis], meta, slug=axis.replace(".", "-"),
-                      title=f"{axis_label(axis)}", caption=caption, show_cost=show_cost, show_measured=True)
+    table = make_table(results, entries, [axis], meta, slug=axis.replace(".", "-"),
+                       title=f"{axis_label(axis)}", caption=caption, show_cost=show_cost, show_measured=True)
+    if unmatched:
+        cells = "; ".join(", ".join(f"{a} = {v}" for a, v in zip(results.axes, k)) for k in unmatched)
+        values = sorted({k[i] for k in unmatched} - {k[i] for k in every if matched.rest(k, i) in rests})
+        alone = f" {', '.join(values)} has no matched partner at all." if values else ""
+        table.footnotes.append(f"Left out, no matched partner (no cell equal in every other key for each value "
+                               f"of {axis}): {cells}.{alone} They are in the full table.")
+    return table
 
 
 def full_table(results: Results, meta: ReportMeta) -> Table:

@@ -120,3 +120,29 @@ def test_without_per_question_scores_the_gap_falls_back_on_the_runs_intervals():
     g, is_paired = image.gap(results, [("one",)], *image.pairs(results)[0])
     assert not is_paired and g.mean == pytest.approx(0.5) and g.ci[0] > 0
     assert image.answers_table(results) is None
+
+
+def test_a_non_factorial_grid_compares_matched_cells_only_and_names_the_rest():
+    """An include adds resolution 128 at tokens 64 only: the base cells carry their base value 96 (never nan), the
+    resolution table compares 96 with 128 at tokens 64 alone, and says which cell has no matched partner."""
+    from report_frames import make_meta
+
+    from ablate.report.tables import axis_table
+
+    scores = {(16, 96): 0.30, (64, 96): 0.40, (64, 128): 0.45}
+    frame = pd.DataFrame([{"cell_id": f"c{t}-{r}", "status": "FINISHED", "connector.tokens": t,
+                           "encoder.resolution": r, "seed": 0, "score/world_textvqa/0shot": v,
+                           "ci_low/world_textvqa/0shot": v - 0.02, "ci_high/world_textvqa/0shot": v + 0.02}
+                          for (t, r), v in scores.items()])
+    meta = make_meta(swept_axes=["connector.tokens", "encoder.resolution"], fixed={})
+    results = load(frame, meta.swept_axes, meta.fixed)
+    assert results.values["encoder.resolution"] == ["96", "128"]
+    table = axis_table(results, "encoder.resolution", meta)
+    assert list(table.data["TextVQA 0-shot"])[:2] == [40.0, 45.0]          # not (30 + 40) / 2 = 35 for 96
+    assert list(table.data["TextVQA 0-shot delta"])[:2] == [0.0, 5.0]
+    assert "Matched cells only" in table.caption and "connector.tokens = 64" in table.caption
+    assert any("connector.tokens = 16, encoder.resolution = 96" in note for note in table.footnotes)
+    (effect,) = [e for e in findings.effects(results, meta) if e.axis == "encoder.resolution"]
+    assert effect.diff.mean == pytest.approx(0.05)                          # the table's Δ, the same number
+    tokens = axis_table(results, "connector.tokens", meta)
+    assert list(tokens.data["TextVQA 0-shot"])[:2] == [30.0, 40.0]          # at resolution 96, matched
