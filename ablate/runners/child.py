@@ -66,8 +66,7 @@ def output_to(path: str):
     try:
         yield
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        _flush_quietly()
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
         os.close(saved[0])
@@ -82,7 +81,7 @@ def run_rank(grid_path: str, cell_id: str, home: str, tracking_uri: str, reports
     when training ends (rank 0 evaluates alone). Rank 0's exit code is written to `$ABLATE_EXIT_FILE` for the
     launcher's wrapper (ablate.runners.multigpu), since torchrun reports any failure as 1."""
     # lazy, as in run_claimed_cell: the training stack loads after main() has tied this process to its parent
-    from ablate.runners.multigpu import EXIT_FILE_ENV
+    from ablate.runners.multigpu import COLLECTIVE, EXIT_FILE_ENV
     from ablate.train import parallel
 
     log = logging.getLogger(__name__)
@@ -97,7 +96,7 @@ def run_rank(grid_path: str, cell_id: str, home: str, tracking_uri: str, reports
             parallel.leave()
             if os.environ.get(EXIT_FILE_ENV):
                 with open(os.environ[EXIT_FILE_ENV], "w") as f:
-                    f.write(str(code))
+                    f.write(f"{code} {COLLECTIVE}" if parallel.collective_broke else str(code))
         return code
     try:
         decision = parallel.receive()
@@ -122,6 +121,10 @@ def run_rank(grid_path: str, cell_id: str, home: str, tracking_uri: str, reports
             log.info("rank %d: %s (rank 0 records it)", parallel.rank(), err)
             return protocol.EXIT_FINISHED
         log.exception("rank %d failed", parallel.rank())
+        if os.environ.get("TORCHELASTIC_ERROR_FILE"):   # what @record writes: torchrun's agent reads it
+            from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
+
+            ErrorHandler().record_exception(err)
         return protocol.EXIT_FAILED   # the launcher stops the other ranks
     finally:
         parallel.leave()
@@ -150,10 +153,10 @@ def run_claimed_cell(grid_path: str, cell_id: str, home: str, tracking_uri: str,
         finally:
             progress.close()
     except GridError as err:
-        print(f"error: {err}", file=sys.stderr)
+        _say(f"error: {err}")
         return protocol.EXIT_ERROR
     except StoreError as err:
-        print(f"error: {err}", file=sys.stderr)
+        _say(f"error: {err}")
         return protocol.EXIT_STORE
     except KeyboardInterrupt:
         return protocol.EXIT_INTERRUPTED
@@ -164,6 +167,23 @@ def run_claimed_cell(grid_path: str, cell_id: str, home: str, tracking_uri: str,
     if outcome.skipped:
         return protocol.EXIT_SKIPPED
     return protocol.EXIT_FAILED if outcome.failed else protocol.EXIT_FINISHED
+
+
+def _flush_quietly() -> None:
+    """Flush stdout and stderr; on a full disk (the cell's log) what they held is lost, the process goes on."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:
+            pass
+
+
+def _say(text: str) -> None:
+    """A line on stderr (the cell's log) that a full disk cannot turn into an exception: the exit code says it."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except OSError:
+        pass
 
 
 def die_with_parent() -> None:
@@ -193,9 +213,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give GRID and CELL_ID, or --serve FD")
     die_with_parent()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if ns.serve is not None:
-        return serve(ns.home, ns.tracking_uri, ns.reports, ns.serve)
-    return run_one(ns.grid, ns.cell_id, ns.home, ns.tracking_uri, ns.reports)
+    try:
+        if ns.serve is not None:
+            return serve(ns.home, ns.tracking_uri, ns.reports, ns.serve)
+        return run_one(ns.grid, ns.cell_id, ns.home, ns.tracking_uri, ns.reports)
+    except OSError as err:   # a full disk outside the cell (its log, its results): the store's exit code, not 1
+        from ablate.runners.local import disk_fault  # lazy: as in run_claimed_cell
+
+        if not disk_fault(err):
+            raise
+        _say(f"error: {ns.tracking_uri}: cannot write the workspace {ns.home} ({type(err).__name__}: {err})")
+        return protocol.EXIT_STORE
 
 
 if __name__ == "__main__":

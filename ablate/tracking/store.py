@@ -218,15 +218,24 @@ def sqlite_path(tracking_uri: str) -> Path | None:
 def quiet_mlflow():
     """Hold back MLflow's own log lines (retry warnings, tracebacks) while a store opens: a failure is reported
     once, as a StoreError."""
-    loggers = [logging.getLogger(name) for name in ("mlflow", "alembic", "sqlalchemy", "urllib3")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.CRITICAL + 1)
+    with _QUIET["lock"]:   # threads (the workers' parent) nest: the first one in saves the levels, the last restores
+        if not _QUIET["depth"]:
+            loggers = [logging.getLogger(name) for name in ("mlflow", "alembic", "sqlalchemy", "urllib3")]
+            _QUIET["levels"] = [(logger, logger.level) for logger in loggers]
+            for logger in loggers:
+                logger.setLevel(logging.CRITICAL + 1)
+        _QUIET["depth"] += 1
     try:
         yield
     finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
+        with _QUIET["lock"]:
+            _QUIET["depth"] -= 1
+            if not _QUIET["depth"]:
+                for logger, level in _QUIET["levels"]:
+                    logger.setLevel(level)
+
+
+_QUIET: dict = {"lock": threading.Lock(), "depth": 0, "levels": []}
 
 
 class WholeCalls:

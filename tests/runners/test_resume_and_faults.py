@@ -146,6 +146,18 @@ def _guard(owner, name):
 for _name in ("log_batch", "set_tag", "set_terminated", "log_artifact", "log_dict", "log_table", "create_run"):
     _guard(MlflowClient, _name)
 _guard(_checkpoint, "save_file")
+class _FullStream:   # a cell's log on the full disk: writes and flushes fail too (DISK_FILLS_LOG=1, children only)
+    def __init__(self, stream):
+        self._stream = stream
+    def write(self, text):
+        return _full() if FULL else self._stream.write(text)
+    def flush(self):
+        return _full() if FULL else self._stream.flush()
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+import os as _os, sys as _sys
+if _os.environ.get("DISK_FILLS_LOG") and _os.environ.get("ABLATE_PARENT_PID"):
+    _sys.stdout, _sys.stderr = _FullStream(_sys.stdout), _FullStream(_sys.stderr)
 _on_step = _cell.CellHooks.on_step
 def on_step(self, step, loss, lr):
     _on_step(self, step, loss, lr)
@@ -156,17 +168,21 @@ _cell.CellHooks.on_step = on_step
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("runner", ["local", "subprocess"])
+@pytest.mark.parametrize("runner", ["local", "subprocess", "workers", "workers-log-full"])
 def test_full_disk_under_the_store_ends_the_grid_with_one_line_and_keeps_finished_cells(
         make_grid, runner_file, workspace, tmp_path, runner):
+    """`workers-log-full`: the cell's own log cannot be written either (its process's output fails), as on a disk
+    that is really full: the process still exits with the store's code, and the parent says it in one line."""
     grid_path = make_grid(axes="connector.name: [avg-pool, mlp, linear]", steps=4, checkpoint_every=3)
     grid = load_grid(grid_path)
     first, full, never = (c.id for c in grid.cells)
     site = tmp_path / "disk-fills"
     site.mkdir()
     (site / "sitecustomize.py").write_text(DISK_FILLS)
-    runner_path = runner_file(f"kind: {runner}\n")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{site}:{os.environ.get('PYTHONPATH', '')}"}
+    runner_path = runner_file(f"kind: {runner.removesuffix('-log-full')}\n"
+                              + ("workers: 1\n" if runner.startswith("workers") else ""))   # the cells in order
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{site}:{os.environ.get('PYTHONPATH', '')}",
+           **({"DISK_FILLS_LOG": "1"} if runner.endswith("-log-full") else {})}
     proc = subprocess.run(cli(workspace, "run", str(grid_path), "--no-report", "--runner", str(runner_path)),
                           capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 2, proc.stderr
@@ -174,7 +190,9 @@ def test_full_disk_under_the_store_ends_the_grid_with_one_line_and_keeps_finishe
     assert len(errors) == 1 and proc.stderr.strip().endswith(errors[0]), proc.stderr   # the progress lines, then it
     assert "Traceback" not in proc.stderr and "WARNING" not in proc.stderr               # no MLflow noise
     assert errors[0].startswith(f"error: {workspace.tracking_uri}: the grid stopped at cell {full}")
-    assert "No space left on device" in errors[0] and "finished cells are kept" in errors[0]
+    assert "finished cells are kept" in errors[0]
+    assert ("No space left on device" in errors[0] if runner != "workers-log-full" else
+            "could not write the store or the workspace" in errors[0]), errors[0]   # its log lost what it said
 
     runs = runs_by_cell(workspace, grid)                              # read with a working disk
     assert [r.status for r in runs[first]] == ["FINISHED"]          # intact
