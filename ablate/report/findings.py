@@ -1,16 +1,18 @@
-"""The grid's lessons in words: main effects of each axis and settings that do not beat chance.
+"""The grid's lessons in words: does the image matter, cells that did not learn, main effects of each axis and
+settings that do not beat chance.
 
 Everything is computed from the runs, with the tables' statistics (`stats`): a cell's score is the mean of its
-seeds with the combined standard error (`stats.of_runs`); a main effect of value v of an axis is the equal-weight
-mean, over the other axes' settings where both v and the axis's baseline value finished, of the difference
-v - baseline, its standard error propagated from both cells' (sqrt(se_v² + se_b²), as `stats.within_noise`), and
-its interval mean ± 1.96 se (`stats.INTERVAL`). With every cell finished this is exactly the difference of the
-two rows of the axis's table and the dagger's test. "Beyond the noise" is said only when that interval excludes 0.
-A setting "is not above chance" when the lower end of its marginal interval (the table's) is not above chance.
+seeds with the combined standard error (`stats.of_runs`); a main effect of value v of an axis is the difference of
+the axis table's two rows (v and the baseline value), both the equal-weight mean over the matched settings of the
+other axes (`matched`), its standard error from a paired bootstrap over questions and the seed spread where every
+question's score is logged (`paired`), else from both rows' (sqrt(se_v² + se_b²)), and its interval mean ± 1.96 se.
+"Beyond the noise" is said only when that interval excludes 0. A setting "is not above chance" when the lower end of
+its marginal interval (the table's) is not above chance. A cell "did not learn" a task when its own interval is not
+above chance or it gives one answer to at least 90 % of the questions of every type; a setting most of whose cells
+did not learn is named so, whatever its mean.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,9 +26,10 @@ from .results import Metric, Results
 
 MAX_LINES = 8
 METHOD = ("Each difference is to the axis's baseline value (the first row of its table), averaged with equal weight "
-          "over the other axes' settings and the seeds; its 95% interval is mean ± 1.96 standard errors, the "
-          "standard error combining both settings' seed spread and bootstrap intervals over questions, as in the "
-          "tables. \"Beyond the noise\": the interval excludes 0. Largest effects first.")
+          "over the matched settings of the other axes and the seeds; its 95% interval is mean ± 1.96 standard "
+          "errors, the standard error from a paired bootstrap over the questions (the same questions resampled for "
+          "every cell) and the seed spread where every question's score is logged, else from both rows' intervals, "
+          "as in the tables. \"Beyond the noise\": the interval excludes 0. Largest effects first.")
 PER_SEED = " Per seed: the same difference within one seed's runs."
 # what a score at chance on a task says about the model, as a reader wants it
 AT_CHANCE = {"world_textvqa": "it did not learn to read within this budget"}
@@ -84,16 +87,6 @@ def baseline_value(results: Results, axis: str, meta: ReportMeta | None) -> str:
 
 def _rest(key: tuple, i: int) -> tuple:
     return key[:i] + key[i + 1:]
-
-
-def _difference(pairs: list[tuple[st.Stat, st.Stat]]) -> st.Stat:
-    diffs = [a.mean - b.mean for a, b in pairs]
-    mean = float(np.mean(diffs))
-    se = None
-    if all(a.se is not None and b.se is not None for a, b in pairs):
-        se = math.sqrt(sum(a.se**2 + b.se**2 for a, b in pairs)) / len(pairs)
-    ci = (mean - st.Z95 * se, mean + st.Z95 * se) if se is not None else None
-    return st.Stat(mean, sum(a.n + b.n for a, b in pairs), None, se, ci)
 
 
 def _per_seed(done: pd.DataFrame, i: int, value: str, base: str, m: Metric) -> dict[int, float]:
@@ -206,14 +199,59 @@ def chance_line(c: AtChance) -> str:
 
 def findings(results: Results, meta: ReportMeta | None = None, limit: int = MAX_LINES) -> tuple[list[str], int]:
     """The image's findings first (`image.lines`: a task whose answers do not depend on the image or collapse to
-    one answer), then at most `limit` lines (effects beyond the noise first, then settings at chance, then effects
-    inside the noise, each largest first), shown effects first; and how many were left out."""
+    one answer), then at most `limit` lines (effects beyond the noise first, then cells that did not learn, then
+    settings at chance, then effects inside the noise, each largest first), shown effects first; and how many were
+    left out."""
     found = effects(results, meta)
     strong = sorted([e for e in found if e.beyond_noise], key=lambda e: -abs(e.diff.mean))
     weak = sorted([e for e in found if not e.beyond_noise], key=lambda e: -abs(e.diff.mean))
     chance = sorted(at_chance(results), key=lambda c: c.score.mean - c.chance)
-    ranked = [("effect", e) for e in strong] + [("chance", c) for c in chance] + [("effect", e) for e in weak]
+    listed = {(c.axis, c.value, c.metric.task) for c in chance}
+    ranked = [("effect", e) for e in strong] + [("learn", x) for x in not_learned(results, listed)] + \
+        [("chance", c) for c in chance] + [("effect", e) for e in weak]
     kept = ranked[:limit]
     shown_effects = sorted([x for k, x in kept if k == "effect"], key=lambda e: -abs(e.diff.mean))
-    lines = [effect_line(e) for e in shown_effects] + [chance_line(c) for k, c in kept if k == "chance"]
+    lines = [effect_line(e) for e in shown_effects] + [x for k, x in kept if k == "learn"] + \
+        [chance_line(c) for k, c in kept if k == "chance"]
     return image.lines(results) + lines, len(ranked) - len(kept)
+
+
+def _labels(results: Results, keys: list[tuple]) -> str:
+    return "; ".join(", ".join(f"{a} = {v}" for a, v in zip(results.axes, k)) for k in keys) or "the only cell"
+
+
+def not_learned(results: Results, listed: set[tuple] = frozenset()) -> list[str]:
+    """Per task: the cells that did not learn it (their own interval not above chance, or one answer to at least
+    90 % of the questions of every type in each run), then each setting of an axis most of whose cells did not
+    (but not those in `listed`, (axis, value, task) already said to be at chance). Nothing for one cell."""
+    done = results.finished()
+    if done["_key"].nunique() < 2:
+        return []
+    out = []
+    for m in main_metrics(results):
+        chance = results.reference("chance", m)
+        scored, bad = [], []
+        for k, g in done.groupby("_key", sort=False):
+            s = _stat(g, m)
+            if s is None:
+                continue
+            scored.append(k)
+            low = s.ci[0] if s.ci is not None else s.mean
+            one = all(image.run_collapsed(results, str(c), m) for c in g["cell_id"])
+            if (chance is not None and low <= chance) or one:
+                bad.append(k)
+        if not bad:
+            continue
+        level = f" ({_pct(chance)} %)" if chance is not None else ""
+        out.append(f"{_task(m)}: {len(bad)} of {len(scored)} cells did not learn it (interval not above "
+                   f"chance{level}, or one answer to nearly every question of a type): {_labels(results, bad)}")
+        for i, axis in enumerate(results.axes):
+            if len(results.values[axis]) < 2 or len(bad) == len(scored):
+                continue
+            for value in results.values[axis]:
+                mine = [k for k in scored if k[i] == value]
+                worst = [k for k in bad if k[i] == value]
+                if len(mine) >= 2 and 2 * len(worst) > len(mine) and (axis, value, m.task) not in listed:
+                    out.append(f"{axis} = {value} did not learn {_task(m)}: {len(worst)} of its {len(mine)} cells "
+                               "did not (its mean says more of its other cells than of the setting)")
+    return out

@@ -149,6 +149,13 @@ def _type_score(results: Results, m: Metric, qtype: str | None, blind: bool = Fa
     return float(values.mean()) if len(values) else None
 
 
+def run_collapsed(results: Results, cell_id: str, m: Metric) -> bool:
+    """One run gives one answer to at least ONE_ANSWER of the questions of each type of `m` (False when its
+    answers were not logged)."""
+    tops = [paired.top_answer(results, cell_id, m.task, m.shots, qtype) for qtype in _types(results, m)]
+    return bool(tops) and all(t is not None and t[1] >= ONE_ANSWER for t in tops)
+
+
 def collapsed(results: Results, m: Metric, qtype: str | None) -> tuple[int, int, str, float]:
     """Over the finished runs: how many give one answer to >= ONE_ANSWER of the questions (of a type), of how
     many with per-question scores, the most common such answer and the mean share of each run's top answer."""

@@ -146,3 +146,25 @@ def test_a_non_factorial_grid_compares_matched_cells_only_and_names_the_rest():
     assert effect.diff.mean == pytest.approx(0.05)                          # the table's Δ, the same number
     tokens = axis_table(results, "connector.tokens", meta)
     assert list(tokens.data["TextVQA 0-shot"])[:2] == [30.0, 40.0]          # at resolution 96, matched
+
+
+def test_a_setting_most_of_whose_cells_give_one_answer_did_not_learn_though_above_chance():
+    rng = np.random.default_rng(5)
+    rows, questions = [], {}
+    for name in ("a", "b"):
+        for tokens in (1, 2, 3, 4):
+            constant = name == "a" and tokens < 4
+            x = (rng.random(N) < (0.2 if constant else 0.8)).astype(float)
+            cid = f"{name}{tokens}"
+            rows.append({"cell_id": cid, "status": "FINISHED", "connector.name": name, "connector.tokens": tokens,
+                         "seed": 0, "score/world_vqa/0shot": x.mean(), "ci_low/world_vqa/0shot": x.mean() - 0.03,
+                         "ci_high/world_vqa/0shot": x.mean() + 0.03, "chance/world_vqa": 0.1})
+            said = ["red"] * N if constant else [f"w{i % 7}" for i in range(N)]
+            questions[cid] = pd.DataFrame({"task": "world_vqa", "shots": 0, "id": [f"q{i}" for i in range(N)],
+                                           "type": "colour", "prediction": said, "correct": x})
+    results = load(pd.DataFrame(rows), ["connector.name", "connector.tokens"], {}, questions)
+    assert not findings.at_chance(results)            # its mean, and each of its cells, clear chance
+    lines = findings.findings(results)[0]
+    assert any(line.startswith("world_vqa: 3 of 8 cells did not learn it") for line in lines)
+    assert "connector.name = a did not learn world_vqa: 3 of its 4 cells did not" in " | ".join(lines)
+    assert not any(line.startswith("connector.name = b did not learn") for line in lines)
