@@ -256,6 +256,7 @@ def test_a_rank_killed_or_hung_mid_cell_fails_the_cell_and_the_rerun_finishes_it
     assert second.finished == [cell.id], second
     runs = [r for r in store.runs(store.experiment_id(grid)) if r.cell_id == cell.id and r.status == "FINISHED"]
     assert len(runs) == 1 and runs[0].tags.get("ablate.resumed_from_step") == "5"
+    assert runs[0].tags["ablate.processes_per_attempt"] == "2,2"   # the checkpoint's attempt, then this one
     metrics = runs[0].metrics   # the cost of the attempt that finished: steps 6-10, 4 samples each, both ranks
     assert metrics["cost/processes"] == 2.0
     assert metrics["cost/samples_per_s"] * metrics["time/train_s"] == pytest.approx(5 * 4, rel=1e-6)
@@ -345,3 +346,32 @@ def test_the_slurm_runner_s_rendezvous_from_slurm_variables_trains_one_cell_on_t
     assert [t.returncode for t in tasks] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
     assert "rank 1 of 2 trains its share of cell" in outputs[1]
     _one_finished_run_on_two_processes(workspace, grid)
+
+
+def test_the_wrapper_names_the_rank_the_signal_and_the_error_file_of_the_failure_that_ended_the_cell(tmp_path,
+                                                                                                    monkeypatch):
+    """From torchrun's agent's failure records (`ProcessFailure`: exit code, signal, the error file a failed rank
+    writes with torch.distributed.elastic's error handler), not from the words of an exception."""
+    from torch.distributed.elastic.multiprocessing.errors import ErrorHandler, ProcessFailure
+
+    from ablate.runners.multigpu import name_failures
+
+    error_file = tmp_path / "error.json"
+    monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(error_file))
+    try:
+        raise ValueError("the batch has <image> tokens but no images")
+    except ValueError as err:
+        ErrorHandler().record_exception(err)
+    failed = ProcessFailure(local_rank=1, pid=11, exitcode=3, error_file=str(error_file))
+    killed = ProcessFailure(local_rank=1, pid=12, exitcode=-9, error_file="<N/A>")
+    rank0 = ProcessFailure(local_rank=0, pid=10, exitcode=3, error_file="<N/A>")
+    assert name_failures({1: killed, 0: rank0}, 3, True, [0, 1]) == "rank 1 was killed by SIGKILL (exit code -9)"
+    assert name_failures({1: failed}, 3, True, [0, 1]) == \
+        "rank 1 failed: ValueError: the batch has <image> tokens but no images (exit code 3)"
+    # rank 0 gave up on a collective while rank 1 still ran: rank 1 hung (killed by the wrapper, or stopped)
+    assert name_failures({0: rank0, 1: killed}, 3, True, [0, 1], killed=[12]).startswith(
+        "rank 1 hung: still running when rank 0's collective timed out waiting for it")
+    assert name_failures({0: rank0}, 3, True, [0, 1]).endswith("stopped by the launcher after rank 0 ended")
+    # rank 0's own failure (not a collective: a diverged loss, a bad data file): its reason stands
+    assert name_failures({0: rank0}, 3, False, [0, 1]) is None
+    assert name_failures({}, 0, False, [0, 1]) is None
