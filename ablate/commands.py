@@ -5,6 +5,7 @@ import logging
 import os
 import platform
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -174,8 +175,9 @@ def cmd_run(grid: Grid, workspace: Callable[[], Workspace], runner_file: str | N
     # a trained cell whose evaluation failed again is reported, not handed to the runner to be trained again
     outcome = runner.run(replace(grid, cells=[c for c in grid.cells if c.id not in evaluated.failed]), workspace)
     print(f"{len(outcome.finished)} cells finished, {len(outcome.skipped)} already done, "
-          f"{len(outcome.failed)} failed, {len(outcome.claimed_elsewhere)} held by another worker "
-          f"({time.monotonic() - started:.0f} s).")
+          f"{len(outcome.failed)} failed, {len(outcome.claimed_elsewhere)} held by another process"
+          + (f", {len(outcome.submitted)} submitted" if outcome.submitted else "")
+          + f" ({time.monotonic() - started:.0f} s).")
     for cell_id, reason in outcome.failed.items():
         print(f"  failed {cell_id}: {reason}")
     evaluated.say_failures()
@@ -183,7 +185,12 @@ def cmd_run(grid: Grid, workspace: Callable[[], Workspace], runner_file: str | N
         paths = make_report(grid, workspace)
         print(f"report: {paths.pdf}")
     print(runs_hint(grid, workspace))
-    return 1 if outcome.failed or evaluated.failed else 0
+    if outcome.claimed_elsewhere:   # another `ablate run` of this grid, or of a grid that shares the cell, has it
+        print(f"not done: {len(outcome.claimed_elsewhere)} cells were held by another process (another `ablate run` "
+              "of this grid, or of another grid with the same cell) and are missing from this grid's runs and "
+              f"report: {', '.join(outcome.claimed_elsewhere)}; run the same command again once it has finished",
+              file=sys.stderr)
+    return 1 if outcome.failed or evaluated.failed or outcome.claimed_elsewhere else 0
 
 
 def cmd_eval(grid: Grid, workspace: Callable[[], Workspace], dry_run: bool, report: bool) -> int:

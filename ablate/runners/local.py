@@ -34,13 +34,15 @@ class GridOutcome:
     finished: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
-    claimed_elsewhere: list[str] = field(default_factory=list)
+    claimed_elsewhere: list[str] = field(default_factory=list)   # held by another process: not run here
+    submitted: list[str] = field(default_factory=list)           # handed to a scheduler that runs them later
 
     def merge(self, other: "GridOutcome") -> None:
         self.finished += other.finished
         self.skipped += other.skipped
         self.failed.update(other.failed)
         self.claimed_elsewhere += other.claimed_elsewhere
+        self.submitted += other.submitted
 
 
 def open_store(workspace: Workspace, grid: Grid) -> tuple[Store, str]:

@@ -110,7 +110,7 @@ class SlurmRunner:
         print(f"submitted {n} cells as {executor.cluster} jobs{each} {jobs[0].job_id.split('_')[0]}... "
               f"(ids in {record})")
         if not self.cfg.wait:
-            outcome.claimed_elsewhere = [c.id for c in pending]   # running under the scheduler, not here
+            outcome.submitted = [c.id for c in pending]   # running under the scheduler, not here
             return outcome
         for cell, job in zip(pending, jobs):
             try:   # rank 0 holds the claim and records the cell: its exit code is the cell's
