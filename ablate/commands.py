@@ -141,11 +141,33 @@ def existing_store(workspace: Workspace, what: str) -> Workspace:
 
 
 def print_cells(grid: Grid) -> None:
+    from ablate.models.sizes import machine_memory_bytes, step_activation_bytes  # lazy: the zoo's recipes
+
     print(f"grid {grid.name} ({grid.path}): {len(grid.cells)} cells over {', '.join(grid.axes) or 'no axes'}")
+    memory, too_big = machine_memory_bytes(), []
     for i, cell in enumerate(grid.cells, 1):
-        print(f"  {i:>3}. {cell.id}  {cell.label()}")
+        step = step_activation_bytes(cell.config)
+        size = "" if step is None else f"  (~{_gib(step)} GiB a training step)"
+        print(f"  {i:>3}. {cell.id}  {cell.label()}{size}")
+        if step is not None and memory is not None and step > memory:
+            too_big.append((i, cell, step))
     for warning in grid.warnings:
         print(f"warning: {warning}")
+    for i, cell, step in too_big:   # an estimate (ablate.models.sizes): a warning, not a refusal
+        print(f"warning: cell {i} ({cell.id}): a training step keeps about {_gib(step)} GiB of activations "
+              f"({cell.config.train.batch_size} rows / train.grad_accum {cell.config.train.grad_accum} of "
+              f"{cell.config.data.max_length} tokens through {cell.config.llm.name}), more than this machine's "
+              f"{_gib(memory)} GiB: lower train.batch_size or data.max_length, or raise train.grad_accum")
+    from ablate.evaluation.budget import warnings as budget_warnings  # lazy: transformers (the LLM's tokenizer)
+
+    for warning in budget_warnings(grid.cells):   # reference answers longer than eval.max_new_tokens
+        print(f"warning: {warning}")
+
+
+def _gib(size: int) -> str:
+    from ablate.models.sizes import GIB  # lazy: as in print_cells
+
+    return f"{size / GIB:.2g}" if size < 10 * GIB else f"{size / GIB:,.0f}"
 
 
 def cmd_run(grid: Grid, workspace: Callable[[], Workspace], runner_file: str | None, dry_run: bool,
