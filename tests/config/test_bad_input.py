@@ -123,3 +123,22 @@ def test_timm_random_weights_need_no_cache(tmp_path, monkeypatch):
     _check_timm("encoder.name", Spec.parse("timm:vit_tiny_patch16_224@random"))
     with pytest.raises(CellCheckError, match="does not exist"):
         _check_timm("encoder.name", Spec.parse(f"timm:vit_tiny_patch16_224@{tmp_path / 'none.safetensors'}"))
+
+
+def test_the_dry_run_estimates_each_cells_step_memory_and_warns_past_the_machine(tmp_path, monkeypatch, capsys):
+    from ablate.models.sizes import GIB, machine_memory_bytes, step_activation_bytes
+    from ablate.resolve import load_grid
+
+    monkeypatch.chdir(tmp_path)
+    grid = tmp_path.parent / f"{tmp_path.name}-grid.yaml"
+    grid.write_text('base:\n  encoder: {name: "zoo:clip-s", resolution: 96}\n  connector: {tokens: 16}\n'
+                    '  data: {max_length: 4096}\naxes:\n  train.batch_size: [16, 60000]\n')
+    small, big = (step_activation_bytes(c.config) for c in load_grid(grid).cells)
+    assert big == pytest.approx(small * 60000 / 16)        # activations grow with the rows of a step
+    assert ablate(tmp_path, "run", str(grid), "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert out.count("GiB a training step)") == 2
+    assert (big > machine_memory_bytes()) == ("warning: cell 2" in out), out
+    assert f"about {big / GIB:,.0f} GiB of activations" in out and "lower train.batch_size" in out
+    assert "warning: cell 1" not in out
+    assert list(tmp_path.iterdir()) == []
