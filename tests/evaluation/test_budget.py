@@ -50,5 +50,5 @@ def test_the_dry_run_warns_with_the_zoo_llms_own_tokenizer(tmp_path):
                     "  eval: {tasks: [world_vqa], max_new_tokens: 1}\n")    # "top left": 2 tokens
     out = subprocess.run([sys.executable, "-m", "ablate.cli", "run", str(grid), "--dry-run", "--home",
                           str(tmp_path / "home")], capture_output=True, text=True, check=True).stdout
-    assert "warning: eval.max_new_tokens = 4:" in out and "world_vqa's possible answers" in out
+    assert "warning: eval.max_new_tokens = 1:" in out and "world_vqa's possible answers" in out
     assert "need more tokens of zoo:lm-xs" in out
