@@ -204,12 +204,15 @@ def _cmdline(pid: int) -> str | None:
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process tree from /proc")
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT])
-def test_stopping_ablate_ui_stops_the_mlflow_server_and_its_workers(tmp_path, how):
+def test_stopping_ablate_ui_stops_the_mlflow_server_and_its_workers(workspace, how):
+    from ablate.tracking.store import Store
+
+    Store(workspace.tracking_uri, workspace.artifacts)   # `ablate ui` serves a store that exists
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"}   # its job runner's processes too
-    ui = subprocess.Popen([sys.executable, "-m", "ablate.cli", "--home", str(tmp_path / "home"), "ui",
+    ui = subprocess.Popen([sys.executable, "-m", "ablate.cli", "--home", str(workspace.home), "ui",
                            "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           start_new_session=True, env=env)
     started: dict[int, str] = {}                        # pid -> command line: a pid reused later is not ours
