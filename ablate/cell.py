@@ -213,12 +213,19 @@ def step_metrics(stages: list[Stage] | None, step: int, loss: float, lr: float |
     return out
 
 
-def stage_batches(cfg: CellConfig, world, model, cache_dir=None, rows: slice | None = None):
+def stage_batches(cfg: CellConfig, world, model, cache_dir=None, rows: slice | None = None,
+                  resume: dict | None = None):
     """`(stage, steps done in it) -> its batches from there on`: the stage's data and data-order seed; `rows`:
-    this process's share of each global batch when several train the cell (`ablate.train.parallel.shard`)."""
+    this process's share of each global batch when several train the cell (`ablate.train.parallel.shard`);
+    `resume`: a checkpoint's `TrainState.data`, where the stream of the stage it names stood (the stream goes on
+    from there instead of skipping the rows before). Each batch's `data_state` names its stage."""
     def batches_for(stage: Stage, done: int):
-        return train_batches(stage.data(cfg.data), world, model.tokenizer, model.image_tokens, cfg.train.batch_size,
-                             stage.seed(cfg.train.seed), start_step=done, cache_dir=cache_dir, rows=rows)
+        at = resume["stream"] if resume and done and resume.get("stage") == stage.name else None
+        for batch in train_batches(stage.data(cfg.data), world, model.tokenizer, model.image_tokens,
+                                   cfg.train.batch_size, stage.seed(cfg.train.seed), start_step=done,
+                                   cache_dir=cache_dir, rows=rows, data_state=at):
+            batch.data_state = {"stage": stage.name, "stream": batch.data_state}
+            yield batch
 
     return batches_for
 
@@ -295,8 +302,8 @@ def run_cell(cell: Cell, workspace: Workspace, logger: RunLogger, feature_cache:
     rows = parallel.shard(cfg.train.batch_size) if parallel.active() else None
     cost = TrainCost(model.image_token_id, model.image_tokens.block, cfg.train.grad_accum)
     with parallel.rank_failures_named():
-        batches_for = batch_stream(stage_batches(cfg, world, model, rows=rows), cfg.train.grad_accum,
-                                   model if switches["prefetch"] else None)
+        batches_for = batch_stream(stage_batches(cfg, world, model, rows=rows, resume=state.data),
+                                   cfg.train.grad_accum, model if switches["prefetch"] else None)
         try:
             trained = parallel.parallelize(model, cfg.train.parallel, parallel.needs_unused_parameters(
                 [stage.data(cfg.data) for stage in stages]))

@@ -164,7 +164,7 @@ def _write(tmp: Path, model: MLLM, cfg: CellConfig, state: TrainState | None, op
         digests = {name: file_sha256(tmp / name) for name in sizes}   # verified on load: a change of content
         (tmp / STATE_JSON).write_text(json.dumps(
             {"format": STATE_FORMAT, "step": state.step, "losses": state.losses, "processes": state.processes,
-                 "elapsed_s": elapsed_s,
+                 "data": state.data, "elapsed_s": elapsed_s,
              "sizes": sizes, "sha256": digests, "state": packed}))
     for path in tmp.iterdir():
         _fsync(path)
@@ -236,7 +236,7 @@ def resume_state(folder: Path, model: MLLM, optimizer, scheduler) -> Resumed | N
             scheduler.load_state_dict(state["scheduler"])
         _set_rng_state(state["rng"])
         train_state = TrainState(step=state["step"], losses=[(int(s), float(v)) for s, v in state["losses"]],
-                                 processes=[int(n) for n in state.get("processes", [])])
+                                 processes=[int(n) for n in state.get("processes", [])], data=state.get("data"))
         return Resumed(train_state, float(state.get("elapsed_s", 0.0)), candidate)
     return None
 
@@ -274,7 +274,7 @@ def _read_training_checkpoint(folder: Path) -> tuple[dict, dict, dict]:
     try:
         state = _unpack(saved["state"], tensors)
         state.update(step=int(saved["step"]), losses=saved["losses"], elapsed_s=saved.get("elapsed_s", 0.0),
-                     processes=saved.get("processes", []))
+                     processes=saved.get("processes", []), data=saved.get("data"))
         _ = meta["modules"], state["optimizer"], state["scheduler"], state["rng"]
     except (KeyError, TypeError, ValueError) as err:
         raise _Unreadable(folder / STATE_JSON, f"incomplete ({type(err).__name__}: {err})") from err
@@ -453,7 +453,7 @@ def save_sharded(folder: Path, model: MLLM, cfg: CellConfig, state: TrainState, 
             sizes = {name: (tmp / name).stat().st_size for name in ("config.json", STATE_TENSORS)}
             (tmp / STATE_JSON).write_text(json.dumps(
                 {"format": STATE_FORMAT, "step": state.step, "losses": state.losses, "processes": state.processes,
-                 "elapsed_s": elapsed_s,
+                 "data": state.data, "elapsed_s": elapsed_s,
                  "sizes": sizes, "state": packed}))
             for path in tmp.iterdir():
                 _fsync(path)
@@ -495,5 +495,5 @@ def resume_sharded(folder: Path, model: MLLM, optimizer) -> Resumed | None:
         optimizer.scheduler.load_state_dict(tree["scheduler"])
     _set_rng_state(state["rng"])
     train_state = TrainState(step=int(saved["step"]), losses=[(int(s), float(v)) for s, v in saved["losses"]],
-                             processes=[int(n) for n in saved.get("processes", [])])
+                             processes=[int(n) for n in saved.get("processes", [])], data=saved.get("data"))
     return Resumed(train_state, float(saved.get("elapsed_s", 0.0)), folder)

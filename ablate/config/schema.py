@@ -199,6 +199,9 @@ class SourceConfig(Strict):
         "json", description="ignored by instruction sources (their file's suffix says)")
     image_column: str = "image"
     text_column: str = "text"
+    streaming: bool | None = Field(
+        None, description="read the source as training needs it (datasets streaming: nothing converted into the "
+                          "cache first, rows checked as they are met); None: on for webdataset shards, off otherwise")
     # instruction sources only (left out of the dump, hence of cell ids, for the other kinds; conversation sources
     # keep image_root)
     image_root: str | None = Field(None, description="folder for relative image paths; None: the question file's "

@@ -13,6 +13,7 @@ class Batch:
     labels: torch.Tensor  # (B, T) long, -100 on visual tokens, padding, <bos> (and prompts)
     images: list[str]  # image paths, in the order their token blocks appear (row by row)
     n_images: torch.Tensor  # (B,) long, images per row
+    data_state: dict | None = None  # where the data stream stands after this batch's rows (for resuming there)
 
     @property
     def padding_fraction(self) -> float:

@@ -20,7 +20,7 @@ turn the reference (`context_and_reference`).
 """
 from __future__ import annotations
 
-from datasets import Dataset, Features, List, Value
+from datasets import Dataset, Features, IterableDataset, List, Value
 
 IMAGE_MARKER = "<image>"
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
@@ -95,6 +95,8 @@ def with_turns_column(table: Dataset) -> Dataset:
     """Rows of another kind with no turns, so that they mix with conversation rows (one schema)."""
     if "turns" in table.column_names:
         return table
+    if isinstance(table, IterableDataset):   # a streamed source
+        return table.map(lambda row: {"turns": []}).cast(Features({**table.features, "turns": List(TURN)}))
     return table.add_column("turns", [[] for _ in range(len(table))], feature=List(TURN))
 
 

@@ -21,7 +21,7 @@ from itertools import islice
 from pathlib import Path
 
 import numpy as np
-from datasets import Dataset, Features, List, Value
+from datasets import Dataset, Features, IterableDataset, List, Value
 
 from ablate.config.schema import SourceConfig
 from ablate.data import validate
@@ -113,4 +113,6 @@ def with_answer_column(table: Dataset) -> Dataset:
     instruction rows (`datasets.interleave_datasets` needs one schema)."""
     if "answer" in table.column_names:
         return table
+    if isinstance(table, IterableDataset):   # a streamed source
+        return table.map(lambda row: {"answer": None}).cast(Features({**table.features, "answer": Value("string")}))
     return table.add_column("answer", [None] * len(table), feature=Value("string"))

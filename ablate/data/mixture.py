@@ -1,7 +1,8 @@
 """Mix sources by weight with `datasets.interleave_datasets` (MM1, Sec. 3.3: caption / interleaved / text
 ratios such as 45:45:10, plus synthetic captions).
 
-Each source is shuffled once with the seed, turned into an endless stream (`IterableDataset.repeat(None)`),
+Each source is shuffled once with the seed (a streamed source: its shards' order, `endless`), turned into an
+endless stream (`IterableDataset.repeat(None)`),
 and the library samples which source each row comes from with the normalised weights, so the stream goes on
 for any number of steps and is the same for the same seed.
 """
@@ -19,14 +20,23 @@ def normalised(weights: dict[str, float]) -> dict[str, float]:
     return {k: v / total for k, v in kept.items()}
 
 
-def mix(sources: dict[str, Dataset], weights: dict[str, float], seed: int) -> IterableDataset:
+def endless(source: Dataset | IterableDataset, seed: int) -> IterableDataset:
+    """A source as an endless seeded stream: an in-memory table shuffled whole, a streamed one in its shards' order
+    shuffled (rows within a shard in file order: write shards shuffled). No shuffle buffer: the stream's position
+    is then its whole state (`IterableDataset.state_dict`), so a resumed stream goes on exactly."""
+    if isinstance(source, IterableDataset):
+        return source.shuffle(seed=seed, buffer_size=1).repeat(None)
+    return source.shuffle(seed=seed).to_iterable_dataset().repeat(None)
+
+
+def mix(sources: dict[str, Dataset | IterableDataset], weights: dict[str, float], seed: int) -> IterableDataset:
     """An endless stream of `{"text", "images"}` rows drawn from `sources` in proportion to `weights`."""
     probs = normalised(weights)
     missing = [k for k in probs if k not in sources]
     if missing:
         raise ValueError(f"mixture names {missing} but only {sorted(sources)} were loaded")
     kinds = sorted(probs)
-    streams = [sources[k].shuffle(seed=seed).to_iterable_dataset().repeat(None) for k in kinds]
+    streams = [endless(sources[k], seed) for k in kinds]
     if len(streams) == 1:
         return streams[0]
     return interleave_datasets(streams, probabilities=[probs[k] for k in kinds], seed=seed,

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from itertools import islice
 
-from datasets import concatenate_datasets
+from datasets import IterableDataset, concatenate_datasets
 
 from ablate.config.schema import DataConfig
 from ablate.data.batch import Batch
@@ -23,6 +23,8 @@ def mixture_sources(data_cfg: DataConfig, world=None, cache_dir=None) -> dict:
         real = [s for s in data_cfg.sources if s.kind == kind]
         if real:
             parts = [load_source(kind, source=s, cache_dir=cache_dir) for s in real]
+            if len(parts) > 1 and any(isinstance(p, IterableDataset) for p in parts):   # streamed and in-memory
+                parts = [p if isinstance(p, IterableDataset) else p.to_iterable_dataset() for p in parts]
             out[kind] = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
         elif world is None or data_cfg.sources:
             raise ValueError(f"mixture kind {kind!r} has no source in data.sources"
@@ -45,15 +47,22 @@ def one_schema(tables: dict) -> dict:
 
 
 def train_batches(data_cfg: DataConfig, world, tokenizer, visual_tokens_per_image, batch_size: int,
-                  seed: int, start_step: int = 0, cache_dir=None, rows: slice | None = None) -> Iterator[Batch]:
+                  seed: int, start_step: int = 0, cache_dir=None, rows: slice | None = None,
+                  data_state: dict | None = None) -> Iterator[Batch]:
     """Batches for steps `start_step, start_step + 1, ...`; the same seed gives the same batches, so a resumed
     run (start_step = the checkpoint's step) sees exactly what an uninterrupted run would have seen.
 
     `rows`: the share of each global batch of `batch_size` rows this process takes when several train the cell
     (`ablate.train.parallel.shard`): every process reads the same seeded stream and collates only its rows, so
-    together they see exactly the samples one process would."""
+    together they see exactly the samples one process would.
+
+    Each batch carries `data_state`, the stream's `IterableDataset.state_dict()` after its rows; given one
+    (`data_state`, from a checkpoint), the stream continues from there without reading the rows before it, so
+    resuming costs the same at any step (without one, `start_step`'s rows are skipped: read and dropped)."""
     stream = mix(mixture_sources(data_cfg, world, cache_dir), data_cfg.mixture, seed)
-    if start_step:
+    if data_state is not None:
+        stream.load_state_dict(data_state)
+    elif start_step:
         stream = stream.skip(start_step * batch_size)
     collate = Collator(tokenizer, visual_tokens_per_image, data_cfg.max_length)
     samples = iter(stream)
@@ -61,4 +70,6 @@ def train_batches(data_cfg: DataConfig, world, tokenizer, visual_tokens_per_imag
         chunk = list(islice(samples, batch_size))
         if not chunk:
             return
-        yield collate(chunk if rows is None else chunk[rows])
+        batch = collate(chunk if rows is None else chunk[rows])
+        batch.data_state = stream.state_dict()
+        yield batch

@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 
 import datasets
-from datasets import Dataset, Features, List, Value
+from datasets import Dataset, Features, IterableDataset, List, Value
 
 from ablate.config.schema import KIND_NAMES, SourceConfig
 from ablate.data import conversation, instruction, validate
@@ -43,6 +43,8 @@ def load_source(kind: str, world=None, source: SourceConfig | None = None, cache
             return instruction.from_source(source, lambda value: _image_path(value, base, images_dir))
         if kind == "conversation":
             return _conversations(source, Path(cache_dir) if cache_dir else None)
+        if streams(source):
+            return _stream(source, Path(cache_dir) if cache_dir else None)
         return _real(source, Path(cache_dir) if cache_dir else None)
     if world is None:
         raise ValueError(f"load_source({kind!r}) needs a world or a SourceConfig")
@@ -68,13 +70,22 @@ def _from_world(kind: str, world) -> Dataset:
 
 # ---------------------------------------------------------------- real sources
 
-def _load(source: SourceConfig, cache_dir: Path | None) -> tuple[Dataset, str]:
-    """The raw table (train split) and the name of the file or folder it came from, for messages."""
+def streams(source: SourceConfig) -> bool:
+    """Whether a source is read as a stream (`streaming`; by default webdataset shards are, other formats not;
+    instruction and conversation files never)."""
+    if source.kind in ("instruction", "conversation"):
+        return False
+    return source.format == "webdataset" if source.streaming is None else source.streaming
+
+
+def _load(source: SourceConfig, cache_dir: Path | None, streaming: bool = False) -> tuple[Dataset, str]:
+    """The raw table (train split) and the name of the file or folder it came from, for messages; `streaming`:
+    an `IterableDataset` that reads the files as it is iterated (nothing written to the cache)."""
     cache = str(cache_dir / "hf") if cache_dir else None
     path = source.path
     if source.format == "hub":
         try:
-            dsd = datasets.load_dataset(path, cache_dir=cache)
+            dsd = datasets.load_dataset(path, cache_dir=cache, streaming=streaming)
         except Exception as e:  # offline, unknown id, gated...
             raise validate.SourceError(f"cannot load hub dataset {path!r} ({type(e).__name__}: {e}); offline runs "
                                        "need a local copy (format json / parquet / imagefolder / webdataset)") from e
@@ -83,7 +94,8 @@ def _load(source: SourceConfig, cache_dir: Path | None) -> tuple[Dataset, str]:
     if source.format == "imagefolder":
         if not local.is_dir():
             raise FileNotFoundError(f"{source.kind} source: image folder {local} does not exist")
-        return _train_split(datasets.load_dataset("imagefolder", data_dir=str(local), cache_dir=cache), path), path
+        return _train_split(datasets.load_dataset("imagefolder", data_dir=str(local), cache_dir=cache,
+                                                  streaming=streaming), path), path
     if local.is_dir():
         pattern = {"json": "*.jsonl", "parquet": "*.parquet", "webdataset": "*.tar"}[source.format]
         files = sorted(glob.glob(str(local / pattern)))
@@ -95,11 +107,12 @@ def _load(source: SourceConfig, cache_dir: Path | None) -> tuple[Dataset, str]:
         if not files or missing:
             raise FileNotFoundError(f"{source.kind} source: file {missing[0] if missing else path} does not exist")
     builder = {"json": "json", "parquet": "parquet", "webdataset": "webdataset"}[source.format]
-    return _train_split(datasets.load_dataset(builder, data_files=files, cache_dir=cache), path), path
+    return _train_split(datasets.load_dataset(builder, data_files=files, cache_dir=cache, streaming=streaming),
+                        path), path
 
 
 def _train_split(dsd, name: str) -> Dataset:
-    if isinstance(dsd, Dataset):
+    if isinstance(dsd, (Dataset, IterableDataset)):
         return dsd
     if "train" in dsd:
         return dsd["train"]
@@ -146,6 +159,36 @@ def _real(source: SourceConfig, cache_dir: Path | None) -> Dataset:
         else:
             rows.append({"text": f"{IMAGE_MARKER} {text}", "images": [as_path(value)]})
     return validate.drop_bad_rows(Dataset.from_list(rows, features=FEATURES), name)
+
+
+def _stream(source: SourceConfig, cache_dir: Path | None) -> IterableDataset:
+    """A streamed source: its files read as the training stream needs them, each row made `{"text", "images"}` and
+    checked when it is met (an image that does not decode, or markers that do not match the images: the row is
+    skipped, counted and logged, `validate.Skips`). Image bytes are written to `ablate-images` as rows are met."""
+    table, name = _load(source, cache_dir, streaming=True)
+    if table.column_names is None:   # features not known up front: the first row says
+        table = table._resolve_features()
+    image_col, text_col = _columns(source, table)
+    needed = [text_col] if source.kind == "text" else [image_col, text_col]
+    validate.require_columns(table, needed, name, source.kind)
+    base = Path(name).parent if Path(name).suffix else Path(name)
+    images_dir = _images_dir(cache_dir)
+    if image_col in (table.features or {}) and _is_image_feature(table.features[image_col]):
+        table = table.cast_column(image_col, _undecoded(table.features[image_col]))
+    kind = source.kind
+
+    def to_row(record: dict) -> dict:
+        text = record[text_col]
+        if kind == "text":
+            return {"text": str(text), "images": []}
+        value = record[image_col]
+        if kind == "interleaved":
+            return {"text": str(text), "images": [_image_path(v, base, images_dir) for v in (value or [])]}
+        return {"text": f"{IMAGE_MARKER} {text}", "images": [_image_path(value, base, images_dir)]}
+
+    skips = validate.Skips(name)
+    rows = table.map(to_row, remove_columns=table.column_names).cast(FEATURES)
+    return rows.filter(skips.usable)
 
 
 def _conversations(source: SourceConfig, cache_dir: Path | None) -> Dataset:

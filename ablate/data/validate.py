@@ -6,12 +6,14 @@ reported with one warning per source.
 """
 from __future__ import annotations
 
+import logging
 import warnings
 
 from datasets import Dataset
 from PIL import Image
 
 IMAGE_MARKER = "<image>"
+log = logging.getLogger(__name__)
 
 
 class SourceError(ValueError):
@@ -34,6 +36,26 @@ def image_ok(path: str) -> bool:
             im.load()
         return True
     except (OSError, SyntaxError, ValueError):  # unreadable, truncated, not an image, bomb
+        return False
+
+
+class Skips:
+    """Rows of a streamed source skipped as the stream meets them (`usable` is its filter): an image that does not
+    decode, or `<image>` markers that do not match the images. Each skip is logged with the running counts; the
+    first rows are checked before training by the dry run, the rest cost nothing up front."""
+
+    def __init__(self, name: str):
+        self.name, self.undecodable, self.mismatched = name, 0, 0
+
+    def usable(self, row: dict) -> bool:
+        if row["text"].count(IMAGE_MARKER) != len(row["images"]):
+            self.mismatched += 1
+        elif any(not image_ok(p) for p in row["images"]):
+            self.undecodable += 1
+        else:
+            return True
+        log.warning("%s: row skipped (so far %d with an image that cannot be decoded, %d whose %s markers do not "
+                    "match their images)", self.name, self.undecodable, self.mismatched, IMAGE_MARKER)
         return False
 
 

@@ -45,6 +45,8 @@ class TrainState:
     step: int = 0
     losses: list[tuple[int, float]] = field(default_factory=list)
     processes: list[int] = field(default_factory=list)   # processes of each attempt so far (checkpoints keep it)
+    # where the data stream stands after the last step: `{"stage": name, "stream": IterableDataset.state_dict()}`
+    data: dict | None = None
 
 
 GUARD_WINDOW = 3   # the divergence guard judges the mean of this many latest losses of a stage, not one batch
@@ -159,6 +161,7 @@ def train(model: MLLM, batches: Iterator[Batch], cfg: TrainConfig, optimizer, sc
         scheduler.step()
         state.step += 1
         state.losses.append((state.step, value))
+        state.data = getattr(micro[-1], "data_state", None)   # the stream's position after this step's rows
         hooks.on_step(state.step, value, scheduler.get_last_lr()[0])
         if state.step % cfg.checkpoint_every == 0 and state.step < cfg.steps:
             hooks.on_checkpoint(state.step, {"optimizer": optimizer if saved is None else saved[0],

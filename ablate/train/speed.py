@@ -230,6 +230,7 @@ class ReadyBatch:
     labels: torch.Tensor
     images: list[str]
     features: torch.Tensor | None = None
+    data_state: dict | None = None   # the batch's `data_state` (where the data stream stands after it)
 
 
 def _load_crops(encoder, path: str) -> torch.Tensor:
@@ -270,7 +271,8 @@ def feature_preparer(model, threads: int = 8) -> Callable:
                     feats = features(batch.images, device)
                     cache.hits, cache.misses = cache.hits - len(missing), cache.misses + len(missing)
         return ReadyBatch(_to_device(batch.input_ids, device), _to_device(batch.attention_mask, device),
-                          _to_device(batch.labels, device), list(batch.images), feats)
+                          _to_device(batch.labels, device), list(batch.images), feats,
+                          getattr(batch, "data_state", None))
 
     prepare.close = lambda: pool.shutdown(wait=False, cancel_futures=True)
     return prepare
