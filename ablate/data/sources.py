@@ -19,6 +19,7 @@ from datasets import Dataset, Features, IterableDataset, List, Value
 
 from ablate.config.schema import KIND_NAMES, SourceConfig
 from ablate.data import conversation, instruction, validate
+from ablate.data.worldtext import CAPTION_FIELDS, world_text_rows
 
 KINDS: tuple[str, ...] = KIND_NAMES   # declared once: `ablate.config.schema.Kind`
 FEATURES = Features({"text": Value("string"), "images": List(Value("string"))})
@@ -58,13 +59,8 @@ def _from_world(kind: str, world) -> Dataset:
         return instruction.from_world(world)
     if kind == "conversation":
         return conversation.from_world(world)
-    if kind in ("caption", "synthetic"):
-        field = "alt" if kind == "caption" else "rich"
-        rows = [{"text": f"{IMAGE_MARKER} {r[field]}", "images": [r["image"]]} for r in world.read("caption")]
-    elif kind == "interleaved":
-        rows = [{"text": r["text"], "images": r["images"]} for r in world.read("interleaved")]
-    else:
-        rows = [{"text": r["text"], "images": []} for r in world.read("text")]
+    marker = f"{IMAGE_MARKER} " if kind in CAPTION_FIELDS else ""   # a caption follows its image
+    rows = [{"text": marker + text, "images": images} for text, images in world_text_rows(kind, world)]
     return Dataset.from_list(rows, features=FEATURES)
 
 

@@ -18,6 +18,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ablate.data.worldtext import world_text_rows
+
 IMAGE_MARKER = "<image>"
 SAMPLE_ROWS = 300
 WARN_SHARE = 0.02
@@ -113,9 +115,7 @@ def world_texts(kind: str, world, rows: int = SAMPLE_ROWS) -> list[str]:
         from ablate.data.instruction import world_rows  # lazy: datasets
 
         return [f"{r['text']} {r['answer']}" for r in world_rows(world, images=max(1, rows // 5))][:rows]
-    if kind in ("caption", "synthetic"):
-        return [r["alt" if kind == "caption" else "rich"] for r in world.read("caption")[:rows]]
-    return [r["text"] for r in world.read(kind)[:rows]]
+    return [text for text, _ in world_text_rows(kind, world, rows)]
 
 
 def source_texts(source, cache_dir=None, rows: int = SAMPLE_ROWS) -> list[str]:
