@@ -59,6 +59,7 @@ def evaluate_model(model, cfg, world, out_dir: Path, todo: dict[str, str] | None
 
         texts = [row["text"] for row in world.read("text_heldout")][: cfg.eval.text_perplexity]
         metrics[keys.PERPLEXITY] = text_perplexity(model.llm, model.tokenizer, texts)
+        metrics[keys.PERPLEXITY + "_uniform"] = float(len(model.tokenizer))   # a uniform guess: its vocabulary
     metrics.update(reference_metrics(cfg.eval, world))
     done = sorted(name.removeprefix(keys.EVAL_TAG) for name in todo)
     return CellEvaluation(metrics, predictions, dict(todo), time.monotonic() - started, done, questions)

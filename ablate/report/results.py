@@ -39,6 +39,9 @@ REFERENCES = {"chance": "Chance", "baseline": "Task baseline"}  # column prefix 
 WORD_TASKS = ("world_textvqa", "world_textvqa_blind")  # answered by one of the world's words: 1 / n_words
 N_WORDS = "data.world.n_words"
 PPL = "text/perplexity"
+# Text PPL's references: a uniform guess over the LLM's vocabulary (its perplexity is the vocabulary's size) and
+# the LM's own held-out perplexity before multimodal training (a zoo LM's pre-training figure)
+PPL_REFERENCES = {"chance": "text/perplexity_uniform", "baseline": "llm/heldout_ppl"}
 ENCODER_PREFIX = "encoder/"
 # question types in reading order (the embedded world's); any other type follows alphabetically
 TYPE_ORDER = ["colour", "shape", "count", "position", "text-small", "text-large"]
@@ -112,6 +115,13 @@ class Results:
         if m.column == AVG:
             parts = [self.reference(kind, x) for x in self.score_metrics]
             return float(np.mean(parts)) if parts and all(p is not None for p in parts) else None
+        if m.column == PPL:
+            column = PPL_REFERENCES.get(kind)
+            done = self.finished()
+            if column not in done.columns:
+                return None
+            values = pd.to_numeric(done[column], errors="coerce").dropna().round(6).unique()
+            return float(values[0]) if len(values) == 1 else None
         if not m.task or not m.column.startswith("score/"):
             return None
         names = [f"{kind}/{m.task}/{m.shots}shot", f"{kind}/{m.task}"]

@@ -19,7 +19,7 @@ from . import matched
 from . import stats as st
 from .meta import ReportMeta
 from .names import axis_label, fixed_items, task_label, value_label
-from .results import AVG, REFERENCES, Metric, Results
+from .results import AVG, PPL, REFERENCES, Metric, Results
 from .units import human_count, human_flops, human_gib, human_seconds
 
 DAGGER = "†"
@@ -314,6 +314,9 @@ def make_table(results: Results, entries: list[_Entry], axes: list[str], meta: R
         # as printed: values that read the same are equally best, and all of them are bold (a full tie too)
         if scored:
             best[m.column] = (min if m.lower_better else max)(scored, key=lambda s: s.mean)
+    far = ppl_far(results, best.get(PPL))
+    if far:
+        best.pop(PPL)   # the lowest of values all far above the LM's own is no "best"
     rows, records, any_dagger, any_incomplete = [], [], False, False
     for i, e in enumerate(entries):
         labels = [TCell([v]) for v in e.labels] or [TCell(["all runs"])]
@@ -355,6 +358,8 @@ def make_table(results: Results, entries: list[_Entry], axes: list[str], meta: R
         notes.append(measured_note(results, entries, cost_cols))
     if any_dagger:
         notes.append(NOISE_NOTE)
+    if far:
+        notes.append(far)
     if any_incomplete:
         notes.append(f"{DDAGGER} averaged over fewer settings than a complete row, because some of its cells "
                      "failed or are missing (see the full table): compare it with care.")
@@ -394,7 +399,21 @@ def quoted(values: list[str]) -> list[str]:
 
 
 PPL_NOTE = ("Text PPL ↓: perplexity of the LLM on held-out world text (its text-only ability after multimodal "
-            "training); lower is better, so its bold value is the lowest.")
+            "training); lower is better, so its bold value is the lowest, unless every value is far above the LM's "
+            "own before multimodal training. In its column the chance row is a uniform guess over the LLM's "
+            "vocabulary (the vocabulary's size) and the task-baseline row the LM's own held-out perplexity before "
+            "multimodal training (llm/heldout_ppl), where logged.")
+PPL_FAR = 2.0   # the lowest Text PPL is not bold when it is more than this many times the LM's own
+
+
+def ppl_far(results: Results, best: st.Stat | None) -> str:
+    """A note when even the lowest Text PPL is more than PPL_FAR times the LM's own before multimodal training
+    (so none is bold); "" otherwise."""
+    own = next((results.reference("baseline", m) for m in results.metrics if m.column == PPL), None)
+    if best is None or own is None or best.mean <= PPL_FAR * own:
+        return ""
+    return (f"Text PPL: no value is bold: the lowest, {_raw(best.mean)}, is {best.mean / own:,.0f} times the LM's "
+            f"own {_raw(own)} before multimodal training: every setting lost the LM's text ability.")
 
 
 def reading(results: Results, baseline_text: str, avg: bool = True) -> str:

@@ -168,3 +168,21 @@ def test_a_setting_most_of_whose_cells_give_one_answer_did_not_learn_though_abov
     assert any(line.startswith("world_vqa: 3 of 8 cells did not learn it") for line in lines)
     assert "connector.name = a did not learn world_vqa: 3 of its 4 cells did not" in " | ".join(lines)
     assert not any(line.startswith("connector.name = b did not learn") for line in lines)
+
+
+@pytest.mark.parametrize("ppl, bold", [((78_000.0, 155_000.0), False), ((2.5, 3.1), True)])
+def test_text_ppl_shows_its_references_and_bolds_no_best_far_above_the_lms_own(ppl, bold):
+    from report_frames import make_meta
+
+    from ablate.report.tables import axis_table
+
+    frame = pd.DataFrame([{"cell_id": f"c{t}", "status": "FINISHED", "connector.tokens": t, "seed": 0,
+                           "score/world_textvqa/0shot": 0.2, "text/perplexity": p, "llm/heldout_ppl": 1.86,
+                           "text/perplexity_uniform": 631.0} for t, p in zip((16, 64), ppl)])
+    meta = make_meta(swept_axes=["connector.tokens"], fixed={})
+    table = axis_table(load(frame, meta.swept_axes, meta.fixed), "connector.tokens", meta)
+    j = table.header.index("Text PPL ↓")
+    refs = {r.cells[0].lines[0]: r.cells[j].lines[0] for r in table.rows if r.kind == "reference"}
+    assert refs == {"Chance": "631", "Task baseline": "1.86"}
+    assert table.rows[0].cells[j].bold is bold
+    assert any("no value is bold" in note and "1.86" in note for note in table.footnotes) is not bold
