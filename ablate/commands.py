@@ -563,7 +563,9 @@ def _git_commit() -> str:
 
 
 def _machine() -> str:
+    """The machine building the report, named as run records name theirs (`ablate.record.machine_label`)."""
     import torch  # lazy: torch only to name the device in a report
 
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU only"
-    return f"{platform.node()} ({platform.machine()}, {os.cpu_count()} cores, {device}, torch {torch.__version__})"
+    from ablate.record import device, machine_label
+
+    return f"{platform.node()}: {machine_label(device())}, torch {torch.__version__}"
