@@ -295,6 +295,20 @@ def _reference_rows(results: Results, header: list[str], n_label: int) -> tuple[
     return rows, records
 
 
+def _best(results: Results, entries: list[_Entry]) -> tuple[dict[str, st.Stat], str]:
+    """The best value of each column (as printed: values that read the same are equally best, and all of them are
+    bold, a full tie too), and the note when Text PPL has none (`ppl_far`)."""
+    best: dict[str, st.Stat] = {}
+    for m in results.metrics:
+        scored = [e.stats.get(m.column) for e in entries if not e.status and e.stats.get(m.column)]
+        if scored:
+            best[m.column] = (min if m.lower_better else max)(scored, key=lambda s: s.mean)
+    far = ppl_far(results, best.get(PPL))
+    if far:
+        best.pop(PPL)   # the lowest of values all far above the LM's own is no "best"
+    return best, far
+
+
 def make_table(results: Results, entries: list[_Entry], axes: list[str], meta: ReportMeta, *, slug: str,
                title: str, caption: str, show_cost: bool, show_measured: bool = False,
                group_labels: bool = False) -> Table:
@@ -308,15 +322,7 @@ def make_table(results: Results, entries: list[_Entry], axes: list[str], meta: R
     n_label = len(header)
     header += [m.label for m in results.metrics]
     b = _baseline_index(entries, axes, meta)
-    best: dict[str, st.Stat] = {}
-    for m in results.metrics:
-        scored = [e.stats.get(m.column) for e in entries if not e.status and e.stats.get(m.column)]
-        # as printed: values that read the same are equally best, and all of them are bold (a full tie too)
-        if scored:
-            best[m.column] = (min if m.lower_better else max)(scored, key=lambda s: s.mean)
-    far = ppl_far(results, best.get(PPL))
-    if far:
-        best.pop(PPL)   # the lowest of values all far above the LM's own is no "best"
+    best, far = _best(results, entries)
     rows, records, any_dagger, any_incomplete = [], [], False, False
     for i, e in enumerate(entries):
         labels = [TCell([v]) for v in e.labels] or [TCell(["all runs"])]
