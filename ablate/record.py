@@ -113,8 +113,9 @@ def machine_label(dev: dict) -> str:
     gpus = dev.get("gpus") or []
     accel = "CPU only" if not gpus else ", ".join(dict.fromkeys(gpus)) + (
         f" x{len(gpus)}" if len(gpus) > 1 else "") + (f" (driver {dev['gpu_driver']})" if dev.get("gpu_driver") else "")
-    return (f"{dev.get('cpu') or 'unknown CPU'} ({simd}; {dev.get('cores')} cores, {dev.get('torch_threads')} "
-            f"threads), {accel}")
+    threads = dev.get("torch_threads")
+    return (f"{dev.get('cpu') or 'unknown CPU'} ({simd}; {dev.get('cores')} cores, {threads} "
+            f"thread{'s' * (threads != 1)}), {accel}")
 
 
 def file_digest(path: Path) -> dict:

@@ -116,18 +116,18 @@ def test_every_number_in_the_encoder_caption_is_in_its_table():
 def test_the_cover_names_the_machines_and_the_appendix_what_differed(tmp_path):
     frame = make_connectors_frame(seeds=(0,))
     intel = frame["connector.name"] == "attn-pool"
-    frame["ablate.env.machine"] = np.where(intel, "Intel Xeon (avx512f; 2 cores, 1 threads), CPU only",
-                                           "AMD EPYC (avx2; 2 cores, 1 threads), CPU only")
+    frame["ablate.env.machine"] = np.where(intel, "Intel Xeon (avx512f; 2 cores, 1 thread), CPU only",
+                                           "AMD EPYC (avx2; 2 cores, 1 thread), CPU only")
     frame["ablate.env.torch"] = "2.14.1"
     frame["ablate.env.commit"] = "abc1234"
     frame["ablate.env.threads"] = np.where(frame["connector.tokens"] == 64, "1", "2")
     paths = build_report(frame, {}, make_connectors_meta(), tmp_path / "out")
     with pdfplumber.open(paths.pdf) as pdf:
         text = " ".join(page.extract_text() for page in pdf.pages).replace("\n", " ")
-    assert "Cells ran on AMD EPYC (avx2; 2 cores, 1 threads), CPU only (4 cells); Intel Xeon (avx512f; 2 cores, 1 " \
-           "threads), CPU only (4 cells)" in text
+    assert "Cells ran on AMD EPYC (avx2; 2 cores, 1 thread), CPU only (4 cells); Intel Xeon (avx512f; 2 cores, 1 " \
+           "thread), CPU only (4 cells)" in text
     amd = ", ".join(frame.loc[~intel, "cell_id"])
-    assert f"machine: AMD EPYC (avx2; 2 cores, 1 threads), CPU only ({amd});" in text
+    assert f"machine: AMD EPYC (avx2; 2 cores, 1 thread), CPU only ({amd});" in text
     one = frame.loc[frame["connector.tokens"] == 64, "cell_id"].tolist()
     assert f"torch threads: 1 ({', '.join(one)})" in text
     assert "Shared by every cell: torch 2.14.1; git commit abc1234." in text
