@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -120,3 +121,9 @@ def test_show_on_a_finished_cell(make_grid, workspace, capsys):
     assert saved["prompts"]["rendered"]["world_vqa"] == "<image>" + first["prompt"]
     assert f"world_vqa: {('<image>' + first['prompt'])!r}" in out
     assert ": FINISHED" in out and f"machine: {record.machine_label(saved['device'])}" in out
+
+
+def test_the_record_module_needs_no_mlflow():
+    code = "import sys, ablate.record; print(sorted(m for m in ('mlflow', 'torch', 'pandas') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
+    assert out.strip() == "[]"
