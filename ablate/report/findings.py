@@ -217,7 +217,10 @@ def findings(results: Results, meta: ReportMeta | None = None, limit: int = MAX_
 
 
 def _labels(results: Results, keys: list[tuple]) -> str:
-    return "; ".join(", ".join(f"{a} = {v}" for a, v in zip(results.axes, k)) for k in keys) or "the only cell"
+    """Cells by their values, `a/b/c` in the order of the axes, which lead: "(x/y: 1/2; 3/4)"."""
+    if not results.axes:
+        return "the only cell"
+    return f"{'/'.join(results.axes)} = " + "; ".join("/".join(k) for k in keys)
 
 
 def not_learned(results: Results, listed: set[tuple] = frozenset()) -> list[str]:
