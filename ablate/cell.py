@@ -76,6 +76,7 @@ class CellHooks:
         """Rank 0 alone writes the checkpoint (the ranks hold the same state), or, with `train.parallel: fsdp`, every
         rank its shards; the ranks wait for each other around it with the checkpoint timeout (`checkpoint_barrier`),
         not in the next step's collective."""
+        gather_data_state(state["state"])
         with sharded.checkpoint_barrier():
             if parallel.is_main() or self.cell.config.train.parallel == "fsdp":
                 self._save(state)
@@ -86,6 +87,18 @@ class CellHooks:
         save_checkpoint(self.workspace.checkpoints(self.cell.id) / "last", self.model, self.cell.config,
                         state["state"], state["optimizer"], state["scheduler"], elapsed_s=self.elapsed(),
                         keep_previous=True, stages=self.plan)
+
+
+def gather_data_state(state) -> None:
+    """With `data.nodes` parts read by several processes, each holds the stream state of its own parts: gather
+    them into every process's `state.data`, so the checkpoint rank 0 writes resumes every part (on any number of
+    processes)."""
+    data = getattr(state, "data", None)
+    if not (parallel.active() and data and "nodes" in data.get("stream", {})):
+        return
+    every: list = [None] * parallel.world_size()
+    torch.distributed.all_gather_object(every, data["stream"]["nodes"])
+    state.data = {**data, "stream": {"nodes": {k: v for part in every for k, v in part.items()}}}
 
 
 class SilentLogger:

@@ -246,6 +246,10 @@ class DataConfig(Strict):
     world: WorldConfig = Field(default_factory=WorldConfig)
     max_length: int = Field(240, ge=16, le=MAX_TOKENS,
                             description="tokens per training sequence (visual tokens included)")
+    nodes: int = Field(1, ge=1, le=4096,
+                       description="parts the data stream is split into by shards (datasets' split_dataset_by_node); "
+                                   "each batch takes batch_size / nodes rows from each part, and with N processes "
+                                   "(N dividing nodes) each reads only its parts; the batches do not depend on N")
 
     @field_validator("mixture")
     @classmethod

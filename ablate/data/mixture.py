@@ -9,6 +9,7 @@ for any number of steps and is the same for the same seed.
 from __future__ import annotations
 
 from datasets import Dataset, IterableDataset, interleave_datasets
+from datasets.distributed import split_dataset_by_node
 
 
 def normalised(weights: dict[str, float]) -> dict[str, float]:
@@ -20,24 +21,34 @@ def normalised(weights: dict[str, float]) -> dict[str, float]:
     return {k: v / total for k, v in kept.items()}
 
 
-def endless(source: Dataset | IterableDataset, seed: int) -> IterableDataset:
+def endless(source: Dataset | IterableDataset, seed: int, node: int = 0, nodes: int = 1) -> IterableDataset:
     """A source as an endless seeded stream: an in-memory table shuffled whole, a streamed one in its shards' order
     shuffled (rows within a shard in file order: write shards shuffled). No shuffle buffer: the stream's position
-    is then its whole state (`IterableDataset.state_dict`), so a resumed stream goes on exactly."""
+    is then its whole state (`IterableDataset.state_dict`), so a resumed stream goes on exactly. `node` of `nodes`:
+    only that part of the source (`datasets.distributed.split_dataset_by_node`: whole shards when the shards divide
+    among the nodes, else every `nodes`-th row; an in-memory table: a contiguous part of its shuffled rows)."""
     if isinstance(source, IterableDataset):
-        return source.shuffle(seed=seed, buffer_size=1).repeat(None)
-    return source.shuffle(seed=seed).to_iterable_dataset().repeat(None)
+        part = source if nodes == 1 else split_dataset_by_node(source, rank=node, world_size=nodes)
+        return part.shuffle(seed=seed, buffer_size=1).repeat(None)
+    shuffled = source.shuffle(seed=seed)
+    if nodes == 1:
+        return shuffled.to_iterable_dataset().repeat(None)
+    parts = shuffled.to_iterable_dataset(num_shards=min(nodes, len(shuffled)))
+    return split_dataset_by_node(parts, rank=node, world_size=nodes).repeat(None)
 
 
-def mix(sources: dict[str, Dataset | IterableDataset], weights: dict[str, float], seed: int) -> IterableDataset:
-    """An endless stream of `{"text", "images"}` rows drawn from `sources` in proportion to `weights`."""
+def mix(sources: dict[str, Dataset | IterableDataset], weights: dict[str, float], seed: int, node: int = 0,
+        nodes: int = 1) -> IterableDataset:
+    """An endless stream of `{"text", "images"}` rows drawn from `sources` in proportion to `weights` (`node` of
+    `nodes`: from that part of each source, `endless`, with its own draw of which source each row comes from)."""
     probs = normalised(weights)
     missing = [k for k in probs if k not in sources]
     if missing:
         raise ValueError(f"mixture names {missing} but only {sorted(sources)} were loaded")
     kinds = sorted(probs)
-    streams = [endless(sources[k], seed) for k in kinds]
+    streams = [endless(sources[k], seed, node, nodes) for k in kinds]
     if len(streams) == 1:
         return streams[0]
-    return interleave_datasets(streams, probabilities=[probs[k] for k in kinds], seed=seed,
+    return interleave_datasets(streams, probabilities=[probs[k] for k in kinds],
+                               seed=seed if nodes == 1 else (seed + 7919 * node) % 2**32,
                                stopping_strategy="all_exhausted")

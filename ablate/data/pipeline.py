@@ -58,7 +58,52 @@ def train_batches(data_cfg: DataConfig, world, tokenizer, visual_tokens_per_imag
 
     Each batch carries `data_state`, the stream's `IterableDataset.state_dict()` after its rows; given one
     (`data_state`, from a checkpoint), the stream continues from there without reading the rows before it, so
-    resuming costs the same at any step (without one, `start_step`'s rows are skipped: read and dropped)."""
+    resuming costs the same at any step (without one, `start_step`'s rows are skipped: read and dropped).
+
+    `data.nodes` > 1: the stream is that many parts (`ablate.data.mixture.endless`), each batch `batch_size /
+    nodes` rows of each part in order; a process whose `rows` cover whole parts reads only those parts (one read
+    per row across processes), and `data_state` is `{"nodes": {part: state}}`."""
+    nodes = data_cfg.nodes
+    if nodes == 1:
+        yield from _one_stream(data_cfg, world, tokenizer, visual_tokens_per_image, batch_size, seed, start_step,
+                               cache_dir, rows, data_state)
+        return
+    per, mine = node_share(batch_size, nodes, rows)
+    sources = mixture_sources(data_cfg, world, cache_dir)
+    streams = {k: mix(sources, data_cfg.mixture, seed, k, nodes) for k in mine}
+    for k, stream in streams.items():
+        if data_state is not None:
+            stream.load_state_dict(data_state["nodes"][str(k)])
+        elif start_step:
+            streams[k] = stream.skip(start_step * per)
+    collate = Collator(tokenizer, visual_tokens_per_image, data_cfg.max_length)
+    samples = {k: iter(stream) for k, stream in streams.items()}
+    while True:
+        chunk = [row for k in mine for row in islice(samples[k], per)]
+        if len(chunk) < per * len(mine):
+            return
+        batch = collate(chunk)
+        batch.data_state = {"nodes": {str(k): stream.state_dict() for k, stream in streams.items()}}
+        yield batch
+
+
+def node_share(batch_size: int, nodes: int, rows: slice | None) -> tuple[int, range]:
+    """Rows per part in a batch, and the parts whose rows are `rows` of the batch (all of them for None)."""
+    if batch_size % nodes:
+        raise ValueError(f"data.nodes {nodes} does not divide train.batch_size {batch_size}: each batch takes the "
+                         "same number of rows from every part")
+    per = batch_size // nodes
+    if rows is None:
+        return per, range(nodes)
+    if rows.start % per or rows.stop % per:
+        raise ValueError(f"data.nodes {nodes}: this process's rows {rows.start}-{rows.stop - 1} of each batch of "
+                         f"{batch_size} are not whole parts of {per} rows: run a number of processes that divides "
+                         "data.nodes")
+    return per, range(rows.start // per, rows.stop // per)
+
+
+def _one_stream(data_cfg, world, tokenizer, visual_tokens_per_image, batch_size, seed, start_step, cache_dir, rows,
+                data_state) -> Iterator[Batch]:
     stream = mix(mixture_sources(data_cfg, world, cache_dir), data_cfg.mixture, seed)
     if data_state is not None:
         stream.load_state_dict(data_state)
