@@ -368,6 +368,35 @@ def _check_connector(config: CellConfig, grid: tuple[int, int] | None) -> None:
             f"{connector.name} cannot make {connector.tokens} tokens from the {grid[0]}x{grid[1]} "
             f"patch grid of {config.encoder.name} at {config.encoder.resolution} px: {err}",
         ) from None
+    _build_connector_on_meta(config, grid)
+
+
+def _build_connector_on_meta(config: CellConfig, grid: tuple[int, int]) -> None:
+    """Build the connector on the meta device (no memory, no compute) where the encoder's and the LLM's widths are
+    known without building them (a zoo encoder; a zoo LLM or an `hf:` one's config.json): what only its
+    constructor checks (`depth: 0`, heads that do not divide the width) is refused now, not when the cell starts."""
+    import torch  # lazy: as the connectors
+
+    from ablate.models.connectors import build_connector
+    from ablate.models.sizes import llm_dims
+    from ablate.zoo.recipes import RECIPES, EncoderRecipe
+
+    try:
+        spec = Spec.parse(config.encoder.name)
+    except SpecError:
+        return
+    recipe = RECIPES.get(spec.name) if spec.family == "zoo" else None
+    llm = llm_dims(config.llm.name)
+    if not isinstance(recipe, EncoderRecipe) or llm is None:
+        return
+    try:
+        with torch.device("meta"):
+            build_connector(config.connector, recipe.width, llm[0], grid)
+    except ValueError as err:
+        raise CellCheckError("connector.options", f"connector {config.connector.name} cannot be built with these "
+                             f"options: {err}") from None
+    except Exception:  # noqa: BLE001 - an operation the meta device lacks: the build at the cell's start checks it
+        return
 
 
 def _check_lora_targets(config: CellConfig) -> None:

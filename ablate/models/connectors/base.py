@@ -62,10 +62,9 @@ def resolve_options(name: str, defaults: dict[str, Any], given: dict[str, Any] |
             )
         if isinstance(default, bool) or not isinstance(default, int):
             continue
-        low = 1 if default >= 1 else 0   # a count (depth, heads, a factor) is >= 1; a default of 0 means automatic
-        if not low <= value <= MAX_OPTION:
-            raise ValueError(f"connector '{name}' option '{key}' must be a whole number from {low} to {MAX_OPTION}"
-                             + (" (0: chosen from the model's sizes)" if low == 0 else "") + f", got {value!r}")
+        if not 0 <= value <= MAX_OPTION:   # a size or a count; what a connector cannot build with, it refuses
+            raise ValueError(f"connector '{name}' option '{key}' must be a whole number from 0 to {MAX_OPTION}, "
+                             f"got {value!r}")
     return {**defaults, **given}
 
 
