@@ -258,6 +258,7 @@ def evaluate_pending(grid: Grid, workspace: Workspace, say=print) -> EvalOutcome
     A cell whose last run failed or was killed after its final checkpoint was written (in its evaluation) is
     evaluated the same way and its run closed FINISHED: it is not trained again. Runs made before cell ids left the
     eval block out are recognised first (`adopt_legacy_runs`)."""
+    from ablate.record import evaluation_tags
     from ablate.runners.local import claims_dir, disk_fault, one_line, open_store, stopped  # lazy: loads torch
     from ablate.tracking.results import latest_per_cell  # lazy: pandas, only for commands that read results
 
@@ -311,6 +312,7 @@ def evaluate_pending(grid: Grid, workspace: Workspace, say=print) -> EvalOutcome
             scores = "  ".join(f"{k.removeprefix('score/')} {v:.3f}" for k, v in result.metrics.items()
                                if k.startswith("score/") and k.count("/") == 2)
             say(f"    {scores or 'done'} ({result.seconds:.0f} s)")
+            RunLogger(store.client, record.run_id).set_tags(evaluation_tags())   # beside the training's record
             outcome.evaluated.append(cell.id)
     return outcome
 

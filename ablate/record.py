@@ -16,7 +16,8 @@
 - `config`: the resolved cell config (every default filled in).
 
 `tags` turns a record into MLflow tags: MLflow's own `mlflow.source.git.commit` and `ablate.env.*` (one line
-each, what the report compares across cells); the whole record goes to the run as `run_record.json`.
+each, what the report compares across cells); the whole record goes to the run as `run_record.json`. A finished run
+evaluated again later gets `evaluation_tags` (the machine and commit of that evaluation).
 """
 from __future__ import annotations
 
@@ -241,6 +242,13 @@ def tags(record: dict) -> dict[str, str]:
     if code_["commit"]:
         out["mlflow.source.git.commit"] = code_["commit"]
     return out
+
+
+def evaluation_tags() -> dict[str, str]:
+    """Where and at which commit a finished run was last evaluated again (`ablate eval`, or `ablate run` on new
+    tasks): `ablate.env.evaluated_on`, `ablate.env.evaluated_at_commit`, beside the training's own record."""
+    return {f"{ENV_TAG}evaluated_on": machine_label(device()),
+            f"{ENV_TAG}evaluated_at_commit": code()["commit"] or "unknown"}
 
 
 def data_digest(files: dict) -> str:

@@ -13,7 +13,8 @@ ENV = "ablate.env."
 LABELS = {"machine": "machine", "commit": "git commit", "dirty": "uncommitted changes", "torch": "torch",
           "transformers": "transformers", "lmms-eval": "lmms-eval", "mlflow": "mlflow", "ablate": "ablate",
           "python": "Python", "cpu_simd": "CPU SIMD flags", "threads": "torch threads", "gpus": "GPUs",
-          "gpu_driver": "GPU driver", "data": "data and question files (digest)", "host": "host"}
+          "gpu_driver": "GPU driver", "data": "data and question files (digest)", "host": "host",
+          "evaluated_on": "evaluated again on", "evaluated_at_commit": "evaluated again at commit"}
 SHOWN = 4  # cell ids listed per value; the rest are counted
 
 

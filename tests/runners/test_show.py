@@ -122,6 +122,14 @@ def test_show_on_a_finished_cell(make_grid, workspace, capsys):
     assert f"world_vqa: {('<image>' + first['prompt'])!r}" in out
     assert ": FINISHED" in out and f"machine: {record.machine_label(saved['device'])}" in out
 
+    path.write_text(path.read_text().replace("tasks: [world_vqa]", "tasks: [world_vqa, world_textvqa]"))
+    assert main(["--home", str(workspace.home), "--reports", str(workspace.reports), "eval", str(path),
+                 "--no-report"]) == 0   # a later evaluation says where it ran, beside the training's record
+    tags = store.client.get_run(run.run_id).data.tags
+    assert tags["ablate.env.evaluated_on"] == record.machine_label(record.device())
+    assert tags["ablate.env.evaluated_at_commit"] == _head() and "score/world_textvqa/0shot" in \
+        store.client.get_run(run.run_id).data.metrics
+
 
 def test_the_record_module_needs_no_mlflow():
     code = "import sys, ablate.record; print(sorted(m for m in ('mlflow', 'torch', 'pandas') if m in sys.modules))"
