@@ -47,12 +47,3 @@ class DemoPool:
         order = rng.sample(range(len(self.records)), min(len(self.records), k + same))
         chosen = [i for i in order if self.image_keys[i] != query_image][:k]
         return chosen
-
-
-def majority_answer(answers: Sequence[str]) -> str:
-    """The answer a demonstration shows: the most frequent reference (first one on ties)."""
-    if not answers:
-        raise ValueError("a demonstration needs at least one reference answer")
-    counts = Counter(answers)
-    best = max(counts.values())
-    return next(a for a in answers if counts[a] == best)

@@ -18,9 +18,14 @@ import numpy as np
 from PIL import Image
 
 from ablate.data.templates import fill_template
-from ablate.data.vqa import as_answers, load_records, prompt_fields  # one reader for training and evaluation
+from ablate.data.vqa import (  # one reader for training and evaluation
+    as_answers,
+    load_records,
+    most_common,
+    prompt_fields,
+)
 from ablate.evaluation import metrics
-from ablate.evaluation.fewshot import DemoPool, majority_answer
+from ablate.evaluation.fewshot import DemoPool
 from ablate.evaluation.spec import IMAGE_MARKER, TaskSpec
 
 
@@ -110,7 +115,7 @@ class TaskFns:
     def demo_text(self, demo: dict) -> str:
         prompt = self.render_prompt(demo)
         text = fill_template(self.spec.fewshot_template, {"prompt": prompt,
-                                                          "answer": majority_answer(self.answers(demo))})
+                                                          "answer": most_common(self.answers(demo))})
         return text if prompt else text.lstrip()  # captions have no prompt: no leading space
 
     # -- lmms-eval hooks ------------------------------------------------------------------------------

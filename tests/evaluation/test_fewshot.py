@@ -4,7 +4,8 @@ import json
 import pytest
 from colour_world import nearest_colour
 
-from ablate.evaluation.fewshot import DemoPool, majority_answer
+from ablate.data.vqa import most_common as majority_answer  # the answer a demonstration shows
+from ablate.evaluation.fewshot import DemoPool
 from ablate.evaluation.spec import TaskSpec
 from ablate.evaluation.taskfns import TaskFns, load_records
 
