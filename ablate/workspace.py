@@ -43,8 +43,8 @@ class Workspace:
 
 def folder_problem(path: str | Path, write: bool = True) -> str | None:
     """Why `path` cannot be a folder ablate creates and writes into (a file, a device, a folder it may not write
-    in, as `/proc/self/x`), or None; looked at without creating anything. `write=False`: an existing folder that
-    is only read passes."""
+    in, as `/proc/self/x`), or None; looked at without creating anything. `write=False` (a command that only
+    reads): only a path that exists and is not a folder is a problem."""
     path = Path(path).expanduser().absolute()
     if path.exists():
         if not path.is_dir():
@@ -52,6 +52,8 @@ def folder_problem(path: str | Path, write: bool = True) -> str | None:
         if not write or os.access(path, os.W_OK | os.X_OK):
             return None
         return f"{path} is a folder this user may not write in"
+    if not write:   # nothing to read there: the command says there is no store yet
+        return None
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
