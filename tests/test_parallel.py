@@ -325,7 +325,8 @@ def test_the_slurm_runner_s_rendezvous_from_slurm_variables_trains_one_cell_on_t
         tiny_grid, tmp_path, workspace):
     """`runners/slurm.yaml` with 2 tasks per cell: each task runs `CellJob`, which exports RANK / WORLD_SIZE /
     MASTER_ADDR / MASTER_PORT from the Slurm variables (submitit's `TorchDistributedEnvironment`). Two local
-    processes with the variables Slurm would give tasks 0 and 1 of one job on one node train the cell together."""
+    processes with the variables Slurm (and submitit's sbatch script) would give tasks 0 and 1 of one job on one
+    node train the cell together."""
     import subprocess
 
     from ablate.resolve import load_grid
@@ -335,8 +336,8 @@ def test_the_slurm_runner_s_rendezvous_from_slurm_variables_trains_one_cell_on_t
     call = ("import sys; from ablate.runners.slurm import CellJob; "
             f"sys.exit(CellJob()({str(path)!r}, {grid.cells[0].id!r}, {str(workspace.home)!r}, "
             f"{workspace.tracking_uri!r}, {str(workspace.reports)!r}))")
-    slurm = {"SLURM_JOB_ID": "4242", "SLURM_NTASKS": "2", "SLURM_JOB_NUM_NODES": "1", "SLURM_NODEID": "0",
-             "SLURM_JOB_NODELIST": "localhost", "MASTER_PORT": str(_free_port()), "OMP_NUM_THREADS": "1",
+    slurm = {"SUBMITIT_EXECUTOR": "slurm", "SLURM_JOB_ID": "4242", "SLURM_NTASKS": "2", "SLURM_JOB_NUM_NODES": "1",
+             "SLURM_NODEID": "0", "SLURM_JOB_NODELIST": "localhost", "MASTER_PORT": str(_free_port()), "OMP_NUM_THREADS": "1",
              "ABLATE_COLLECTIVE_TIMEOUT_S": "120"}
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "LOCAL_RANK")}
     tasks = [subprocess.Popen([sys.executable, "-c", call], env={**env, **slurm, "SLURM_PROCID": str(rank),
@@ -344,7 +345,6 @@ def test_the_slurm_runner_s_rendezvous_from_slurm_variables_trains_one_cell_on_t
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for rank in (0, 1)]
     outputs = [t.communicate(timeout=600)[0] for t in tasks]
     assert [t.returncode for t in tasks] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
-    assert "rank 1 of 2 trains its share of cell" in outputs[1]
     _one_finished_run_on_two_processes(workspace, grid)
 
 
