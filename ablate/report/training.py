@@ -65,7 +65,7 @@ def leader_changes(results: Results, curves: dict) -> list[str]:
 def score_over_training(results: Results, curves: dict):
     """One panel per swept axis (up to `MAX_PANELS`): the mean mid-training score against the step, one line per
     value; None when no cell logged mid-training scores."""
-    from .plots import OKABE_ITO, Plot, from_zero, style   # the report's figure conventions
+    from .plots import OKABE_ITO, Plot, from_zero, style  # the report's figure conventions
 
     panels = [(axis, by_value(results, curves, axis)) for axis in results.axes][:MAX_PANELS]
     panels = [(axis, lines) for axis, lines in panels if lines]
