@@ -20,8 +20,8 @@ from ablate.config.spec import Spec
 from ablate.config.stages import Stage, plan, stage_at
 from ablate.data import train_batches
 from ablate.data.vocabulary import source_unk_metrics
-from ablate.evaluation.cells import evaluate_model
 from ablate.evaluation import during
+from ablate.evaluation.cells import evaluate_model
 from ablate.evaluation.vocabulary import task_unk_metrics
 from ablate.models.build import build_mllm
 from ablate.models.connectors import count_parameters, forward_flops
@@ -113,7 +113,8 @@ class SilentLogger:
 class TrainCost:
     """What training a cell cost, logged as `cost/...`: samples/s and tokens/s (text and visual, all processes
     together), the median step time, peak memory (CUDA max allocated, or the process's peak RSS on the CPU: that of
-    the largest process, `cost/peak_memory_gib`, and summed over the processes) and the number of processes. Counts the batches as they are drawn and times the steps as they are reported.
+    the largest process, `cost/peak_memory_gib`, and summed over the processes) and the number of processes.
+    Counts the batches as they are drawn and times the steps as they are reported.
 
     The same batches give the data's measurements (`data_metrics`): the padding share of the first
     `PADDING_BATCHES` batches (`data/padding_fraction`) and the mean length of an image's token block over the

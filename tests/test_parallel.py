@@ -337,8 +337,8 @@ def test_the_slurm_runner_s_rendezvous_from_slurm_variables_trains_one_cell_on_t
             f"sys.exit(CellJob()({str(path)!r}, {grid.cells[0].id!r}, {str(workspace.home)!r}, "
             f"{workspace.tracking_uri!r}, {str(workspace.reports)!r}))")
     slurm = {"SUBMITIT_EXECUTOR": "slurm", "SLURM_JOB_ID": "4242", "SLURM_NTASKS": "2", "SLURM_JOB_NUM_NODES": "1",
-             "SLURM_NODEID": "0", "SLURM_JOB_NODELIST": "localhost", "MASTER_PORT": str(_free_port()), "OMP_NUM_THREADS": "1",
-             "ABLATE_COLLECTIVE_TIMEOUT_S": "120"}
+             "SLURM_NODEID": "0", "SLURM_JOB_NODELIST": "localhost", "MASTER_PORT": str(_free_port()),
+             "OMP_NUM_THREADS": "1", "ABLATE_COLLECTIVE_TIMEOUT_S": "120"}
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "LOCAL_RANK")}
     tasks = [subprocess.Popen([sys.executable, "-c", call], env={**env, **slurm, "SLURM_PROCID": str(rank),
                                                                  "SLURM_LOCALID": str(rank)},

@@ -34,7 +34,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 EXIT_FILE_ENV = "ABLATE_EXIT_FILE"

@@ -147,7 +147,7 @@ def rank_failures_named():
             raise
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
         global collective_broke
-        collective_broke = True   # rank 0 tells its launcher's wrapper (`ablate.runners.multigpu`), which names the rank
+        collective_broke = True   # rank 0 tells its launcher's wrapper (ablate.runners.multigpu): it names the rank
         raise RankFailed(f"a rank of the cell failed, hung or was killed (rank {rank()} saw: {first})") from err
 
 
