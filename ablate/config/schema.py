@@ -246,6 +246,8 @@ class DataConfig(Strict):
     world: WorldConfig = Field(default_factory=WorldConfig)
     max_length: int = Field(240, ge=16, le=MAX_TOKENS,
                             description="tokens per training sequence (visual tokens included)")
+    packing: bool = Field(False, description="pack rows first-fit into max_length sequences, each attending only to "
+                                             "itself (position ids restart per row); the rows of a step are the same")
     nodes: int = Field(1, ge=1, le=4096,
                        description="parts the data stream is split into by shards (datasets' split_dataset_by_node); "
                                    "each batch takes batch_size / nodes rows from each part, and with N processes "

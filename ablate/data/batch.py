@@ -14,6 +14,7 @@ class Batch:
     images: list[str]  # image paths, in the order their token blocks appear (row by row)
     n_images: torch.Tensor  # (B,) long, images per row
     data_state: dict | None = None  # where the data stream stands after this batch's rows (for resuming there)
+    position_ids: torch.Tensor | None = None  # (B, T) packed rows (`data.packing`): restarting at 0 with each row
 
     @property
     def padding_fraction(self) -> float:

@@ -33,9 +33,11 @@ class _Row:
 
 
 class Collator:
-    def __init__(self, tokenizer, visual_tokens_per_image, max_length: int):
+    def __init__(self, tokenizer, visual_tokens_per_image, max_length: int, pack: bool = False):
         """`visual_tokens_per_image`: a count, or an object whose `block(path) -> list[int]` gives the ids of
-        one image (`ablate.models.visual_tokens.ImageTokens`: slices and their separators)."""
+        one image (`ablate.models.visual_tokens.ImageTokens`: slices and their separators). `pack`: rows packed
+        first-fit into sequences of `max_length` (`data.packing`, `pack`)."""
+        self.pack = pack
         self.block = getattr(visual_tokens_per_image, "block", None)
         if self.block is None and visual_tokens_per_image < 1:
             raise ValueError(f"visual_tokens_per_image must be >= 1, got {visual_tokens_per_image}")
@@ -134,6 +136,8 @@ class Collator:
     def __call__(self, rows: list[dict]) -> Batch:
         encoded = [self.encode_turns(r["turns"], list(r.get("images") or [])) if r.get("turns") else
                    self.encode(r["text"], list(r.get("images") or []), r.get("answer")) for r in rows]
+        if self.pack:
+            return packed(encoded, self.max_length, self.pad_id)
         width = max(len(e.ids) for e in encoded)
         input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         attention = torch.zeros((len(rows), width), dtype=torch.long)
@@ -153,3 +157,38 @@ class Collator:
             images=[p for e in encoded for p in e.images],
             n_images=torch.tensor([len(e.images) for e in encoded], dtype=torch.long),
         )
+
+
+def packed(encoded: list[_Row], max_length: int, pad_id: int) -> Batch:
+    """Rows packed first-fit (in order, each into the first sequence with room) into sequences of at most
+    `max_length` tokens. Each row keeps its ids and labels; `position_ids` restart at 0 with each row (and with the
+    padding at a sequence's end), from which the LLM's attention makes a block-diagonal mask: a row attends only
+    to itself (transformers' packed-sequence detection). No loss crosses rows: a row's last token predicts the next
+    row's `<bos>`, which carries no label."""
+    bins: list[list[_Row]] = []
+    for row in encoded:
+        room = next((b for b in bins if sum(len(r.ids) for r in b) + len(row.ids) <= max_length), None)
+        if room is None:
+            bins.append([row])
+        else:
+            room.append(row)
+    width = max(sum(len(r.ids) for r in b) for b in bins)
+    input_ids = torch.full((len(bins), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(bins), width), dtype=torch.long)
+    labels = torch.full((len(bins), width), IGNORE, dtype=torch.long)
+    positions = torch.zeros((len(bins), width), dtype=torch.long)
+    for i, rows in enumerate(bins):
+        at = 0
+        for row in rows:
+            n = len(row.ids)
+            ids = torch.tensor(row.ids, dtype=torch.long)
+            input_ids[i, at:at + n] = ids
+            attention[i, at:at + n] = 1
+            labels[i, at:at + n] = torch.where(torch.tensor(row.labelled, dtype=torch.bool), ids, IGNORE)
+            positions[i, at:at + n] = torch.arange(n)
+            at += n
+        positions[i, at:] = torch.arange(width - at)
+    return Batch(input_ids=input_ids, attention_mask=attention, labels=labels,
+                 images=[p for rows in bins for r in rows for p in r.images],
+                 n_images=torch.tensor([sum(len(r.images) for r in rows) for rows in bins], dtype=torch.long),
+                 position_ids=positions)

@@ -76,7 +76,7 @@ def train_batches(data_cfg: DataConfig, world, tokenizer, visual_tokens_per_imag
             stream.load_state_dict(data_state["nodes"][str(k)])
         elif start_step:
             streams[k] = stream.skip(start_step * per)
-    collate = Collator(tokenizer, visual_tokens_per_image, data_cfg.max_length)
+    collate = Collator(tokenizer, visual_tokens_per_image, data_cfg.max_length, data_cfg.packing)
     samples = {k: iter(stream) for k, stream in streams.items()}
     while True:
         chunk = [row for k in mine for row in islice(samples[k], per)]
@@ -109,7 +109,7 @@ def _one_stream(data_cfg, world, tokenizer, visual_tokens_per_image, batch_size,
         stream.load_state_dict(data_state)
     elif start_step:
         stream = stream.skip(start_step * batch_size)
-    collate = Collator(tokenizer, visual_tokens_per_image, data_cfg.max_length)
+    collate = Collator(tokenizer, visual_tokens_per_image, data_cfg.max_length, data_cfg.packing)
     samples = iter(stream)
     while True:
         chunk = list(islice(samples, batch_size))

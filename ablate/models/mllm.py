@@ -81,17 +81,23 @@ class MLLM(nn.Module):
                              f"({self.tokens_per_image} per image)")
         return embeds.masked_scatter(slots.unsqueeze(-1), visual)
 
-    def forward(self, input_ids, attention_mask, labels, images: list[str], pixel_values=None, features=None):
+    def forward(self, input_ids, attention_mask, labels, images: list[str], pixel_values=None, features=None,
+                position_ids=None):
         """The LM's output for a batch; with labels, `.loss` is the mean next-token loss on labelled positions.
 
         When the LM's logits are a plain linear head, the loss is computed by `ablate.models.loss` without
-        full-vocabulary logits (`.logits` is then None); other LMs use Hugging Face's own loss.
+        full-vocabulary logits (`.logits` is then None); other LMs use Hugging Face's own loss. `position_ids`:
+        packed rows (`data.packing`), restarting at 0 with each row; the LM then makes its causal mask
+        block-diagonal from them (transformers' packed-sequence detection), so `attention_mask` is not passed.
         """
         embeds = self.embed(input_ids, images, pixel_values, features)
+        if position_ids is not None:
+            attention_mask = None
+        packed = {} if position_ids is None else {"position_ids": position_ids}
         if labels is None or not fused_loss_applies(self.llm):
-            return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels)
+            return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, **packed)
         hidden = self.llm.base_model(inputs_embeds=embeds, attention_mask=attention_mask,
-                                     use_cache=False).last_hidden_state
+                                     use_cache=False, **packed).last_hidden_state
         loss = causal_lm_loss(hidden, self.llm.get_output_embeddings().weight, labels)
         return CausalLMOutputWithPast(loss=loss)
 

@@ -95,9 +95,12 @@ def autocast_for(device: torch.device, precision: str):
 
 def _forward(model, batch, device: torch.device, precision: str) -> torch.Tensor:
     with autocast_for(device, precision):
-        # batches from ablate.train.speed.prefetch_batches carry their image features, made ahead
+        # batches from ablate.train.speed.prefetch_batches carry their image features, made ahead; packed rows
+        # (`data.packing`) their position ids
+        positions = getattr(batch, "position_ids", None)
+        packed = {} if positions is None else {"position_ids": positions.to(device)}
         return model(batch.input_ids.to(device), batch.attention_mask.to(device), batch.labels.to(device),
-                     batch.images, features=getattr(batch, "features", None)).loss
+                     batch.images, features=getattr(batch, "features", None), **packed).loss
 
 
 def micro_batches(batches: Iterator[Batch], count: int) -> Iterator[Batch]:
@@ -117,7 +120,8 @@ def micro_batches(batches: Iterator[Batch], count: int) -> Iterator[Batch]:
             first = ends[rows.start - 1] if rows.start else 0
             yield replace(batch, input_ids=batch.input_ids[rows], attention_mask=batch.attention_mask[rows],
                           labels=batch.labels[rows], images=batch.images[first:ends[rows.stop - 1]],
-                          n_images=batch.n_images[rows])
+                          n_images=batch.n_images[rows],
+                          position_ids=None if batch.position_ids is None else batch.position_ids[rows])
 
 
 def train(model: MLLM, batches: Iterator[Batch], cfg: TrainConfig, optimizer, scheduler, hooks: Hooks,

@@ -231,6 +231,7 @@ class ReadyBatch:
     images: list[str]
     features: torch.Tensor | None = None
     data_state: dict | None = None   # the batch's `data_state` (where the data stream stands after it)
+    position_ids: torch.Tensor | None = None   # packed rows' position ids (`data.packing`)
 
 
 def _load_crops(encoder, path: str) -> torch.Tensor:
@@ -270,9 +271,11 @@ def feature_preparer(model, threads: int = 8) -> Callable:
                             cache.put((key, path), feat.to("cpu"))
                     feats = features(batch.images, device)
                     cache.hits, cache.misses = cache.hits - len(missing), cache.misses + len(missing)
+        positions = getattr(batch, "position_ids", None)
         return ReadyBatch(_to_device(batch.input_ids, device), _to_device(batch.attention_mask, device),
                           _to_device(batch.labels, device), list(batch.images), feats,
-                          getattr(batch, "data_state", None))
+                          getattr(batch, "data_state", None),
+                          None if positions is None else _to_device(positions, device))
 
     prepare.close = lambda: pool.shutdown(wait=False, cancel_futures=True)
     return prepare
