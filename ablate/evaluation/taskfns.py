@@ -157,8 +157,8 @@ class TaskFns:
         next one's: never its own, every image used once, every question of an image gets the same other image
         (the demonstrations keep theirs). The model sees the same kind of input as in the task itself, only
         unrelated to the question."""
-        value = doc[self.spec.image_column]
-        if self.spec.blind_seed is None:
+        value = doc.get(self.spec.image_column)
+        if self.spec.blind_seed is None or value is None:
             return value
         if self._partner is None:
             self._partner = blind_partners(load_records(self.spec.data_file), self.spec.image_column,

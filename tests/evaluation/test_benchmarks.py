@@ -31,7 +31,8 @@ def test_offline_benchmark_fails_with_what_to_do(monkeypatch, tmp_path):
 
 def test_plan_mixes_embedded_and_benchmark_tasks_and_rejects_what_cannot_run(world_dir):
     planned = plan(EvalConfig(tasks=["world_vqa", "textvqa_val"], shots=[0]), world_dir)
-    assert [(p.lmms_name, p.spec is None) for p in planned] == [("world_vqa", False), ("textvqa_val", True)]
+    assert [(p.lmms_name, p.spec is None) for p in planned] == [("world_vqa", False), ("textvqa_val", True),
+                                                               ("world_vqa_blind", False)]   # no blind benchmark
     with pytest.raises(ValueError, match="few-shot is built for embedded and custom tasks"):
         plan(EvalConfig(tasks=["vqav2_val"], shots=[4]), world_dir)
     with pytest.raises(ValueError, match="unknown task 'vqa_v9'"):

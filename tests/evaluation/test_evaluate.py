@@ -53,6 +53,7 @@ def run(world_dir, custom_files, tmp_path_factory):
         shots=[0, 2],
         bootstrap=200,
         n_predictions=4,
+        blind=False,   # the blind evaluations: test_a_model_reading_the_image_loses_it_blind
         custom_tasks=[
             {"name": "my_json", "path": str(custom_files / "qs.jsonl"), "image_column": "img",
              "question_column": "q", "answers_column": "gold", "id_column": "qid", "prompt": "Q: {q} A:",
@@ -117,7 +118,7 @@ def test_few_shot_contexts_show_demo_images_before_the_query_never_the_query(run
 def test_same_demos_for_another_model(run, world_dir, image_paths, tmp_path):
     cfg, gen, _ = run
     other = ColourGenerator(wrong={"red", "blue"})
-    cfg2 = EvalConfig(tasks=["world_vqa"], shots=[2], bootstrap=10)
+    cfg2 = EvalConfig(tasks=["world_vqa"], shots=[2], bootstrap=10, blind=False)
     result = evaluate(other, cfg2, world_dir, tmp_path)
     assert result.metrics["score/world_vqa/2shot"] == pytest.approx(8 / 12)
 
@@ -146,3 +147,23 @@ def test_limit_and_generated_task_folder_and_caller_rng_untouched(world_dir, tmp
     yaml = (tmp_path / "lmms_tasks" / "world_vqa_4shot" / "world_vqa_4shot.yaml").read_text()
     assert str((world_dir / "questions" / "vqa_test.jsonl").resolve()) in yaml
     assert '"shots": 4' in (tmp_path / "lmms_tasks" / "world_vqa_4shot" / "utils.py").read_text()
+
+
+def test_a_model_reading_the_image_loses_it_blind(world_dir, tmp_path):
+    """The colour double reads the image: with the images shuffled among the questions (each shows another
+    question's image) it scores far lower, and the paired gap over the same questions is beyond the noise."""
+    import numpy as np
+
+    from ablate.report import stats as st
+
+    cfg = EvalConfig(tasks=["world_vqa"], shots=[0], bootstrap=200)
+    result = evaluate(ColourGenerator(wrong={"black"}), cfg, world_dir, tmp_path)
+    m = result.metrics
+    assert m["score/world_vqa/0shot"] == pytest.approx(10 / 12) and m["n/world_vqa_blind/0shot"] == 12
+    assert m["score/world_vqa_blind/0shot"] < 0.5
+    rows = pd.DataFrame(result.per_question)
+    assert len(rows) == 24 and set(rows["task"]) == {"world_vqa", "world_vqa_blind"}
+    seen, blind = (rows[rows["task"] == t].set_index("id")["correct"] for t in ("world_vqa", "world_vqa_blind"))
+    gap = st.paired([(1.0, [seen.to_numpy(float)]), (-1.0, [blind.loc[seen.index].to_numpy(float)])])
+    assert gap.mean == pytest.approx(m["score/world_vqa/0shot"] - m["score/world_vqa_blind/0shot"])
+    assert gap.ci[0] > 0 and np.isclose(seen.mean(), 10 / 12)

@@ -72,7 +72,8 @@ def test_module_cli_writes_task_folders_and_prints_the_command(world_dir, tmp_pa
     from ablate.evaluation.__main__ import main
 
     assert main([str(world_dir), str(tmp_path), "--tasks", "world_vqa", "--shots", "0", "4"]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["world_vqa", "world_vqa_4shot"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["world_vqa", "world_vqa_4shot", "world_vqa_blind",
+                                                          "world_vqa_blind_4shot"]   # and its blind evaluation
     out = capsys.readouterr().out
-    assert f"--include_path {tmp_path} --tasks world_vqa,world_vqa_4shot" in out
+    assert f"--include_path {tmp_path} --tasks world_vqa,world_vqa_4shot,world_vqa_blind,world_vqa_blind_4shot" in out
     assert "--model ablate --model_args checkpoint=" in out
