@@ -56,20 +56,34 @@ def custom_answers(custom, limit: int | None) -> list[list[str]] | None:
     return [as_answers(r.get(custom.answers_column)) for r in (records[:limit] if limit else records)]
 
 
+class _FastTokenizer:
+    """A `tokenizer.json` read with the `tokenizers` library alone (a dry run loads no transformers), called as a
+    transformers tokenizer is: `tok(text, add_special_tokens=False)["input_ids"]`."""
+
+    def __init__(self, path: Path):
+        from tokenizers import Tokenizer  # lazy: the Rust tokenizers, without transformers
+
+        self.tokenizer = Tokenizer.from_file(str(path))
+
+    def __call__(self, text: str, add_special_tokens: bool = False) -> dict:
+        return {"input_ids": self.tokenizer.encode(text, add_special_tokens=add_special_tokens).ids}
+
+
 def _tokenizer(llm_name: str):
-    """The LLM's tokenizer where it is at hand without building anything, else None."""
+    """The LLM's tokenizer where it is at hand without building anything (its `tokenizer.json`), else None."""
     try:
-        from transformers import AutoTokenizer  # lazy: transformers
+        if llm_name.startswith("zoo:"):   # its shipped folder, named as `ablate.zoo.build.model_dir` names it
+            from ablate.config.spec import zoo_name
+            from ablate.zoo import shipping
+            from ablate.zoo.recipes import recipe_for, recipe_hash, world_identity
 
-        if llm_name.startswith("zoo:"):
-            from ablate.zoo.build import shipped_folder
-
-            folder = shipped_folder(llm_name)
+            recipe = recipe_for(zoo_name(llm_name))
+            folder = shipping.find(f"{zoo_name(llm_name)}-{recipe_hash(recipe, world_identity(recipe.world))}")
         else:
             folder = Path(llm_name.removeprefix("hf:")).expanduser()
-        if folder is None or not (Path(folder) / "tokenizer_config.json").is_file():
+        if folder is None or not (Path(folder) / "tokenizer.json").is_file():
             return None
-        return AutoTokenizer.from_pretrained(str(folder))
+        return _FastTokenizer(Path(folder) / "tokenizer.json")
     except Exception as err:  # noqa: BLE001 - a warning is never worth refusing a grid for
         log.info("generation budget not checked for %s (%s: %s)", llm_name, type(err).__name__, err)
         return None

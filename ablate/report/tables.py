@@ -30,7 +30,8 @@ NOISE_NOTE = (f"{DAGGER} inside the noise of the best value in its column: the d
 COST_COLUMNS = {"connector_params": ("Params", human_count), "connector_flops": ("FLOPs", human_flops),
                 "cost/samples_per_s": ("Samples/s", human_count), "cost/peak_memory_gib": ("Peak mem", human_gib),
                 "cost/train_flops": ("Train FLOPs", human_flops)}
-MEASURED = ("cost/samples_per_s", "cost/peak_memory_gib", "cost/train_flops")  # measured while training: shown in every axis table
+# measured while training: shown in every axis table
+MEASURED = ("cost/samples_per_s", "cost/peak_memory_gib", "cost/train_flops")
 PROCESSES = "cost/processes"
 
 
