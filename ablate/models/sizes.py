@@ -10,6 +10,7 @@ building a model; None when neither can be read offline.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -23,8 +24,9 @@ GIB = 2**30
 ZOO_VOCABULARY = 1024   # the world's tokenizer is smaller: an upper bound
 
 
+@functools.lru_cache(maxsize=256)
 def llm_dims(name: str) -> tuple[int, int, int] | None:
-    """(hidden size, layers, vocabulary) of an LLM, or None."""
+    """(hidden size, layers, vocabulary) of an LLM, or None (read once per name: a grid lists it per cell)."""
     try:
         spec = Spec.parse(name)
     except SpecError:
