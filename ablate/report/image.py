@@ -20,7 +20,7 @@ from . import paired
 from . import stats as st
 from .meta import ReportMeta
 from .names import axis_label
-from .results import Metric, Results
+from .results import BLIND, Metric, Results
 from .tables import DAGGER, Table, TCell, TRow, pct, signed
 
 ONE_ANSWER = 0.9   # a run "gives one answer" to a question type when its most common answer has this share
@@ -78,13 +78,15 @@ def _inside(s: st.Stat | None) -> bool:
 def image_table(results: Results, meta: ReportMeta) -> Table | None:
     """Per setting (seeds pooled) and over all: each task, its blind evaluation and what the image adds."""
     found = pairs(results)
+    own = [c for c in results.controls if not c.task.endswith(BLIND) and not c.qtype]   # a user's controls
     keys = _keys(results)
-    if not found or not keys:
+    if not (found or own) or not keys:
         return None
     axes = results.axes
     header = [axis_label(a) for a in axes] or ["Setting"]
     for m, _ in found:
         header += [m.label, "blind", "image adds"]
+    header += [f"{c.label} (control)" for c in own]
     rows, records, any_unpaired = [], [], False
     for key in keys + [None]:
         chosen = keys if key is None else [key]
@@ -103,16 +105,21 @@ def image_table(results: Results, meta: ReportMeta) -> Table | None:
                        f"{m.label} image adds": _pct(g, signed=True),
                        f"{m.label} image adds ci_low": 100 * g.ci[0] if g and g.ci else np.nan,
                        f"{m.label} image adds ci_high": 100 * g.ci[1] if g and g.ci else np.nan}
+        for c in own:
+            s = st.of_cells([_run_stat(results, k, c) for k in chosen])
+            cells.append(TCell([pct(s.mean) if s else "—"]))
+            record[f"{c.label} (control)"] = _pct(s)
         rows.append(TRow(cells, kind="baseline" if key is None else "row"))
         records.append(record)
-    rows += _reference_rows(results, found, len(header) - 3 * len(found))
+    rows += _reference_rows(results, found, len(header) - 3 * len(found) - len(own), len(own))
     how = st.PAIRED if not any_unpaired else (
         st.PAIRED + "; where a run has no per-question scores, the two scores' own intervals, as independent")
     caption = ("What the image adds: each task's score (%) beside its blind evaluation, the same questions with "
                "the images shuffled among them (seeded: each image shows another question's), and the difference "
                f"in points. {how}. Bold: the image adds beyond the noise; {DAGGER}: inside the noise, the answers "
                "do not depend on the image. Majority answer: each question answered with the most common training "
-               "answer of its prompt (a question-only prior).")
+               "answer of its prompt (a question-only prior). (control): a task marked `control` in the grid, kept "
+               "out of Avg and the best cell.")
     return Table("image", "What the image adds", caption, header, rows, max(1, len(axes)), [],
                  pd.DataFrame.from_records(records), n_axes=max(1, len(axes)))
 
@@ -121,7 +128,7 @@ def _pct(s: st.Stat | None, signed: bool = False) -> float:
     return round(100 * s.mean, 4) if s is not None else np.nan
 
 
-def _reference_rows(results: Results, found: list[tuple[Metric, Metric]], n_label: int) -> list[TRow]:
+def _reference_rows(results: Results, found: list[tuple[Metric, Metric]], n_label: int, n_own: int) -> list[TRow]:
     rows = []
     for kind, label in (("chance", "Chance"), ("baseline", "Majority answer")):
         levels = [results.reference(kind, m) for m, _ in found]
@@ -130,7 +137,7 @@ def _reference_rows(results: Results, found: list[tuple[Metric, Metric]], n_labe
         cells = [TCell([label])] + [TCell([""]) for _ in range(n_label - 1)]
         for v in levels:
             cells += [TCell([pct(v) if v is not None else "—"]), TCell([""]), TCell([""])]
-        rows.append(TRow(cells, kind="reference"))
+        rows.append(TRow(cells + [TCell([""]) for _ in range(n_own)], kind="reference"))
     return rows
 
 

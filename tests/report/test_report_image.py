@@ -186,3 +186,15 @@ def test_text_ppl_shows_its_references_and_bolds_no_best_far_above_the_lms_own(p
     assert refs == {"Chance": "631", "Task baseline": "1.86"}
     assert table.rows[0].cells[j].bold is bold
     assert any("no value is bold" in note and "1.86" in note for note in table.footnotes) is not bold
+
+
+def test_a_custom_task_marked_control_stays_out_of_avg_and_shows_beside_the_blind_gap():
+    frame = pd.DataFrame([{"cell_id": f"c{t}", "status": "FINISHED", "connector.tokens": t, "seed": 0,
+                           "score/mine/0shot": 0.6, "score/swapped/0shot": 0.5, "control/swapped": 1.0}
+                          for t in (16, 64)])
+    results = load(frame, ["connector.tokens"], {})
+    assert [m.task for m in results.score_metrics] == ["mine"] and results.controls[0].task == "swapped"
+    assert list(results.runs["score/avg"]) == [0.6, 0.6]
+    table = image.image_table(results, None)
+    assert table.header == ["Tokens", "swapped 0-shot (control)"]
+    assert list(table.data["swapped 0-shot (control)"]) == [50.0, 50.0, 50.0]
