@@ -35,6 +35,7 @@ from ablate.config.grid import Cell, Grid, expand_grid
 from ablate.config.schema import CellConfig, EncoderConfig
 from ablate.config.spec import Spec, SpecError
 from ablate.config.stages import plan
+from ablate.data.conversation import check_file as conversation_check
 from ablate.data.vqa import QuestionFileError, check_instruction_source
 from ablate.evaluation.checks import check_custom_task, check_fewshot_template
 from ablate.evaluation.tasks import known_task_names
@@ -459,6 +460,8 @@ def _check_sources(config: CellConfig, sources=None, prefix: str = "data") -> No
     for source in config.data.sources if sources is None else sources:
         if source.format == "hub" or source.kind == "instruction":   # instruction: `_check_question_file`
             continue
+        if source.kind == "conversation" and (problem := conversation_check(source)):
+            raise CellCheckError(f"{prefix}.sources.path", problem)
         local = Path(source.path).expanduser()
         if source.format == "imagefolder":
             ok = local.is_dir()

@@ -20,13 +20,51 @@ turn the reference (`context_and_reference`).
 """
 from __future__ import annotations
 
-from datasets import Dataset, Features, IterableDataset, List, Value
+from pathlib import Path
 
 IMAGE_MARKER = "<image>"
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
-TURN = {"role": Value("string"), "content": Value("string")}
-FEATURES = Features({"text": Value("string"), "images": List(Value("string")), "turns": List(TURN)})
 CONVERSATIONS = "conversations"
+CHECKED = 20   # records the dry run reads of a conversation file
+
+
+def features():
+    """The rows' `datasets.Features` (`text`, `images`, `turns`); `datasets` loads only here (the dry run's check
+    of a conversation file does without it)."""
+    from datasets import Features, List, Value
+
+    return Features({"text": Value("string"), "images": List(Value("string")), "turns": List(_turn())})
+
+
+def _turn() -> dict:
+    from datasets import Value
+
+    return {"role": Value("string"), "content": Value("string")}
+
+
+def check_file(source) -> str | None:
+    """What makes a conversation file unusable, read on its first `CHECKED` records (for the dry run), or None:
+    the file is missing, has no conversations column, or none of those records can train."""
+    from ablate.data.vqa import first_records
+
+    path = Path(source.path).expanduser()
+    if not path.is_file():
+        return None   # a folder or glob: the loader's rules (`_check_sources`) say whether data is there
+    try:
+        records = first_records(path, CHECKED)
+    except (OSError, ValueError) as err:
+        return f"conversation source {str(path)!r} cannot be read ({type(err).__name__}: {err})"
+    column = source.text_column if any(source.text_column in r for r in records) else CONVERSATIONS
+    if not any(column in r for r in records):
+        present = sorted({k for r in records for k in r})
+        return (f"conversation source {str(path)!r}: no column {CONVERSATIONS!r} (nor text_column "
+                f"{source.text_column!r}) in its first {len(records)} records; columns present: {present}")
+    usable = [r for r in records if (t := turns_of(r.get(column))) is not None
+              and place_markers(t, len(images_of(r.get(source.image_column)))) is not None]
+    if not usable:
+        return (f"conversation source {str(path)!r}: none of its first {len(records)} records can train (roles "
+                f"{'/'.join(ROLES)}, one assistant turn at least, one {IMAGE_MARKER} marker per image)")
+    return None
 
 
 def turns_of(messages) -> list[dict] | None:
@@ -73,9 +111,11 @@ def row(turns: list[dict], images: list[str]) -> dict:
     return {"text": "\n".join(t["content"] for t in turns), "images": images, "turns": turns}
 
 
-def from_world(world) -> Dataset:
+def from_world(world):
     """The world's instruction questions as conversations: every question the world asks about one train image, in
     turn (the image's marker in the first), the answers as the assistant's turns."""
+    from datasets import Dataset
+
     from ablate.data.instruction import world_rows
 
     rows, current, image = [], [], None
@@ -88,16 +128,18 @@ def from_world(world) -> Dataset:
         current += [{"role": "user", "content": prompt}, {"role": "assistant", "content": r["answer"]}]
     if current:
         rows.append(row(current, [image]))
-    return Dataset.from_list(rows, features=FEATURES)
+    return Dataset.from_list(rows, features=features())
 
 
-def with_turns_column(table: Dataset) -> Dataset:
+def with_turns_column(table):
     """Rows of another kind with no turns, so that they mix with conversation rows (one schema)."""
+    from datasets import Features, IterableDataset, List
+
     if "turns" in table.column_names:
         return table
     if isinstance(table, IterableDataset):   # a streamed source
-        return table.map(lambda row: {"turns": []}).cast(Features({**table.features, "turns": List(TURN)}))
-    return table.add_column("turns", [[] for _ in range(len(table))], feature=List(TURN))
+        return table.map(lambda row: {"turns": []}).cast(Features({**table.features, "turns": List(_turn())}))
+    return table.add_column("turns", [[] for _ in range(len(table))], feature=List(_turn()))
 
 
 # ---------------------------------------------------------------- framing
@@ -151,7 +193,7 @@ def context_and_reference(turns: list[dict]) -> tuple[list[dict], str]:
     return turns[:last], turns[last]["content"].strip()
 
 
-def from_table(table: Dataset, source, name: str, image_path) -> tuple[list[dict], int]:
+def from_table(table, source, name: str, image_path) -> tuple[list[dict], int]:
     """Rows from a table of records (`source.text_column`, else `conversations`; images from
     `source.image_column` when the table has it), and how many records could not train (no usable turns, or
     `<image>` markers that do not match the images)."""

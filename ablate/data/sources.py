@@ -201,7 +201,7 @@ def _conversations(source: SourceConfig, cache_dir: Path | None) -> Dataset:
                       "markers do not match their images", stacklevel=2)
     if not rows:
         raise validate.SourceError(f"{name}: no conversation record can train ({len(table)} read)")
-    return validate.drop_bad_rows(Dataset.from_list(rows, features=conversation.FEATURES), name)
+    return validate.drop_bad_rows(Dataset.from_list(rows, features=conversation.features()), name)
 
 
 def raw_texts(source: SourceConfig, cache_dir: Path | None = None, rows: int = 300) -> list[str]:

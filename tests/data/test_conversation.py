@@ -151,3 +151,21 @@ def test_a_cell_trains_on_a_llava_file_through_ablate_run(llava_file, tmp_path, 
     metrics = mlflow.MlflowClient(workspace.tracking_uri).get_run(frame["run_id"].iloc[0]).data.metrics
     assert 0 < metrics["train/final_loss"] < 50
     assert metrics["data/conversation/unk_share"] == 0.0   # measured on the file's turns (byte fallback)
+
+
+def test_the_dry_run_refuses_a_conversation_file_without_usable_records(tmp_path, tiny_grid):
+    from ablate.config.errors import GridError
+    from ablate.resolve import load_grid
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"image": "a.jpg", "dialogue": [{"from": "human", "value": "hi"}]}]))
+    none = tmp_path / "none.json"
+    none.write_text(json.dumps([{"conversations": [{"from": "human", "value": "hi"}]}]))
+    grid_path = tiny_grid(axes="connector.name: [avg-pool]", steps=4)
+    text = grid_path.read_text()
+    for path, said in ((bad, "no column 'conversations'.*columns present: \\['dialogue', 'image'\\]"),
+                       (none, "none of its first 1 records can train")):
+        source = f'sources: [{{kind: conversation, path: "{path}"}}], mixture: {{conversation: 1.0}}, '
+        grid_path.write_text(text.replace("data: {", "data: {" + source))
+        with pytest.raises(GridError, match=said):
+            load_grid(grid_path)
