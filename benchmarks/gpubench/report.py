@@ -23,6 +23,11 @@ SUMMARY = [  # (part, row name starts with, figure, label): the short table prin
     ("dp", "1 process", "samples_s_per_gpu", "dp: samples/s per GPU, 1 process"),
     ("dp", "", "samples_s_per_gpu", "dp: samples/s per GPU, N processes"),
     ("dp", "", "weak_scaling_efficiency", "dp: weak-scaling efficiency"),
+    ("dp", "", "warning", "dp: WARNING"),
+    ("dp", "ddp:", "peak_gib", "dp: DDP, LLM trained, peak GiB per GPU"),
+    ("dp", "fsdp:", "peak_gib", "dp: FSDP2, LLM trained, peak GiB per GPU"),
+    ("dp", "ddp:", "samples_s", "dp: DDP, LLM trained, samples/s"),
+    ("dp", "fsdp:", "samples_s", "dp: FSDP2, LLM trained, samples/s"),
     ("eval", "generate, bf16 autocast, batch 32", "questions_s", "eval: questions/s (bf16, batch 32)"),
 ]
 

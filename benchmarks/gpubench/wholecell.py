@@ -31,11 +31,13 @@ def speed_switches() -> tuple[str, ...]:
     return tuple(name for name in SWITCHES if name in TrainConfig.model_fields)
 
 
-def whole_cell_config(specs: dict, shape: dict, steps: int, batch: int, speed: bool, compile_: bool = True) -> dict:
+def whole_cell_config(specs: dict, shape: dict, steps: int, batch: int, speed: bool, compile_: bool = True,
+                      train_extra: dict | None = None) -> dict:
     """A cell over the embedded world (a small one) with the benchmark's backbones; `speed` False turns every
-    switch of the speed path off, True leaves them `auto` (on with CUDA, off on the CPU)."""
+    switch of the speed path off, True leaves them `auto` (on with CUDA, off on the CPU); `train_extra`: more
+    `train` settings (`parallel`, `lr_multipliers`)."""
     train = {"steps": steps, "batch_size": batch, "lr": 1e-4, "warmup_ratio": 0.0, "precision": "bf16",
-             "checkpoint_every": 10**9}
+             "checkpoint_every": 10**9, **(train_extra or {})}
     if not speed:
         train |= {name: False for name in speed_switches()}
     elif not compile_ and "compile" in speed_switches():
@@ -77,7 +79,8 @@ def synthetic_stage_batches(shape: dict):
     from the step the stage is at."""
     from dataclasses import replace
 
-    def stage_batches(cfg, world, model, cache_dir=None, rows: slice | None = None):
+    def stage_batches(cfg, world, model, cache_dir=None, rows: slice | None = None, resume: dict | None = None):
+        # `resume` (a checkpoint's data position) is never given: the benchmark's cells do not resume
         paths = [row["image"] for row in world.read("caption")]
 
         def batches_for(stage, done: int):
@@ -189,6 +192,8 @@ def cell_fields(result: dict, batch: int) -> dict:
     fields = {"wall_s": result["wall_s"], "train_s": m.get("time/train_s"), "step_ms": 1000 * step_s,
               "samples_s": batch / step_s, "samples_s_whole": m.get("cost/samples_per_s"),
               "peak_gib": m.get("cost/peak_memory_gib"), "processes": int(m.get("cost/processes", 1))}
+    if fields["processes"] > 1:   # peak_gib: the largest process's; this: all processes' together
+        fields["peak_gib_all"] = m.get("cost/peak_memory_gib_all_processes")
     if result["losses"]:
         fields |= {"loss_first": result["losses"][0], "loss_last": result["losses"][-1]}
     on = [k.split("/", 1)[1] for k, v in result["params"].items() if k.startswith("speed/") and v in (True, "True")]
@@ -197,10 +202,11 @@ def cell_fields(result: dict, batch: int) -> dict:
 
 
 
-def whole_cell(bench, name: str, speed: bool, processes: int = 1) -> dict:
+def whole_cell(bench, name: str, speed: bool, processes: int = 1, train_extra: dict | None = None) -> dict:
     """The benchmark's cell on `processes` ranks, speed path on or off; its figures (`cell_fields`)."""
     batch = bench.shape["batch"] * processes
-    config = whole_cell_config(bench.specs, bench.shape, bench.args.cell_steps, batch, speed, bench.compile)
+    config = whole_cell_config(bench.specs, bench.shape, bench.args.cell_steps, batch, speed, bench.compile,
+                               train_extra)
     remaining = max(60.0, bench.args.limit_s + 120 - bench.elapsed())
     synthetic = bench.args.synthetic_data or importlib.util.find_spec("datasets") is None
     result = run_whole_cell(bench.root, config, name, processes, bench.args.threads, remaining,

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ablate.config.schema import CellConfig, TrainConfig
-from benchmarks.gpubench import cli, common, wholecell
+from benchmarks.gpubench import cli, common, dp, wholecell
 
 
 def test_tiny_step_and_eval_parts(tmp_path):
@@ -58,7 +58,19 @@ def test_tiny_whole_cell_speed_off_on_and_two_process_data_parallel(tmp_path):
     one = rows["1 process, speed path on"]
     assert two["weak_scaling_efficiency"] == pytest.approx(two["samples_s_per_gpu"] / one["samples_s"], rel=1e-3)
     assert math.isfinite(two["loss_last"])
+    assert ("warning" in two) == (two["weak_scaling_efficiency"] > 1)
     assert "| dp: weak-scaling efficiency |" in (tmp_path / "gpu_results.md").read_text()
+    ddp, fsdp = rows["ddp: 2 processes, LLM trained in full"], rows["fsdp: 2 processes, LLM trained in full"]
+    for row in (ddp, fsdp):   # the LLM trained in full under each strategy: both ranks, finite losses
+        assert row["processes"] == 2 and row["peak_gib_all"] > row["peak_gib"] > 0 and math.isfinite(row["loss_last"])
+    assert ddp["loss_first"] == pytest.approx(fsdp["loss_first"], rel=1e-4)   # the same model and batch
+
+
+def test_an_efficiency_above_one_is_printed_with_a_warning():
+    one = {"samples_s": 10.0}
+    assert "warning" not in dp.scaling(one, {"samples_s": 18.0}, 2)
+    above = dp.scaling(one, {"samples_s": 26.0}, 2)
+    assert above["weak_scaling_efficiency"] == pytest.approx(1.3) and "not a real figure" in above["warning"]
 
 
 def test_whole_cell_config_turns_the_speed_path_off():
