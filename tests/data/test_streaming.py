@@ -92,3 +92,23 @@ def test_a_resumed_stream_from_its_state_gives_exactly_the_batches_that_follow(t
                                         data_state=state), 10))
     for a, b in zip(run[20:], resumed, strict=True):
         assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.labels, b.labels)
+
+
+def test_a_parquet_folder_with_image_bytes_streams_too(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "parquet"
+    folder.mkdir()
+    for part in range(2):
+        rows = []
+        for i in range(3):
+            buf = io.BytesIO()
+            Image.new("RGB", (8, 8), (40 * i, 80, 120)).save(buf, "PNG")
+            rows.append({"image": {"bytes": buf.getvalue(), "path": f"{part}-{i}.png"}, "text": f"row {part} {i}"})
+        pq.write_table(pa.Table.from_pylist(rows), folder / f"part-{part}.parquet")
+    source = SourceConfig(kind="caption", path=str(folder), format="parquet", streaming=True)
+    rows = list(load_source("caption", source=source, cache_dir=tmp_path / "cache"))
+    assert [r["text"] for r in rows] == [f"<image> row {p} {i}" for p in range(2) for i in range(3)]
+    assert all(Image.open(r["images"][0]).size == (8, 8) for r in rows)
+    assert not list((tmp_path / "cache").rglob("*.arrow"))
