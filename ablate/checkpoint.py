@@ -415,11 +415,16 @@ def _stored_names(model: MLLM, cfg: CellConfig, stages: list | None = None) -> t
         if name not in trained or adapters:
             base[name] = {"spec": getattr(cfg, name).name, "weights": _weights_of(module)}
 
+    return stored, base, _keeper(stored)
+
+
+def _keeper(stored: dict) -> Callable[[str], bool]:
+    """`keep(key)`: whether a model state-dict key is among what a checkpoint `stored` (module -> all / adapters)."""
     def keep(key: str) -> bool:
         name, _, rest = key.partition(".")
         return name in stored and (stored[name] == "all" or is_adapter(rest))
 
-    return stored, base, keep
+    return keep
 
 
 def save_sharded(folder: Path, model: MLLM, cfg: CellConfig, state: TrainState, optimizer, elapsed_s: float,
@@ -487,10 +492,7 @@ def resume_sharded(folder: Path, model: MLLM, optimizer) -> Resumed | None:
     tree = state["optimizer"] or {}
     if tree.get("stage") is not None and hasattr(optimizer, "stages"):
         optimizer.enter({s.name: s for s in optimizer.stages}[tree["stage"]])
-    stored = meta["stored"]
-    sharded.load(folder / SHARDED, model, getattr(optimizer, "optimizer", optimizer),
-                 lambda key: key.partition(".")[0] in stored and (stored[key.partition(".")[0]] == "all"
-                                                                  or is_adapter(key.partition(".")[2])))
+    sharded.load(folder / SHARDED, model, getattr(optimizer, "optimizer", optimizer), _keeper(meta["stored"]))
     if tree.get("scheduler") is not None and getattr(optimizer, "scheduler", None) is not None:
         optimizer.scheduler.load_state_dict(tree["scheduler"])
     _set_rng_state(state["rng"])

@@ -176,13 +176,15 @@ def test_two_processes_train_like_one_and_their_checkpoint_resumes_in_one(tiny_g
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("axes", ["connector.name: [mlp]", TWO_STAGES], ids=["one-stage", "two-stages"])
+@pytest.mark.parametrize("axes", ["connector.name: [mlp]", TWO_STAGES, "train.activation_checkpointing: [true]"],
+                         ids=["one-stage", "two-stages", "activation-checkpointing"])
 def test_fsdp_on_two_processes_trains_like_one_and_its_sharded_checkpoint_resumes_in_one_and_two(
         tiny_grid, tmp_path, axes):
     """`train.parallel: fsdp`: 20 steps at global batch 4 on 2 gloo ranks (each LLM block and the root sharded
     by FSDP2, the optimiser on the shards, the gradient norm clipped over the shards) give the 1-process losses
     within the DDP tolerance. The checkpoint of step 15 is a DCP folder of both ranks' shards; 1 process and 2
-    processes resume it (DCP reshards) and continue on the same curve."""
+    processes resume it (DCP reshards) and continue on the same curve. With activation checkpointing (the LLM's
+    blocks recomputed in the backward pass) composed with the sharding, the same."""
     if sys.platform != "linux":
         pytest.skip("gloo processes on Linux")
     grid = tiny_grid(axes=axes, steps=20, extra="  # fsdp\n")
@@ -320,6 +322,12 @@ def test_two_nodes_with_a_c10d_rendezvous_on_this_machine_train_one_cell(tiny_gr
     outputs = [p.communicate(timeout=600)[0] for p in nodes]
     assert [p.returncode for p in nodes] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
     _one_finished_run_on_two_processes(workspace, grid)
+    from ablate.checkpoint import load_for_eval
+
+    final = workspace.checkpoints(grid.cells[0].id) / "final"   # gathered from the shards: an ordinary checkpoint
+    assert (final / "model.safetensors").is_file() and not (final / "dcp").exists()
+    model = load_for_eval(final, workspace.cache)
+    assert model.generate([["a"]], max_new_tokens=2) and model.connector.training is False
 
 
 @pytest.mark.slow
