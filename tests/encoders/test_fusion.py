@@ -7,6 +7,7 @@ import pytest
 import torch
 import transformers as T
 from PIL import Image
+from tinyworld import TINY_WORLD_YAML
 
 from ablate.config.errors import GridError
 from ablate.config.fusion import members
@@ -100,8 +101,6 @@ def test_a_list_of_feature_layers_concatenates_them(pair, tmp_path):
 
 def _grid(tmp_path, tiny_backbones, encoder: str, tokens: int = 16, extra: str = "", alone: bool = True,
           axes: str = "") -> str:
-    from conftest import TINY_WORLD_YAML
-
     path = tmp_path / "fusion.yaml"
     path.write_text(f"""name: fusion
 base:
