@@ -18,7 +18,7 @@ from ablate.config.grid import Cell
 from ablate.config.schema import CellConfig
 from ablate.config.spec import Spec
 from ablate.config.stages import Stage, plan, stage_at
-from ablate.data import train_batches
+from ablate.data import mixture_sources, train_batches
 from ablate.data.vocabulary import source_unk_metrics
 from ablate.evaluation import during
 from ablate.evaluation.cells import evaluate_model
@@ -235,9 +235,22 @@ def stage_batches(cfg: CellConfig, world, model, cache_dir=None, rows: slice | N
     from there instead of skipping the rows before). Each batch's `data_state` names its stage."""
     def batches_for(stage: Stage, done: int):
         at = resume["stream"] if resume and done and resume.get("stage") == stage.name else None
-        for batch in train_batches(stage.data(cfg.data), world, model.tokenizer, model.image_tokens,
-                                   cfg.train.batch_size, stage.seed(cfg.train.seed), start_step=done,
-                                   cache_dir=cache_dir, rows=rows, data_state=at):
+        data = stage.data(cfg.data)
+        # with loader workers the sources are opened here, once, and the workers iterate them
+        sources = mixture_sources(data, world, cache_dir) if data.workers else None
+
+        def make(data_state, start_step, keep=None):
+            return train_batches(data, world, model.tokenizer, model.image_tokens, cfg.train.batch_size,
+                                 stage.seed(cfg.train.seed), start_step=start_step, cache_dir=cache_dir, rows=rows,
+                                 data_state=data_state, keep=keep, sources=sources)
+
+        if data.workers:   # loader processes make the batches, images decoded into pixels there
+            from ablate.data.workers import loader_batches
+            batches = loader_batches(make, data.workers, model.encoder.preprocess, model.device.type == "cuda",
+                                     start_step=done, data_state=at)
+        else:
+            batches = make(at, done)
+        for batch in batches:
             batch.data_state = {"stage": stage.name, "stream": batch.data_state}
             yield batch
 

@@ -252,6 +252,10 @@ class DataConfig(Strict):
                        description="parts the data stream is split into by shards (datasets' split_dataset_by_node); "
                                    "each batch takes batch_size / nodes rows from each part, and with N processes "
                                    "(N dividing nodes) each reads only its parts; the batches do not depend on N")
+    workers: int = Field(0, ge=0, le=64,
+                         description="loader processes that read, tokenise and collate the batches and decode and "
+                                     "resize their images (torchdata's StatefulDataLoader; pinned and prefetched); "
+                                     "0: the training process does it; the batches do not depend on it")
 
     @field_validator("mixture")
     @classmethod

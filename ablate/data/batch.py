@@ -1,7 +1,7 @@
 """`Batch`: what the training loop consumes (see docs/architecture.md, "Data")."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -15,6 +15,15 @@ class Batch:
     n_images: torch.Tensor  # (B,) long, images per row
     data_state: dict | None = None  # where the data stream stands after this batch's rows (for resuming there)
     position_ids: torch.Tensor | None = None  # (B, T) packed rows (`data.packing`): restarting at 0 with each row
+    # per image, `(crops, 3, R, R)` decoded and preprocessed by a loader worker (`data.workers` > 0, else None)
+    pixel_values: list[torch.Tensor] | None = None
+
+    def pin_memory(self) -> Batch:
+        """The batch with its tensors in pinned memory (what `DataLoader(pin_memory=True)` calls)."""
+        return replace(self, input_ids=self.input_ids.pin_memory(), attention_mask=self.attention_mask.pin_memory(),
+                       labels=self.labels.pin_memory(), n_images=self.n_images.pin_memory(),
+                       position_ids=None if self.position_ids is None else self.position_ids.pin_memory(),
+                       pixel_values=None if self.pixel_values is None else [p.pin_memory() for p in self.pixel_values])
 
     @property
     def padding_fraction(self) -> float:

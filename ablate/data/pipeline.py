@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from itertools import islice
+from itertools import count, islice
 
 from datasets import IterableDataset, concatenate_datasets
 
@@ -48,7 +48,7 @@ def one_schema(tables: dict) -> dict:
 
 def train_batches(data_cfg: DataConfig, world, tokenizer, visual_tokens_per_image, batch_size: int,
                   seed: int, start_step: int = 0, cache_dir=None, rows: slice | None = None,
-                  data_state: dict | None = None) -> Iterator[Batch]:
+                  data_state: dict | None = None, keep=None, sources: dict | None = None) -> Iterator[Batch | None]:
     """Batches for steps `start_step, start_step + 1, ...`; the same seed gives the same batches, so a resumed
     run (start_step = the checkpoint's step) sees exactly what an uninterrupted run would have seen.
 
@@ -62,14 +62,18 @@ def train_batches(data_cfg: DataConfig, world, tokenizer, visual_tokens_per_imag
 
     `data.nodes` > 1: the stream is that many parts (`ablate.data.mixture.endless`), each batch `batch_size /
     nodes` rows of each part in order; a process whose `rows` cover whole parts reads only those parts (one read
-    per row across processes), and `data_state` is `{"nodes": {part: state}}`."""
+    per row across processes), and `data_state` is `{"nodes": {part: state}}`.
+
+    `keep(i)` (for loader workers, `ablate.data.workers`): whether batch i is made; the others are read but not
+    tokenised or collated, and come out as None. `sources`: `mixture_sources(data_cfg, world, cache_dir)`, made
+    once by the caller (a loader's workers then open no dataset: they iterate the one made before they started)."""
     nodes = data_cfg.nodes
     if nodes == 1:
         yield from _one_stream(data_cfg, world, tokenizer, visual_tokens_per_image, batch_size, seed, start_step,
-                               cache_dir, rows, data_state)
+                               cache_dir, rows, data_state, keep, sources)
         return
     per, mine = node_share(batch_size, nodes, rows)
-    sources = mixture_sources(data_cfg, world, cache_dir)
+    sources = sources or mixture_sources(data_cfg, world, cache_dir)
     streams = {k: mix(sources, data_cfg.mixture, seed, k, nodes) for k in mine}
     for k, stream in streams.items():
         if data_state is not None:
@@ -78,10 +82,13 @@ def train_batches(data_cfg: DataConfig, world, tokenizer, visual_tokens_per_imag
             streams[k] = stream.skip(start_step * per)
     collate = Collator(tokenizer, visual_tokens_per_image, data_cfg.max_length, data_cfg.packing)
     samples = {k: iter(stream) for k, stream in streams.items()}
-    while True:
+    for i in count():
         chunk = [row for k in mine for row in islice(samples[k], per)]
         if len(chunk) < per * len(mine):
             return
+        if keep is not None and not keep(i):
+            yield None
+            continue
         batch = collate(chunk)
         batch.data_state = {"nodes": {str(k): stream.state_dict() for k, stream in streams.items()}}
         yield batch
@@ -103,18 +110,21 @@ def node_share(batch_size: int, nodes: int, rows: slice | None) -> tuple[int, ra
 
 
 def _one_stream(data_cfg, world, tokenizer, visual_tokens_per_image, batch_size, seed, start_step, cache_dir, rows,
-                data_state) -> Iterator[Batch]:
-    stream = mix(mixture_sources(data_cfg, world, cache_dir), data_cfg.mixture, seed)
+                data_state, keep=None, sources=None) -> Iterator[Batch | None]:
+    stream = mix(sources or mixture_sources(data_cfg, world, cache_dir), data_cfg.mixture, seed)
     if data_state is not None:
         stream.load_state_dict(data_state)
     elif start_step:
         stream = stream.skip(start_step * batch_size)
     collate = Collator(tokenizer, visual_tokens_per_image, data_cfg.max_length, data_cfg.packing)
     samples = iter(stream)
-    while True:
+    for i in count():
         chunk = list(islice(samples, batch_size))
         if not chunk:
             return
+        if keep is not None and not keep(i):
+            yield None
+            continue
         batch = collate(chunk if rows is None else chunk[rows])
         batch.data_state = stream.state_dict()
         yield batch

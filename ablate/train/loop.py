@@ -96,11 +96,13 @@ def autocast_for(device: torch.device, precision: str):
 def _forward(model, batch, device: torch.device, precision: str) -> torch.Tensor:
     with autocast_for(device, precision):
         # batches from ablate.train.speed.prefetch_batches carry their image features, made ahead; packed rows
-        # (`data.packing`) their position ids
+        # (`data.packing`) their position ids; batches from loader workers (`data.workers`) their images' pixels
         positions = getattr(batch, "position_ids", None)
         packed = {} if positions is None else {"position_ids": positions.to(device)}
+        pixels = getattr(batch, "pixel_values", None)
+        pixels = torch.cat(pixels) if pixels else None
         return model(batch.input_ids.to(device), batch.attention_mask.to(device), batch.labels.to(device),
-                     batch.images, features=getattr(batch, "features", None), **packed).loss
+                     batch.images, pixel_values=pixels, features=getattr(batch, "features", None), **packed).loss
 
 
 def micro_batches(batches: Iterator[Batch], count: int) -> Iterator[Batch]:
@@ -120,7 +122,8 @@ def micro_batches(batches: Iterator[Batch], count: int) -> Iterator[Batch]:
             first = ends[rows.start - 1] if rows.start else 0
             yield replace(batch, input_ids=batch.input_ids[rows], attention_mask=batch.attention_mask[rows],
                           labels=batch.labels[rows], images=batch.images[first:ends[rows.stop - 1]],
-                          n_images=batch.n_images[rows],
+                          n_images=batch.n_images[rows], pixel_values=None if batch.pixel_values is None else
+                          batch.pixel_values[first:ends[rows.stop - 1]],
                           position_ids=None if batch.position_ids is None else batch.position_ids[rows])
 
 

@@ -232,6 +232,7 @@ class ReadyBatch:
     features: torch.Tensor | None = None
     data_state: dict | None = None   # the batch's `data_state` (where the data stream stands after it)
     position_ids: torch.Tensor | None = None   # packed rows' position ids (`data.packing`)
+    pixel_values: list[torch.Tensor] | None = None   # a loader worker's pixels, when the step computes the features
 
 
 def _load_crops(encoder, path: str) -> torch.Tensor:
@@ -251,23 +252,25 @@ def feature_preparer(model, threads: int = 8) -> Callable:
     features = model.features
     encoder = model.encoder
 
-    def encode(paths: list[str]) -> list[torch.Tensor]:
-        """Features of each image, `(crops, h*w, dim)`, images decoded by the pool, encoded in one batch."""
-        crops = list(pool.map(lambda p: _load_crops(encoder, p), paths))
+    def encode(paths: list[str], pixels: dict | None = None) -> list[torch.Tensor]:
+        """Features of each image, `(crops, h*w, dim)`, images decoded by the pool (or their `pixels` by path, made
+        by a loader worker), encoded in one batch."""
+        crops = [pixels[p] for p in paths] if pixels else list(pool.map(lambda p: _load_crops(encoder, p), paths))
         pixels = _to_device(torch.cat(crops), device).to(next(encoder.parameters()).dtype)
         return list(torch.split(encoder(pixels), [c.shape[0] for c in crops]))
 
     def prepare(batch) -> ReadyBatch:
-        feats = None
+        feats, given = None, getattr(batch, "pixel_values", None)
+        pixels = dict(zip(batch.images, given)) if given else None
         if batch.images and getattr(features, "frozen", False):
             with torch.no_grad():
                 key, cache = getattr(features, "key", None), getattr(features, "cache", None)
                 if key is None:
-                    feats = torch.cat(encode(batch.images))
+                    feats = torch.cat(encode(batch.images, pixels))
                 else:   # misses decoded by the pool and encoded once, then every image is a cache lookup
                     missing = [p for p in dict.fromkeys(batch.images) if cache.get((key, p)) is None]
                     if missing:
-                        for path, feat in zip(missing, encode(missing)):
+                        for path, feat in zip(missing, encode(missing, pixels)):
                             cache.put((key, path), feat.to("cpu"))
                     feats = features(batch.images, device)
                     cache.hits, cache.misses = cache.hits - len(missing), cache.misses + len(missing)
@@ -275,7 +278,8 @@ def feature_preparer(model, threads: int = 8) -> Callable:
         return ReadyBatch(_to_device(batch.input_ids, device), _to_device(batch.attention_mask, device),
                           _to_device(batch.labels, device), list(batch.images), feats,
                           getattr(batch, "data_state", None),
-                          None if positions is None else _to_device(positions, device))
+                          None if positions is None else _to_device(positions, device),
+                          None if feats is not None or not given else [_to_device(p, device) for p in given])
 
     prepare.close = lambda: pool.shutdown(wait=False, cancel_futures=True)
     return prepare

@@ -78,3 +78,30 @@ def test_generation_reuses_cached_features_of_images_in_memory(perf_setup):
         again = cached._visual_from_pil([img.copy() for img in images[::-1]])   # equal pixels, other objects
     assert (cache.hits, cache.misses) == (4, 4)
     torch.testing.assert_close(again, live._visual_from_pil(images[::-1]))
+
+
+def test_a_batch_with_a_loader_workers_pixels_is_prepared_without_opening_an_image(perf_setup, monkeypatch):
+    from PIL import Image
+
+    from ablate.data.batch import Batch
+
+    bench, shape = perf_setup["bench"], perf_setup["shape"]
+    model = build_mllm(bench.cell_config(perf_setup["specs"], shape, "avg-pool", 4, 1), perf_setup["root"],
+                       FeatureCache(), device="cpu")
+    made = next(iter(bench.synthetic_batches(perf_setup["paths"], 4, shape["text"], 3, shape["llm"]["vocab_size"],
+                                             0)))
+    pixels = [model.encoder.preprocess(load_images([p])) for p in made.images]    # as `data.workers` makes them
+    batch = Batch(made.input_ids, made.attention_mask, made.labels, list(made.images),
+                  torch.tensor([len(made.images)]), pixel_values=pixels)
+    with torch.no_grad():
+        expected = torch.cat([model.encoder(p) for p in pixels])
+        torch.testing.assert_close(expected, model.features(batch.images, "cpu"))   # the features of the files
+    model.features.cache = FeatureCache()
+
+    def no_open(*args, **kwargs):
+        raise AssertionError("the training process opened an image")
+
+    monkeypatch.setattr(Image, "open", no_open)
+    ready = feature_preparer(model, threads=2)(batch)
+    torch.testing.assert_close(ready.features, expected)
+    assert model.features.cache.misses == len(set(batch.images))     # computed from the pixels, then cached
