@@ -47,6 +47,8 @@ def test_ddp_looks_for_unused_parameters_only_when_the_data_has_text_rows():
     assert needs_unused_parameters([DataConfig(mixture={"caption": 1.0}), DataConfig(mixture={"text": 0.2,
                                                                                               "caption": 0.8})])
     assert needs_unused_parameters([DataConfig(sources=[SourceConfig(kind="text", path="x.jsonl")])])
+    # a conversation record may hold no <image> (LLaVA-665K mixes text-only ones in)
+    assert needs_unused_parameters([DataConfig(mixture={"conversation": 1.0})])
 
 
 def test_a_batch_without_labelled_rows_has_zero_loss_and_gradients():

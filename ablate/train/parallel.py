@@ -268,13 +268,17 @@ def shard_model(model: nn.Module, frozen: set[str] = frozenset(), reshard_after_
 
 def needs_unused_parameters(data_configs) -> bool:
     """Whether DDP must look for parameters without a gradient each step (`find_unused_parameters`): only when
-    some micro-batch can lack images (a text source or mixture weight), which leaves the connector unused."""
+    some micro-batch can lack images (a text or conversation source or mixture weight: a conversation record may
+    hold no `<image>`), which leaves the connector unused."""
     for data in data_configs:
-        if any(kind == "text" and weight > 0 for kind, weight in data.mixture.items()):
+        if any(kind in IMAGELESS_KINDS and weight > 0 for kind, weight in data.mixture.items()):
             return True
-        if any(source.kind == "text" for source in data.sources):
+        if any(source.kind in IMAGELESS_KINDS for source in data.sources):
             return True
     return False
+
+
+IMAGELESS_KINDS = ("text", "conversation")   # data kinds whose rows may hold no image
 
 
 def parallelize(model: nn.Module, strategy: str = "ddp", find_unused: bool = True) -> nn.Module:
