@@ -7,6 +7,7 @@ import json
 import os
 from itertools import islice
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -26,8 +27,8 @@ def _shards(tmp_path) -> DataConfig:
 
 def _preprocess(images: list) -> torch.Tensor:
     """A stand-in for `encoder.preprocess`: 8x8 pixels of each image."""
-    return torch.stack([torch.from_numpy(__import__("numpy").asarray(i.resize((8, 8)), dtype="float32"))
-                        .permute(2, 0, 1) for i in images])
+    return torch.stack([torch.from_numpy(np.asarray(i.resize((8, 8)), dtype=np.float32)).permute(2, 0, 1)
+                        for i in images])
 
 
 def _maker(cfg, tok, cache):
