@@ -132,19 +132,22 @@ def effects(results: Results, meta: ReportMeta | None = None) -> list[Effect]:
 
 def at_chance(results: Results) -> list[AtChance]:
     """Each value of each axis (with two or more values) whose marginal score on a task's main score, equal-weight
-    over the other axes' settings as in the tables, is not above the task's chance level."""
+    over the matched settings of the other axes with the tables' interval (`matched.mean`), is not above the task's
+    chance level."""
     done = results.finished()
     out = []
     for m in main_metrics(results):
         chance = results.reference("chance", m)
         if chance is None:
             continue
-        cells = {k: s for k, g in done.groupby("_key", sort=False) if (s := _stat(g, m)) is not None}
+        cells = {k: {m.column: s} for k, g in done.groupby("_key", sort=False) if (s := _stat(g, m)) is not None}
         for i, axis in enumerate(results.axes):
             if len(results.values[axis]) < 2:
                 continue
+            rests, _ = matched.matched_rests(results, axis, set(results.runs["_key"]))
             for value in results.values[axis]:
-                s = st.of_cells([s for k, s in cells.items() if k[i] == value])
+                keys = [k for k in cells if k[i] == value and _rest(k, i) in rests]
+                s = matched.mean(results, keys, m, cells) if keys else None
                 if s is None:
                     continue
                 low = s.ci[0] if s.ci is not None else s.mean

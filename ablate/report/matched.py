@@ -16,7 +16,7 @@ import math
 
 from . import paired
 from . import stats as st
-from .results import Metric, Results
+from .results import AVG, Metric, Results
 
 
 def rest(key: tuple, i: int) -> tuple:
@@ -49,6 +49,12 @@ def _se(results: Results, terms: list[paired.Term]) -> float | None:
 def mean(results: Results, keys: list[tuple], m: Metric, cells: dict) -> st.Stat | None:
     """The equal-weight mean of the cells `keys` on `m` (cells: key -> {column: Stat}), paired se where known."""
     s = st.of_cells([cells[k][m.column] for k in keys])
+    if s is not None and m.column == AVG:   # its tasks' paired se's, the tasks independent of each other
+        parts = [_se(results, [(1 / len(keys), k, t.task, t.shots) for k in keys]) for t in results.score_metrics]
+        if parts and all(p is not None for p in parts):
+            se = math.sqrt(sum(p * p for p in parts)) / len(parts)
+            return st.Stat(s.mean, s.n, s.sd, se, (s.mean - st.Z95 * se, s.mean + st.Z95 * se))
+        return s
     if s is None or not m.task or not m.column.startswith("score/"):
         return s
     se = _se(results, [(1 / len(keys), k, m.task, m.shots) for k in keys])
