@@ -118,8 +118,8 @@ def image_table(results: Results, meta: ReportMeta) -> Table | None:
                "the images shuffled among them (seeded: each image shows another question's), and the difference "
                f"in points. {how}. Bold: the image adds beyond the noise; {DAGGER}: inside the noise, the answers "
                "do not depend on the image. Majority answer: each question answered with the most common training "
-               "answer of its prompt (a question-only prior). (control): a task marked `control` in the grid, kept "
-               "out of Avg and the best cell.")
+               "answer of its prompt (a question-only prior)." + (" (control): a task marked `control` in the grid, "
+                                                                  "kept out of Avg and the best cell." if own else ""))
     return Table("image", "What the image adds", caption, header, rows, max(1, len(axes)), [],
                  pd.DataFrame.from_records(records), n_axes=max(1, len(axes)))
 
