@@ -63,7 +63,7 @@ class WorkerBatches(IterableDataset):
         for i, batch in enumerate(self.make(self.stream_state, self.start_step, keep)):
             if batch is None:
                 continue
-            if self.preprocess is not None and batch.images:
+            if self.preprocess is not None:
                 batch.pixel_values = decode_pixels(self.preprocess, batch.images)
             # where the stream stands after this batch (the batches until this worker's next one are the other
             # workers': skipped without collating)

@@ -11,18 +11,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_streaming import write_shards
+from test_streaming import _mixture
 
-from ablate.config.schema import DataConfig, SourceConfig
+from ablate.config.schema import DataConfig
 from ablate.data import train_batches
 from ablate.data.batch import Batch
 from ablate.data.workers import loader_batches
-
-
-def _shards(tmp_path) -> DataConfig:
-    write_shards(tmp_path / "shards", shards=3, rows=7)
-    source = SourceConfig(kind="caption", path=str(tmp_path / "shards"), format="webdataset")
-    return DataConfig(sources=[source], mixture={"caption": 1.0})
 
 
 def _preprocess(images: list) -> torch.Tensor:
@@ -61,8 +55,11 @@ def test_a_batch_pins_its_tensors_and_pixels():
 
 
 @pytest.mark.slow
-def test_two_workers_make_the_batches_of_none_decode_there_and_resume_exactly(tmp_path, tiny_world, monkeypatch):
-    cfg, tok = _shards(tmp_path), tiny_world.tokenizer()
+@pytest.mark.parametrize("nodes", [1, 2])
+def test_two_workers_make_the_batches_of_none_decode_there_and_resume_exactly(tmp_path, tiny_world, monkeypatch,
+                                                                              nodes):
+    # streamed shards mixed with in-memory captions and text rows; with `data.nodes` 2 the stream is two parts
+    cfg, tok = _mixture(tmp_path, tiny_world).model_copy(update={"nodes": nodes}), tiny_world.tokenizer()
     make = _maker(cfg, tok, tmp_path / "c")
     plain = list(islice(make(None, 0), 12))
 
@@ -78,12 +75,15 @@ def test_two_workers_make_the_batches_of_none_decode_there_and_resume_exactly(tm
     made = list(islice(loader_batches(make, 2, _preprocess, pin=False), 12))
     for a, b in zip(plain, made, strict=True):      # the same batches in the same order
         assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.labels, b.labels) and a.images == b.images
-        assert len(b.pixel_values) == len(b.images) and b.pixel_values[0].shape == (1, 3, 8, 8)
+        assert all(p.shape == (1, 3, 8, 8) for p in b.pixel_values)
     pids = {int(line) for line in opened.read_text().split()}
     assert os.getpid() not in pids and len(pids) == 2     # decoded by the two workers, none by this process
     monkeypatch.setattr(Image, "open", real_open)
-    with Image.open(made[5].images[2]) as image:
-        assert torch.equal(made[5].pixel_values[2], _preprocess([image.convert("RGB")]))
+    assert sum(len(b.images) for b in made) > 10
+    for b in made:
+        for path, pixels in zip(b.images, b.pixel_values, strict=True):
+            with Image.open(path) as image:
+                assert torch.equal(pixels, _preprocess([image.convert("RGB")]))
 
     state = json.loads(json.dumps(made[6].data_state))    # as a checkpoint stores it
     assert state["loader"]["_snapshot"]["_worker_snapshots"]                 # each worker's stream position
