@@ -7,7 +7,7 @@ from itertools import islice
 
 import pytest
 import torch
-from test_streaming import write_shards
+from shards import write_shards
 
 from ablate.config.schema import DataConfig, SourceConfig
 from ablate.data import train_batches

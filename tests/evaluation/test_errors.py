@@ -42,7 +42,8 @@ def test_a_failure_inside_lmms_eval_is_an_evaluation_error_naming_the_task(world
             for i, p in enumerate(sorted((world_dir / "images").glob("test_*.png"))[:3])]
     (tmp_path / "q.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = EvalConfig(tasks=["signs"], custom_tasks=[{"name": "signs", "path": str(tmp_path / "q.jsonl"),
-                                                     "answers_column": "gold", "id_column": "id"}], bootstrap=0)
+                                                     "answers_column": "gold", "id_column": "id"}], bootstrap=0,
+                     blind=False)   # the task itself, not its blind copy (which fails the same way)
     with pytest.raises(EvaluationError) as info:
         evaluate(ColourGenerator(), cfg, world_dir, tmp_path / "out")
     text = str(info.value)

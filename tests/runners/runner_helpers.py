@@ -25,3 +25,29 @@ def runs_by_cell(workspace, grid) -> dict[str, list]:
 def cli(workspace, *args) -> list[str]:
     return [sys.executable, "-m", "ablate.cli", "--home", str(workspace.home), "--reports", str(workspace.reports),
             *args]
+
+
+def kill_cell(grid, workspace, runner_file, fault_env, step: int = 5, connector: str = "mlp") -> str:
+    """Run `grid`'s one cell in a subprocess that SIGKILLs itself at training step `step` (the `fault_env`
+    fixture's hook, one thread); the failure the runner recorded."""
+    from ablate.runners import load_runner
+
+    env = fault_env({connector: ("sigkill", step)})
+    killed = load_runner(runner_file(f'kind: subprocess\nenv: {{PYTHONPATH: "{env["PYTHONPATH"]}", '
+                                     f'OMP_NUM_THREADS: "1"}}\n')).run(grid, workspace)
+    return killed.failed[grid.cells[0].id]
+
+
+def assert_same_curve(reference, reference_grid, workspace, grid, steps: int, from_step: int) -> list:
+    """The cell's last run in `workspace` resumed at `from_step` and logged, step for step, the loss curve of the
+    uninterrupted run in `reference`; its runs, oldest first."""
+    import pytest
+
+    runs = runs_by_cell(workspace, grid)[grid.cells[0].id]
+    assert runs[-1].tags["ablate.resumed_from_step"] == str(from_step)
+    expected = store_for(reference).loss_curve(runs_by_cell(reference, reference_grid)[reference_grid.cells[0].id][0]
+                                               .run_id)
+    got = store_for(workspace).loss_curve(runs[-1].run_id)
+    assert [s for s, _ in got] == [s for s, _ in expected] == list(range(1, steps + 1))
+    assert [v for _, v in got] == pytest.approx([v for _, v in expected], rel=1e-5, abs=1e-6)
+    return runs

@@ -8,11 +8,11 @@ import sys
 
 import pytest
 import torch
-from runner_helpers import cli, runs_by_cell, store_for
+from runner_helpers import assert_same_curve, cli, kill_cell, runs_by_cell, store_for
 
 from ablate.cli import main
 from ablate.resolve import load_grid
-from ablate.runners import load_runner, run_cells
+from ablate.runners import run_cells
 from ablate.tracking.store import StoreError
 from ablate.workspace import Workspace
 
@@ -32,20 +32,12 @@ def test_killed_cell_resumes_on_the_uninterrupted_loss_curve(make_grid, runner_f
     assert run_cells(grid, grid.cells, reference).finished == [grid.cells[0].id]
 
     workspace = Workspace.create(tmp_path / "killed", reports=tmp_path / "r2")
-    env = fault_env({"mlp": ("sigkill", 5)})     # killed at step 5: the last checkpoint is step 3
-    killed = load_runner(runner_file(f'kind: subprocess\nenv: {{PYTHONPATH: "{env["PYTHONPATH"]}", '
-                                     f'OMP_NUM_THREADS: "1"}}\n')).run(grid, workspace)
-    assert "SIGKILL" in killed.failed[grid.cells[0].id]
+    assert "SIGKILL" in kill_cell(grid, workspace, runner_file, fault_env)   # at step 5: the checkpoint is step 3
     assert run_cells(grid, grid.cells, workspace).finished == [grid.cells[0].id]
 
-    cell = grid.cells[0].id
-    resumed = runs_by_cell(workspace, grid)[cell]
+    resumed = assert_same_curve(reference, grid, workspace, grid, steps=8, from_step=3)
     assert [r.status for r in resumed] == ["FAILED", "FINISHED"]
-    assert resumed[-1].tags["ablate.resumed_from_step"] == "3"
-    expected = store_for(reference).loss_curve(runs_by_cell(reference, grid)[cell][0].run_id)
-    got = store_for(workspace).loss_curve(resumed[-1].run_id)
-    assert [s for s, _ in got] == [s for s, _ in expected] == list(range(1, 9))
-    assert [v for _, v in got] == pytest.approx([v for _, v in expected], rel=1e-5, abs=1e-6)
+    expected = store_for(reference).loss_curve(runs_by_cell(reference, grid)[grid.cells[0].id][0].run_id)
     assert expected[-1][1] < expected[0][1]                     # and it is a curve that moved
 
 
