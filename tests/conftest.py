@@ -94,6 +94,18 @@ def no_network(monkeypatch):
     return tried
 
 
+@pytest.fixture(autouse=True)
+def ablate_loggers_enabled():
+    """ablate's loggers on for every test: a library's `logging.config.dictConfig` (its default
+    `disable_existing_loggers`) run by an earlier test disables the loggers made before it, and caplog then reads
+    nothing, whatever order the tests run in."""
+    import logging
+
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if name.startswith("ablate") and isinstance(logger, logging.Logger):
+            logger.disabled = False
+
+
 def pytest_collectreport(report):
     """Move what the imports so far allocated (torch, transformers: millions of objects) out of the cyclic
     garbage collector's reach: its full collections otherwise walk all of them again, time and again (about a
