@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .names import axis_label, task_label
-from .results import AVG, Results
+from .results import AVG, BLIND, Results
 
 Loader = Callable[[str], "pd.DataFrame | None"]
 
@@ -131,19 +131,24 @@ def _accuracy(row: pd.Series) -> dict[tuple, float]:
 
 
 def example_sets(results: Results, predictions: Loader | Mapping | None, n: int = 8) -> list[ExampleSet]:
-    """The best and the worst finished run by Avg, `n` examples each, drawn at random and stratified by
-    correctness at the cell's own accuracy (`choose`); one set when only one run finished or both are the same;
-    none without predictions."""
+    """The best and the worst finished run by Avg, `n` examples each from its tasks (not their blind copies or
+    other controls), drawn at random and stratified by correctness at the cell's own accuracy (`choose`); one set
+    when only one run finished or both are the same; none without predictions."""
     load = as_loader(predictions)
     done = results.finished().dropna(subset=[AVG]) if AVG in results.runs else results.finished().iloc[:0]
     if not len(done):
         return []
     ranked = done.sort_values(AVG, ascending=False, kind="stable")
     picks = [("Best", ranked.iloc[0])] + ([("Worst", ranked.iloc[-1])] if len(ranked) > 1 else [])
+    controls = {m.task for m in results.controls}   # blind evaluations and tasks marked as controls
     out = []
     for which, row in picks:
         frame = load(str(row["cell_id"]))
         if frame is None or not len(frame) or not {"task", "shots", "id", "correct"} <= set(frame.columns):
+            continue
+        tasks = frame["task"].astype(str)
+        frame = frame[~(tasks.isin(controls) | tasks.str.endswith(BLIND))]   # the tasks, not their controls
+        if not len(frame):
             continue
         examples = _examples(frame, choose(frame, n, _accuracy(row)))
         right = sum(e.score >= 0.999 for e in examples)

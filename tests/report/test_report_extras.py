@@ -146,6 +146,12 @@ def test_sample_predictions_best_and_worst(rich, tmp_path):
     assert len(only) == 1 and only[0].examples[0].image is None  # worst cell has no table: best only
     assert example_sets(res, None) == []
 
+    # a blind evaluation's predictions (images shuffled among the questions) are a control, not the cell's answers
+    with_blind = _predictions(tmp_path, 1)
+    with_blind = pd.concat([with_blind, with_blind.assign(task=with_blind["task"] + "_blind")], ignore_index=True)
+    shown = example_sets(res, {"mlp64s1": with_blind})[0].examples
+    assert len(shown) == 8 and not any("blind" in e.task.lower() for e in shown)
+
 
 def _graded(n: int = 20) -> pd.DataFrame:
     """Two tasks of `n` questions each, every other one right."""
