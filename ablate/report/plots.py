@@ -451,7 +451,10 @@ def cost_vs_score(results: Results) -> Plot | None:
     caption = ("Cost vs average score: one point per setting (seeds pooled)"
                + (f", colour: {axis_label(colour_axis).lower()}" if colour_axis else "")
                + (f"; marker: {', '.join(axis_label(a).lower() for a in others)}" if by_marker else "")
-               + ". Points at the same cost are spread a little apart. " + ERROR_BARS + " Scores start at 0%."
+               + ". Points at the same cost are spread a little apart."
+               + (" Training FLOPs: one training step counted on the cell's first batch, times its steps."
+                  if "cost/train_flops" in cols else "")
+               + " " + ERROR_BARS + " Scores start at 0%."
                + _references_caption(set(refs)))
     return Plot("cost", caption, fig)
 
