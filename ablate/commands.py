@@ -141,18 +141,27 @@ def existing_store(workspace: Workspace, what: str) -> Workspace:
 
 
 def print_cells(grid: Grid) -> None:
-    from ablate.models.sizes import machine_memory_bytes, step_activation_bytes  # lazy: the zoo's recipes
+    from ablate.models import sizes  # lazy: the zoo's recipes
 
     print(f"grid {grid.name} ({grid.path}): {len(grid.cells)} cells over {', '.join(grid.axes) or 'no axes'}")
-    memory, too_big = machine_memory_bytes(), []
+    memory, too_big, too_long = sizes.machine_memory_bytes(), [], []
     for i, cell in enumerate(grid.cells, 1):
-        step = step_activation_bytes(cell.config)
-        size = "" if step is None else f"  (~{_gib(step)} GiB a training step)"
-        print(f"  {i:>3}. {cell.id}  {cell.label()}{size}")
+        step, flops = sizes.step_activation_bytes(cell.config), sizes.training_flops(cell.config)
+        estimates = ([f"~{_gib(step)} GiB a training step"] if step is not None else []) + \
+            ([f"~{flops:.1e} training FLOPs: {_duration(flops / sizes.CPU_CORE_FLOPS)} on one CPU core"]
+             if flops is not None else [])
+        print(f"  {i:>3}. {cell.id}  {cell.label()}" + (f"  ({'; '.join(estimates)})" if estimates else ""))
         if step is not None and memory is not None and step > memory:
             too_big.append((i, cell, step))
+        if flops is not None and flops / sizes.H100_FLOPS > sizes.UNMEANT_S:
+            too_long.append((i, cell, flops))
     for warning in grid.warnings:
         print(f"warning: {warning}")
+    for i, cell, flops in too_long:   # an estimate (ablate.models.sizes): a warning, not a refusal
+        print(f"warning: cell {i} ({cell.id}): about {flops:.1e} training FLOPs (6 x the LLM's parameters x "
+              f"{cell.config.train.steps} steps x {cell.config.train.batch_size} rows x {cell.config.data.max_length} "
+              f"tokens), {_duration(flops / sizes.H100_FLOPS)} even on one H100: lower train.steps, "
+              "train.batch_size or data.max_length")
     for i, cell, step in too_big:   # an estimate (ablate.models.sizes): a warning, not a refusal
         print(f"warning: cell {i} ({cell.id}): a training step keeps about {_gib(step)} GiB of activations "
               f"({cell.config.train.batch_size} rows / train.grad_accum {cell.config.train.grad_accum} of "
@@ -162,6 +171,15 @@ def print_cells(grid: Grid) -> None:
 
     for warning in budget_warnings(grid.cells):   # reference answers longer than eval.max_new_tokens
         print(f"warning: {warning}")
+
+
+def _duration(seconds: float) -> str:
+    """An estimate's duration in its largest sensible unit: `40 s`, `12 min`, `5.2 h`, `3.1e+04 days`."""
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size:
+            value = seconds / size
+            return f"{value:.2g} {unit}" if value < 1e4 else f"{value:.1e} {unit}"
+    return f"{seconds:.0f} s"
 
 
 def _gib(size: int) -> str:

@@ -1,4 +1,5 @@
-"""Rough sizes of a cell before anything is built, for the dry run: the memory one training step's activations take.
+"""Rough sizes of a cell before anything is built, for the dry run: the memory one training step's activations take,
+and the FLOPs its training takes (`training_flops`: 6 x parameters x tokens, as scaling-law papers count).
 
 An estimate, not a measurement: per token of a micro-batch (`train.batch_size / train.grad_accum` rows of
 `data.max_length` tokens), each LLM layer keeps about 34 bytes per hidden unit in 16-bit precision for the backward
@@ -62,6 +63,25 @@ def step_activation_bytes(config: CellConfig) -> int | None:
     tokens = math.ceil(train.batch_size / train.grad_accum) * config.data.max_length
     precision = 2 if train.precision == "bf16" else 4
     return tokens * (layers * hidden * 34 * precision // 2 + vocabulary * 4 * 2)
+
+
+# what one device does, for the dry run's time estimate: one CPU core in float32 (a tiny LLM's matmuls reached about
+# 9e10 FLOP/s on one core, docs/performance.md), one H100 at 40 % of its dense bf16 peak
+CPU_CORE_FLOPS = 5e10
+H100_FLOPS = 0.4 * 989.4e12
+UNMEANT_S = 30 * 86400   # a cell that would train this long even on one H100 was not meant
+
+
+def training_flops(config: CellConfig) -> float | None:
+    """About how many FLOPs a cell's training takes: 6 x the LLM's parameters x its tokens (every row padded to
+    `data.max_length`: an upper bound), the encoder and attention left out; None when the LLM's size is unknown or
+    a budget sets the steps at the cell's start."""
+    dims = llm_dims(config.llm.name)
+    if dims is None or getattr(config.train, "budget", None) is not None:
+        return None
+    hidden, layers, vocabulary = dims
+    parameters = layers * 12 * hidden * hidden + vocabulary * hidden
+    return 6.0 * parameters * config.train.batch_size * config.data.max_length * config.train.steps
 
 
 def machine_memory_bytes() -> int | None:

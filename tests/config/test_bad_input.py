@@ -137,8 +137,31 @@ def test_the_dry_run_estimates_each_cells_step_memory_and_warns_past_the_machine
     assert big == pytest.approx(small * 60000 / 16)        # activations grow with the rows of a step
     assert ablate(tmp_path, "run", str(grid), "--dry-run") == 0
     out = capsys.readouterr().out
-    assert out.count("GiB a training step)") == 2
+    assert out.count("GiB a training step;") == 2
     assert (big > machine_memory_bytes()) == ("warning: cell 2" in out), out
     assert f"about {big / GIB:,.0f} GiB of activations" in out and "lower train.batch_size" in out
     assert "warning: cell 1" not in out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_dry_run_estimates_each_cells_training_flops_and_warns_where_no_device_could_finish(tmp_path, monkeypatch,
+                                                                                                capsys):
+    from ablate.models.sizes import H100_FLOPS, training_flops
+    from ablate.resolve import load_grid
+
+    monkeypatch.chdir(tmp_path)
+    grid = tmp_path.parent / f"{tmp_path.name}-grid.yaml"
+    grid.write_text('base:\n  encoder: {name: "zoo:clip-s", resolution: 96}\n  connector: {tokens: 16}\n'
+                    '  llm: {name: "zoo:lm-s"}\n  data: {max_length: 4096}\n  train: {batch_size: 60000}\n'
+                    'axes:\n  train.steps: [400, 9000000]\n')
+    short, long = (training_flops(c.config) for c in load_grid(grid).cells)
+    # zoo:lm-s: 4 layers of width 128, a vocabulary of at most 1,024: 6 x parameters x rows x tokens x steps
+    assert short == pytest.approx(6 * (4 * 12 * 128**2 + 1024 * 128) * 60000 * 4096 * 400)
+    assert long == pytest.approx(short * 9000000 / 400)
+    assert ablate(tmp_path, "run", str(grid), "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert out.count("training FLOPs: ") == 2 and "on one CPU core" in out
+    assert long / H100_FLOPS > 30 * 86400 > short / H100_FLOPS
+    assert "warning: cell 2" in out and "even on one H100: lower train.steps" in out
+    assert not any(line.startswith("warning: cell 1") and "H100" in line for line in out.splitlines())
     assert list(tmp_path.iterdir()) == []
