@@ -18,7 +18,7 @@ from ablate.config.grid import Cell, Grid
 from ablate.models.features import FeatureCache
 from ablate.progress import Progress
 from ablate.runners.claims import claim
-from ablate.runners.protocol import Terminated, sigterm_raises
+from ablate.runners.protocol import EXIT_CLAIMED, EXIT_FINISHED, EXIT_SKIPPED, Terminated, sigterm_raises
 from ablate.tracking.store import Store, StoreError
 from ablate.workspace import Workspace
 
@@ -36,6 +36,15 @@ class GridOutcome:
     failed: dict[str, str] = field(default_factory=dict)
     claimed_elsewhere: list[str] = field(default_factory=list)   # held by another process: not run here
     submitted: list[str] = field(default_factory=list)           # handed to a scheduler that runs them later
+
+    def settled(self, rc: int, cell_id: str) -> bool:
+        """Record a cell process's exit code that needs no reason (finished, held by another process, done
+        already); False for any other code, which the runner explains itself."""
+        lists = {EXIT_FINISHED: self.finished, EXIT_CLAIMED: self.claimed_elsewhere, EXIT_SKIPPED: self.skipped}
+        if rc not in lists:
+            return False
+        lists[rc].append(cell_id)
+        return True
 
     def merge(self, other: "GridOutcome") -> None:
         self.finished += other.finished

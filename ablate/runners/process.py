@@ -169,13 +169,9 @@ class ProcessRunner:
     def _record(self, rc: int, timed_out: bool, wall: float, grid: Grid, cell: Cell, workspace: Workspace,
                 store: Store, experiment: str, log_path: Path, outcome: GridOutcome) -> None:
         """What the child's exit code says, into `outcome` (and the store, for a child that died)."""
-        if rc == protocol.EXIT_FINISHED and not timed_out:
-            outcome.finished.append(cell.id)
-        elif rc == protocol.EXIT_CLAIMED:
-            outcome.claimed_elsewhere.append(cell.id)
-        elif rc == protocol.EXIT_SKIPPED:
-            outcome.skipped.append(cell.id)
-        elif rc == protocol.EXIT_FAILED:
+        if (rc != protocol.EXIT_FINISHED or not timed_out) and outcome.settled(rc, cell.id):
+            return
+        if rc == protocol.EXIT_FAILED:
             outcome.failed[cell.id] = latest_reason(store, experiment, cell.id) or f"failed (see {log_path})"
         else:
             reason = crash_reason(rc, timed_out, self.time_limit_s, wall, log_path)

@@ -121,13 +121,9 @@ class SlurmRunner:
                 close_crashed(store, experiment, grid, cell, reason, claims_dir(workspace))
                 outcome.failed[cell.id] = reason
                 continue
-            if rc == protocol.EXIT_FINISHED:
-                outcome.finished.append(cell.id)
-            elif rc == protocol.EXIT_CLAIMED:
-                outcome.claimed_elsewhere.append(cell.id)
-            elif rc == protocol.EXIT_SKIPPED:
-                outcome.skipped.append(cell.id)
-            elif rc == protocol.EXIT_STORE:
+            if outcome.settled(rc, cell.id):
+                continue
+            if rc == protocol.EXIT_STORE:
                 outcome.failed[cell.id] = (f"the store or the workspace could not be written (disk full or read-only?);"
                                            f" job {job.job_id}, log {job.paths.stdout}")
             else:
