@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from recording import Losses
 from tinyworld import TINY_WORLD
 
 from ablate.config.schema import CellConfig
@@ -52,16 +53,6 @@ def test_a_packed_cell_trains_on_the_losses_of_the_unpacked_one(tiny_backbones, 
     from ablate.train.loop import TrainState, train_stages
     from ablate.world import build_world
 
-    class Hooks:
-        def __init__(self):
-            self.losses = []
-
-        def on_step(self, step, loss, lr):
-            self.losses.append(loss)
-
-        def on_checkpoint(self, step, state):
-            pass
-
     torch.set_num_threads(1)
     results, padding = {}, {}
     for packing in (False, True):
@@ -70,7 +61,7 @@ def test_a_packed_cell_trains_on_the_losses_of_the_unpacked_one(tiny_backbones, 
         world = build_world(cfg.data.world, tmp_path)
         model = build_mllm(cfg, tmp_path, device="cpu")
         optim, slots = stage_optimizer(cfg, model)
-        hooks = Hooks()
+        hooks = Losses()
         batches = stage_batches(cfg, world, model)
         first = next(batches(plan(cfg.train)[0], 0))
         padding[packing] = (first.input_ids.shape[0], first.padding_fraction)

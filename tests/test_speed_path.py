@@ -14,6 +14,7 @@ import sys
 import pytest
 import torch
 from pydantic import ValidationError
+from recording import Losses
 from tinyworld import TINY_WORLD  # the world tests/conftest.py's tiny backbones were made with
 
 from ablate.config.schema import CellConfig, TrainConfig
@@ -42,17 +43,6 @@ def config(tiny_backbones, **train) -> CellConfig:
         "train": {"steps": 10, "batch_size": 6, "lr": 0.003, "checkpoint_every": 100, "precision": "fp32",
                   "lr_multipliers": {"encoder": 0.0, "connector": 1.0, "llm": 0.5}, **train},
         "eval": {"tasks": ["world_vqa"]}})
-
-
-class Losses:
-    def __init__(self):
-        self.losses = []
-
-    def on_step(self, step, loss, lr):
-        self.losses.append(loss)
-
-    def on_checkpoint(self, step, state):
-        pass
 
 
 def train_cell(cfg: CellConfig, cache) -> tuple[list[float], dict, dict]:
