@@ -235,8 +235,8 @@ class Resolver:
         what will run but may surprise."""
         self._once(("llm", config.llm.name), lambda: _check_spec("llm.name", config.llm.name, families.LLM))
         _, warnings = self._once(("encoder", config.encoder), lambda: _check_encoder(config.encoder))
-        self._once(("sources", tuple(config.data.sources)), lambda: _check_sources(config))
-        warnings = [*warnings, *self._check_stages(config)]
+        warnings = [*warnings, *self._once(("sources", tuple(config.data.sources)), lambda: _check_sources(config))]
+        warnings += self._check_stages(config)
         self._once(("chat template", config.llm.name, config.llm.chat_template), lambda: _check_chat_template(config))
         warnings += _frozen_adapters(config)
         self._once(("eval", config.eval.model_dump_json()), lambda: _check_eval(config))
@@ -255,7 +255,8 @@ class Resolver:
             prefix = "data" if config.train.stages is None else f"train.stages.{stage.index}.data"
             data = stage.data(config.data)
             if stage.sources is not None:
-                self._once(("sources", tuple(stage.sources)), lambda: _check_sources(config, stage.sources, prefix))
+                warnings += self._once(("sources", tuple(stage.sources)),
+                                       lambda: _check_sources(config, stage.sources, prefix))
             for source in data.sources:
                 if source.kind == "instruction":
                     self._once(("instruction", source), lambda: _check_question_file(source, prefix))
@@ -455,8 +456,11 @@ def _check_custom_data(custom) -> None:
         raise CellCheckError(f"eval.custom_tasks.{err.field}", str(err), err.allowed) from None
 
 
-def _check_sources(config: CellConfig, sources=None, prefix: str = "data") -> None:
-    """Local data sources must be there (the loader's rules: a file, a glob that matches, a folder with data)."""
+def _check_sources(config: CellConfig, sources=None, prefix: str = "data") -> list[str]:
+    """Local data sources must be there (the loader's rules: a file, a glob that matches, a folder with data), and
+    their first rows read as training reads them (`ablate.data.sources.sample_problems`): a missing column, or no
+    usable row among them, is an error; some rows that training would skip, a warning."""
+    warnings = []
     for source in config.data.sources if sources is None else sources:
         if source.format == "hub" or source.kind == "instruction":   # instruction: `_check_question_file`
             continue
@@ -479,6 +483,34 @@ def _check_sources(config: CellConfig, sources=None, prefix: str = "data") -> No
         if not ok:
             raise CellCheckError(f"{prefix}.sources.path", f"{source.kind} source: no {what} {str(local)!r} "
                                                       f"(relative paths are read from {Path.cwd()})")
+        warnings += _check_sample(source, prefix)
+    return warnings
+
+
+def _check_sample(source, prefix: str) -> list[str]:
+    """A source's first rows: an error when none can train or a column is missing, a warning when some cannot."""
+    from ablate.data.sources import sample_problems
+    from ablate.data.validate import SourceError
+
+    try:
+        read, undecodable, mismatched, example = sample_problems(source)
+    except SourceError as err:
+        raise CellCheckError(f"{prefix}.sources", str(err)) from None
+    except Exception as err:  # noqa: BLE001 - json / pyarrow / tar readers raise many types: all "cannot be read"
+        raise CellCheckError(f"{prefix}.sources.path", f"{source.kind} source {source.path!r} cannot be read "
+                                                       f"({type(err).__name__}: {str(err).strip()[:300]})") from None
+    bad = undecodable + mismatched
+    if not bad:
+        return []
+    where = f" ({example})" if example else ""
+    what = ", ".join(part for part in (
+        f"{undecodable} with an image that cannot be decoded{where}" if undecodable else "",
+        f"{mismatched} whose <image> markers do not match their images" if mismatched else "") if part)
+    if bad == read:
+        raise CellCheckError(f"{prefix}.sources.path", f"{source.kind} source {source.path!r}: none of its first "
+                                                       f"{read} rows can train ({what})")
+    return [f"{prefix}.sources: {source.path}: {bad} of its first {read} rows cannot train ({what}); training "
+            "skips such rows when it meets them and logs the counts"]
 
 
 def _check_question_file(source, prefix: str) -> None:

@@ -13,26 +13,40 @@ from ablate.data.conversation import with_turns_column
 from ablate.data.instruction import with_answer_column
 from ablate.data.mixture import mix, normalised
 from ablate.data.sources import load_source
+from ablate.data.validate import Skips
 
 
-def mixture_sources(data_cfg: DataConfig, world=None, cache_dir=None) -> dict:
-    """One `Dataset` per kind with weight > 0: the configured real sources of that kind, or, with no real sources
+class Sources(dict):
+    """`kind -> table` (what `mix` draws from), and `checks`: `kind -> filter` for the kinds read into memory from
+    real files, whose rows are checked when the stream meets them (`validate.Skips`: nothing decoded up front).
+    Streamed sources carry their own check; the embedded world's rows need none."""
+
+    def __init__(self, tables: dict, checks: dict | None = None):
+        super().__init__(tables)
+        self.checks = checks or {}
+
+
+def mixture_sources(data_cfg: DataConfig, world=None, cache_dir=None) -> Sources:
+    """One table per kind with weight > 0: the configured real sources of that kind, or, with no real sources
     at all, the world's."""
-    out = {}
+    out, checks = {}, {}
     for kind in normalised(data_cfg.mixture):
         real = [s for s in data_cfg.sources if s.kind == kind]
         if real:
             parts = [load_source(kind, source=s, cache_dir=cache_dir) for s in real]
             if len(parts) > 1 and any(isinstance(p, IterableDataset) for p in parts):   # streamed and in-memory
-                parts = [p if isinstance(p, IterableDataset) else p.to_iterable_dataset() for p in parts]
+                parts = [p if isinstance(p, IterableDataset) else
+                         p.to_iterable_dataset().filter(Skips(s.path, len(p)).usable) for p, s in zip(parts, real)]
             out[kind] = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+            if not isinstance(out[kind], IterableDataset):
+                checks[kind] = Skips(", ".join(s.path for s in real), len(out[kind])).usable
         elif world is None or data_cfg.sources:
             raise ValueError(f"mixture kind {kind!r} has no source in data.sources"
                              + (" (with sources, the embedded world's data is not used)" if world else
                                 " and no world was given"))
         else:
             out[kind] = load_source(kind, world=world)
-    return one_schema(out)
+    return Sources(one_schema(out), checks)
 
 
 def one_schema(tables: dict) -> dict:
@@ -74,7 +88,7 @@ def train_batches(data_cfg: DataConfig, world, tokenizer, visual_tokens_per_imag
         return
     per, mine = node_share(batch_size, nodes, rows)
     sources = sources or mixture_sources(data_cfg, world, cache_dir)
-    streams = {k: mix(sources, data_cfg.mixture, seed, k, nodes) for k in mine}
+    streams = {k: mix(sources, data_cfg.mixture, seed, k, nodes, _checks(sources)) for k in mine}
     for k, stream in streams.items():
         if data_state is not None:
             stream.load_state_dict(data_state["nodes"][str(k)])
@@ -111,7 +125,8 @@ def node_share(batch_size: int, nodes: int, rows: slice | None) -> tuple[int, ra
 
 def _one_stream(data_cfg, world, tokenizer, visual_tokens_per_image, batch_size, seed, start_step, cache_dir, rows,
                 data_state, keep=None, sources=None) -> Iterator[Batch | None]:
-    stream = mix(sources or mixture_sources(data_cfg, world, cache_dir), data_cfg.mixture, seed)
+    sources = sources or mixture_sources(data_cfg, world, cache_dir)
+    stream = mix(sources, data_cfg.mixture, seed, checks=_checks(sources))
     if data_state is not None:
         stream.load_state_dict(data_state)
     elif start_step:
@@ -128,3 +143,7 @@ def _one_stream(data_cfg, world, tokenizer, visual_tokens_per_image, batch_size,
         batch = collate(chunk if rows is None else chunk[rows])
         batch.data_state = stream.state_dict()
         yield batch
+
+
+def _checks(sources: dict) -> dict:
+    return getattr(sources, "checks", {})

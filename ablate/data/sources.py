@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import warnings
+from itertools import islice
 from pathlib import Path
 
 import datasets
@@ -154,13 +155,20 @@ def _real(source: SourceConfig, cache_dir: Path | None) -> Dataset:
             rows.append({"text": str(text), "images": images})
         else:
             rows.append({"text": f"{IMAGE_MARKER} {text}", "images": [as_path(value)]})
-    return validate.drop_bad_rows(Dataset.from_list(rows, features=FEATURES), name)
+    return Dataset.from_list(rows, features=FEATURES)   # images checked when met (`validate.Skips`)
 
 
 def _stream(source: SourceConfig, cache_dir: Path | None) -> IterableDataset:
     """A streamed source: its files read as the training stream needs them, each row made `{"text", "images"}` and
     checked when it is met (an image that does not decode, or markers that do not match the images: the row is
     skipped, counted and logged, `validate.Skips`). Image bytes are written to `ablate-images` as rows are met."""
+    rows, name = _streamed_rows(source, _images_dir(cache_dir), cache_dir)
+    return rows.filter(validate.Skips(name).usable)
+
+
+def _streamed_rows(source: SourceConfig, images_dir: Path, cache_dir: Path | None = None
+                   ) -> tuple[IterableDataset, str]:
+    """A source's rows `{"text", "images"}` as a stream (nothing checked), and its name for messages."""
     table, name = _load(source, cache_dir, streaming=True)
     if table.column_names is None:   # features not known up front: the first row says
         table = table._resolve_features()
@@ -168,7 +176,6 @@ def _stream(source: SourceConfig, cache_dir: Path | None) -> IterableDataset:
     needed = [text_col] if source.kind == "text" else [image_col, text_col]
     validate.require_columns(table, needed, name, source.kind)
     base = Path(name).parent if Path(name).suffix else Path(name)
-    images_dir = _images_dir(cache_dir)
     if image_col in (table.features or {}) and _is_image_feature(table.features[image_col]):
         table = table.cast_column(image_col, _undecoded(table.features[image_col]))
     kind = source.kind
@@ -182,9 +189,39 @@ def _stream(source: SourceConfig, cache_dir: Path | None) -> IterableDataset:
             return {"text": str(text), "images": [_image_path(v, base, images_dir) for v in (value or [])]}
         return {"text": f"{IMAGE_MARKER} {text}", "images": [_image_path(value, base, images_dir)]}
 
-    skips = validate.Skips(name)
-    rows = table.map(to_row, remove_columns=table.column_names).cast(FEATURES)
-    return rows.filter(skips.usable)
+    return table.map(to_row, remove_columns=table.column_names).cast(FEATURES), name
+
+
+SAMPLE_ROWS = 32   # rows of each source the dry run reads
+
+
+def sample_problems(source: SourceConfig, rows: int = SAMPLE_ROWS) -> tuple[int, int, int, str]:
+    """The dry run's look at a local source: its first `rows` rows read as training reads them (streamed: nothing
+    goes into the cache; image bytes written to a temporary folder), `(rows read, rows with an image that does not
+    decode, rows whose markers do not match their images, the first bad image's path or "")`. A missing column
+    raises `validate.SourceError`."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="ablate-sample-") as tmp:
+        if source.kind == "conversation":
+            table, _ = _load(source, None, streaming=True)
+            local = Path(source.path).expanduser()
+            base = Path(source.image_root).expanduser() if source.image_root else \
+                (local if local.is_dir() else local.parent)
+            first = [{"text": IMAGE_MARKER * len(paths), "images": paths}
+                     for record in islice(table, rows)
+                     for paths in [[_image_path(v, base, Path(tmp))
+                                    for v in conversation.images_of(record.get(source.image_column))]]]
+        else:
+            stream, _ = _streamed_rows(source, Path(tmp))
+            first = list(islice(stream, rows))
+        undecodable = [r for r in first if r["text"].count(IMAGE_MARKER) == len(r["images"])
+                       and not all(validate.image_ok(p) for p in r["images"])]
+        mismatched = sum(r["text"].count(IMAGE_MARKER) != len(r["images"]) for r in first)
+        example = next((p for r in undecodable for p in r["images"] if not validate.image_ok(p)), "")
+        if example.startswith(tmp):
+            example = "(image bytes in the file)"
+        return len(first), len(undecodable), mismatched, example
 
 
 def _conversations(source: SourceConfig, cache_dir: Path | None) -> Dataset:
@@ -201,7 +238,7 @@ def _conversations(source: SourceConfig, cache_dir: Path | None) -> Dataset:
                       "markers do not match their images", stacklevel=2)
     if not rows:
         raise validate.SourceError(f"{name}: no conversation record can train ({len(table)} read)")
-    return validate.drop_bad_rows(Dataset.from_list(rows, features=conversation.features()), name)
+    return Dataset.from_list(rows, features=conversation.features())   # images checked when met (`validate.Skips`)
 
 
 def raw_texts(source: SourceConfig, cache_dir: Path | None = None, rows: int = 300) -> list[str]:

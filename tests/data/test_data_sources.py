@@ -1,15 +1,18 @@
 """Real sources from tiny local files of every format, and the validation errors."""
 import io
 import json
+import logging
 import tarfile
+from itertools import islice
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from PIL import Image
 
-from ablate.config.schema import SourceConfig
-from ablate.data import SourceError, load_source
+from ablate.config.schema import DataConfig, SourceConfig
+from ablate.data import SourceError, load_source, mixture_sources
+from ablate.data.mixture import mix
 
 
 def _jsonl(path: Path, rows: list[dict]) -> str:
@@ -100,7 +103,7 @@ def test_missing_column_names_file_column_and_columns_present(tmp_path, png):
     assert "caps.jsonl" in msg and "'text'" in msg and "['image', 'caption']" in msg
 
 
-def test_undecodable_images_and_bad_markers_are_counted_and_skipped(tmp_path, png):
+def _bad_rows(tmp_path, png) -> tuple[str, str]:
     good = png("good.png")
     (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
     path = _jsonl(tmp_path / "docs.jsonl", [
@@ -109,10 +112,63 @@ def test_undecodable_images_and_bad_markers_are_counted_and_skipped(tmp_path, pn
         {"images": [good], "text": "no marker here"},
         {"images": [str(tmp_path / "missing.png")], "text": "<image> gone"},
     ])
-    with pytest.warns(UserWarning, match=r"skipped 3 of 4 rows \(2 image\(s\) that cannot be decoded, 1 row"):
-        ds = load_source("interleaved", source=SourceConfig(kind="interleaved", path=path, image_column="images"),
-                         cache_dir=tmp_path / "cache")
-    assert ds.to_list() == [{"text": "<image> fine", "images": [good]}]
+    return path, good
+
+
+def test_an_in_memory_source_opens_no_image_until_the_stream_meets_its_rows(tmp_path, png, monkeypatch, caplog):
+    path, good = _bad_rows(tmp_path, png)
+    opened = []
+    real_open = Image.open
+    monkeypatch.setattr("ablate.data.validate.Image.open", lambda p, *a: opened.append(p) or real_open(p, *a))
+    source = SourceConfig(kind="interleaved", path=path, image_column="images")
+    ds = load_source("interleaved", source=source, cache_dir=tmp_path / "cache")
+    assert len(ds) == 4 and opened == []                       # loading reads the file, not the images
+    sources = mixture_sources(DataConfig(mixture={"interleaved": 1.0}, sources=[source]), cache_dir=tmp_path / "c")
+    with caplog.at_level(logging.WARNING, logger="ablate.data.validate"):
+        rows = list(islice(mix(sources, {"interleaved": 1.0}, seed=0, checks=sources.checks), 3))
+    assert rows == [{"text": "<image> fine", "images": [good]}] * 3     # the only usable row, drawn again and again
+    assert opened                                             # images opened as their rows were met
+    first_pass = caplog.records[2].getMessage()                # the three bad rows of the first pass, in some order
+    assert "docs.jsonl: row skipped" in first_pass
+    assert "so far 2 with an image that cannot be decoded, 1 whose <image> markers do not match" in first_pass
+
+
+def test_a_source_without_a_usable_row_stops_the_stream_instead_of_looping(tmp_path, png):
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
+    path = _jsonl(tmp_path / "bad.jsonl", [{"image": str(tmp_path / "broken.png"), "text": f"row {i}"}
+                                           for i in range(3)])
+    source = SourceConfig(kind="caption", path=path)
+    sources = mixture_sources(DataConfig(mixture={"caption": 1.0}, sources=[source]), cache_dir=tmp_path / "c")
+    with pytest.raises(SourceError, match=r"bad.jsonl: no usable row in 3 rows met one after another \(3 with an "
+                                          r"image that cannot be decoded"):
+        next(iter(mix(sources, {"caption": 1.0}, seed=0, checks=sources.checks)))
+
+
+def test_the_dry_run_reads_a_sources_first_rows_warns_of_bad_ones_and_refuses_a_source_with_none_usable(
+        tmp_path, png, monkeypatch, capsys):
+    from ablate.cli import main
+
+    path, _ = _bad_rows(tmp_path, png)
+    monkeypatch.chdir(tmp_path)
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("base:\n  data:\n    mixture: {interleaved: 1.0}\n    sources:\n"
+                    f"      - {{kind: interleaved, path: {path}, image_column: images}}\n")
+    home = ["--home", str(tmp_path / "home"), "--reports", str(tmp_path / "reports")]
+    assert main([*home, "run", str(grid), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    said = (f"data.sources: {path}: 3 of its first 4 rows cannot train (2 with an image that cannot be decoded "
+            f"({tmp_path / 'broken.png'}), 1 whose <image> markers do not match")
+    assert said in " ".join(out.split())
+    bad = _jsonl(tmp_path / "bad.jsonl", [{"images": [str(tmp_path / "broken.png")], "text": "<image> x"}])
+    grid.write_text(grid.read_text().replace(path, bad))
+    assert main([*home, "run", str(grid), "--dry-run"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "data.sources.path" in err and "none of its first 1 rows can train" in err and "bad.jsonl" in err
+    grid.write_text(grid.read_text().replace("image_column: images", "image_column: pictures"))
+    assert main([*home, "run", str(grid), "--dry-run"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "data.sources" in err and "'pictures'" in err and "columns present" in err
+    assert not (tmp_path / "home").exists()
 
 
 def test_hub_source_offline_fails_with_a_hint(monkeypatch):
@@ -129,3 +185,32 @@ def test_kind_checks():
         load_source("video")
     with pytest.raises(ValueError, match="needs a world or a SourceConfig"):
         load_source("text")
+
+
+def test_a_resumed_in_memory_source_with_skipped_rows_gives_exactly_the_batches_that_follow(tmp_path, png, tok,
+                                                                                           monkeypatch):
+    import datasets
+    import torch
+
+    from ablate.data import train_batches
+
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
+    good = [png(f"{c}.png", (40 * c, 0, 0)) for c in range(5)]
+    broken = [i % 4 == 1 for i in range(12)]            # their text says "lamp", the others' "circle"
+    rows = [{"image": str(tmp_path / "broken.png") if broken[i] else good[i % 5],
+             "text": f"{'lamp' if broken[i] else 'circle'} {'abcdefgh'[i % 8]}"} for i in range(12)]
+    cfg = DataConfig(mixture={"caption": 1.0}, max_length=32,
+                     sources=[SourceConfig(kind="caption", path=_jsonl(tmp_path / "caps.jsonl", rows))])
+    run = list(islice(train_batches(cfg, None, tok, 4, batch_size=3, seed=0, cache_dir=tmp_path / "c"), 12))
+    seen = [tok.decode(b.input_ids[i]) for b in run for i in range(3)]
+    assert sum("circle" in text for text in seen) == 36 and not any("lamp" in text for text in seen), seen
+
+    def no_skip(*args, **kwargs):
+        raise AssertionError("a resume from the stream's state reads no row before it")
+
+    monkeypatch.setattr(datasets.IterableDataset, "skip", no_skip)
+    state = json.loads(json.dumps(run[6].data_state))            # as a checkpoint stores it
+    resumed = list(islice(train_batches(cfg, None, tok, 4, batch_size=3, seed=0, cache_dir=tmp_path / "c",
+                                        data_state=state), 5))
+    for a, b in zip(run[7:], resumed, strict=True):
+        assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.labels, b.labels)
