@@ -98,35 +98,31 @@ class Collator:
         return _Row(ids[:n], is_image[:n], kept, labelled[:n])
 
     def encode_turns(self, turns: list[dict], images: list[str]) -> _Row:
-        """A conversation row: its framed pieces (`conversation.segments`) tokenised in order, each `<image>`
-        marker a block of visual tokens (truncation as in `encode`: a block that does not fit ends the row)."""
+        """A conversation row: its framed pieces (`conversation.pieces`) tokenised in order, each `<image>` marker a
+        block of visual tokens (truncation as in `encode`: a block that does not fit ends the row)."""
         ids: list[int] = [] if self.bos_id is None else [self.bos_id]
         is_image, labelled, kept = [False] * len(ids), [False] * len(ids), []
-        for text, loss in conversation.segments(turns, self.tokenizer, template=self.chat is not None):
-            if text == conversation.EOS:
+        for piece, loss in conversation.pieces(turns, self.tokenizer, template=self.chat is not None):
+            if piece == conversation.EOS:
                 if self.eos_id is not None:
                     ids.append(self.eos_id)
                     is_image.append(False)
                     labelled.append(True)
-                continue
-            pieces = text.split(IMAGE_MARKER)
-            for k, piece in enumerate(pieces):
-                piece = piece.lstrip() if k else piece
-                piece = piece.rstrip() if k < len(pieces) - 1 else piece
-                piece_ids = self.tokenizer(piece, add_special_tokens=False)["input_ids"] if piece else []
+            elif piece == IMAGE_MARKER:
+                if len(kept) == len(images):
+                    raise ValueError(f"more {IMAGE_MARKER} markers than the {len(images)} images of a conversation")
+                block = self.block(images[len(kept)]) if self.block else [self.image_id] * self.n_visual
+                if len(ids) + len(block) > self.max_length:
+                    return self._cut(ids, is_image, kept, labelled)
+                ids += block
+                is_image += [True] * len(block)
+                labelled += [False] * len(block)
+                kept.append(images[len(kept)])
+            else:
+                piece_ids = self.tokenizer(piece, add_special_tokens=False)["input_ids"]
                 ids += piece_ids
                 is_image += [False] * len(piece_ids)
                 labelled += [loss] * len(piece_ids)
-                if k < len(pieces) - 1:
-                    if len(kept) == len(images):
-                        raise ValueError(f"more {IMAGE_MARKER} markers than the {len(images)} images of a conversation")
-                    block = self.block(images[len(kept)]) if self.block else [self.image_id] * self.n_visual
-                    if len(ids) + len(block) > self.max_length:
-                        return self._cut(ids, is_image, kept, labelled)
-                    ids += block
-                    is_image += [True] * len(block)
-                    labelled += [False] * len(block)
-                    kept.append(images[len(kept)])
         return self._cut(ids, is_image, kept, labelled)
 
     def _cut(self, ids, is_image, kept, labelled) -> _Row:

@@ -76,12 +76,19 @@ def turns_of(messages) -> list[dict] | None:
     for message in messages:
         if not isinstance(message, dict):
             return None
-        role = ROLES.get(str(message.get("from", message.get("role", ""))).lower())
-        content = message.get("value", message.get("content"))
+        role = ROLES.get(str(_either(message, "from", "role") or "").lower())
+        content = _either(message, "value", "content")
         if role is None or not isinstance(content, str):
             return None
         turns.append({"role": role, "content": content})
     return turns if any(t["role"] == "assistant" for t in turns) else None
+
+
+def _either(message: dict, key: str, other: str):
+    """`message[key]`, else `message[other]`: a file mixing `from`/`value` and `role`/`content` messages holds both keys
+    in every message once read as a table, the absent ones None."""
+    value = message.get(key)
+    return message.get(other) if value is None else value
 
 
 def images_of(value) -> list[str]:
@@ -105,6 +112,16 @@ def place_markers(turns: list[dict], n_images: int) -> list[dict] | None:
     out = [dict(t) for t in turns]
     out[first]["content"] = IMAGE_MARKER * n_images + "\n" + out[first]["content"]
     return out
+
+
+def read_record(record: dict, column: str = CONVERSATIONS,
+                image_column: str = "image") -> tuple[list[dict], list] | None:
+    """A record's turns (`turns_of`, markers placed by `place_markers`) and its image values (`images_of`), as a
+    conversation source reads them; None when it cannot train or be evaluated."""
+    images = images_of(record.get(image_column))
+    turns = turns_of(record.get(column))
+    turns = place_markers(turns, len(images)) if turns is not None else None
+    return None if turns is None else (turns, images)
 
 
 def row(turns: list[dict], images: list[str]) -> dict:
@@ -185,6 +202,38 @@ def _template_segments(turns: list[dict], tokenizer) -> list[tuple[str, bool]]:
     if rest:
         out.append((rest, False))
     return out
+
+
+def pieces(turns: list[dict], tokenizer=None, template: bool = False) -> list[tuple[str, bool]]:
+    """`segments` cut as they are tokenised: each text piece is tokenised on its own (the spaces next to an `<image>`
+    marker stripped), `IMAGE_MARKER` stands where an image's visual tokens go, `EOS` for `<eos>`; with whether it
+    carries the loss. Training (`ablate.data.collate.Collator.encode_turns`) and generation (`prompt_pieces`) both
+    encode these, so an evaluation context is the training row's beginning, token for token."""
+    out = []
+    for text, loss in segments(turns, tokenizer, template):
+        if text == EOS:
+            out.append((EOS, True))
+            continue
+        parts = text.split(IMAGE_MARKER)
+        for k, part in enumerate(parts):
+            part = part.lstrip() if k else part
+            part = part.rstrip() if k < len(parts) - 1 else part
+            if part:
+                out.append((part, loss))
+            if k < len(parts) - 1:
+                out.append((IMAGE_MARKER, False))
+    return out
+
+
+def prompt_pieces(context: list[dict], tokenizer=None, template: bool = False) -> list[str]:
+    """An evaluation context (the turns before the reply, `context_and_reference`) as `pieces` up to where the
+    assistant's reply begins: what training encodes before the same reply (with `template`, the chat template's
+    generation prompt last; in the plain frame, the last user turn)."""
+    framed = pieces([*context, {"role": "assistant", "content": ""}], tokenizer, template)
+    end = len(framed)
+    while end and framed[end - 1][1]:   # the reply's own pieces (its text, what closes it) carry the loss
+        end -= 1
+    return [text for text, _ in framed[:end]]
 
 
 def context_and_reference(turns: list[dict]) -> tuple[list[dict], str]:
