@@ -451,10 +451,16 @@ class TrainConfig(Strict):
 
 
 class CustomTaskConfig(Strict):
-    """A local VQA-format dataset (image files + a question file) evaluated as an lmms-eval task."""
+    """A local dataset (image files + a question file, or a LLaVA-format conversation file) evaluated as an lmms-eval
+    task."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="task name (not a built-in lmms-eval name)")
     path: str = Field(description="question file: .jsonl / .json / .parquet / .csv")
+    format: Literal["vqa", "conversation"] = Field(
+        "vqa", description="vqa: one question and its answers per record (image, question, answers columns); "
+                           "conversation: LLaVA / ShareGPT records, the turns before the last assistant turn the "
+                           "context, that turn the reference (docs/evaluation.md)")
+    conversations_column: str = Field("conversations", description="format conversation: the column of turns")
     demo_path: str | None = Field(None, description="few-shot pool file; None: `path` itself (query image excluded)")
     image_root: str | None = Field(None, description="folder for relative image paths; None: the question file's")
     image_column: str = "image"

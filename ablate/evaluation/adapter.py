@@ -5,7 +5,8 @@ was given. Requests are grouped by generation settings, sorted by context size (
 similar length), cut into batches of `batch_size` and answered in their original order.
 
 A context string carries one `<image>` marker per image of `doc_to_visual` (the embedded tasks write them);
-without markers (lmms-eval's own tasks), the images come first, then the text.
+without markers (lmms-eval's own tasks), the images come first, then the text. A conversation task's context text
+is its turns (`spec.conversation_text`): the generator gets a `protocol.Conversation` of them and the images.
 """
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from collections import defaultdict
 from lmms_eval.api.instance import Instance
 from lmms_eval.api.model import lmms
 
-from ablate.evaluation.protocol import Context, Generator
-from ablate.evaluation.spec import IMAGE_MARKER
+from ablate.evaluation.protocol import Context, Conversation, Generator
+from ablate.evaluation.spec import IMAGE_MARKER, conversation_turns
 
 
 def interleave(text: str, images: list) -> Context:
@@ -81,7 +82,8 @@ class AblateLMM(lmms):
 
     def _context(self, ctx: str, doc_to_visual, task: str, split: str, doc_id: int) -> Context:
         images = _flat_images(doc_to_visual(self._doc(task, split, doc_id))) if doc_to_visual else []
-        return interleave(ctx, images)
+        turns = conversation_turns(ctx)
+        return interleave(ctx, images) if turns is None else Conversation(turns, images)
 
     def _generate(self, contexts: list[Context], max_new_tokens: int) -> list[str]:
         """Generate for `contexts` in batches, longest first, answers in the given order."""

@@ -53,6 +53,12 @@ def custom_answers(custom, limit: int | None) -> list[list[str]] | None:
     if custom.metric == "cider" or not path.is_file():
         return None
     records = load_records(str(path))
+    if getattr(custom, "format", "vqa") == "conversation":   # one reference: the last assistant turn
+        from ablate.data.conversation import context_and_reference, read_record
+
+        read = [read_record(r, custom.conversations_column, custom.image_column) for r in records]
+        references = [[ref] for r in read if r is not None and (ref := context_and_reference(r[0])[1])]
+        return references[:limit] if limit else references
     return [as_answers(r.get(custom.answers_column)) for r in (records[:limit] if limit else records)]
 
 

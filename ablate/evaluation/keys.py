@@ -14,6 +14,9 @@ they change how fast, and how many predictions are kept, not what is measured.
 A blind evaluation (`eval.blind`, on by default) is a task of its own, `<task>_blind`, for every embedded and custom
 task: the same questions with the images shuffled among them (`ablate.evaluation.taskfns`). Its key is its task's
 settings plus the shuffle's seed, under its own tag, so the keys of the tasks themselves do not change.
+
+A conversation task (`format: conversation`) is evaluated 0-shot only: `evaluations` leaves out its k-shot entries
+(and its blind copy's), which the dry run says (`ablate.evaluation.checks.plan_warnings`).
 """
 from __future__ import annotations
 
@@ -23,6 +26,9 @@ import json
 EVAL_TAG = "ablate.eval/"
 PERPLEXITY = "text/perplexity"
 REFERENCE_ONLY = ("chance", "baseline", "control")   # custom-task settings that change no score
+# custom-task settings added after evaluations were first keyed: at these defaults they stay out of a key, so the
+# tasks evaluated before are not evaluated again
+ADDED_DEFAULTS = {"format": "vqa", "conversations_column": "conversations"}
 BLIND = "_blind"   # a blind evaluation's task name: <task>_blind
 BLIND_SEED = 0     # the shuffle of the images among the questions
 
@@ -34,6 +40,20 @@ def blind_tasks(cfg) -> list[str]:
 
     customs = {c.name for c in cfg.custom_tasks}
     return [t + BLIND for t in cfg.tasks if cfg.blind and (t in EMBEDDED or t in customs)]
+
+
+def zero_shot_only(cfg) -> set[str]:
+    """The tasks of `cfg` evaluated 0-shot only: the conversation custom tasks and their blind copies."""
+    names = {c.name for c in cfg.custom_tasks if getattr(c, "format", "vqa") == "conversation"}
+    return names | {n + BLIND for n in names}
+
+
+def evaluations(cfg) -> list[tuple[str, int]]:
+    """Every (task, shots) `cfg` evaluates, in order: each task and blind copy at each shot count, a conversation
+    task at 0 shots only."""
+    single = zero_shot_only(cfg)
+    return [(task, shots) for task in [*cfg.tasks, *blind_tasks(cfg)] for shots in cfg.shots
+            if not (shots and task in single)]
 
 
 def unblind(task: str) -> str:
@@ -59,7 +79,8 @@ def task_key(cfg, task: str, shots: int) -> str:
         settings.update(fewshot_seed=cfg.fewshot_seed, fewshot_template=cfg.fewshot_template)
     custom = next((c for c in cfg.custom_tasks if c.name == task), None)
     if custom is not None:
-        settings["custom"] = {k: v for k, v in custom.model_dump(mode="json").items() if k not in REFERENCE_ONLY}
+        settings["custom"] = {k: v for k, v in custom.model_dump(mode="json").items()
+                              if k not in REFERENCE_ONLY and not (k in ADDED_DEFAULTS and v == ADDED_DEFAULTS[k])}
     return _digest(settings)
 
 
@@ -69,8 +90,7 @@ def perplexity_key(cfg) -> str | None:
 
 def wanted(cfg) -> dict[str, str]:
     """Every evaluation `cfg` asks for: tag name -> key."""
-    out = {tag_name(task, shots): task_key(cfg, task, shots) for task in [*cfg.tasks, *blind_tasks(cfg)]
-           for shots in cfg.shots}
+    out = {tag_name(task, shots): task_key(cfg, task, shots) for task, shots in evaluations(cfg)}
     ppl = perplexity_key(cfg)
     if ppl is not None:
         out[EVAL_TAG + PERPLEXITY] = ppl

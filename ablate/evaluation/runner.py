@@ -159,7 +159,12 @@ def _rows(task: PlannedTask, samples: list[dict], scores: list[float], picks) ->
     rows = []
     for i in picks:
         s, doc = samples[i], samples[i].get("doc", {})
-        if spec is not None:
+        if spec is not None and fns.conversation:   # the context's turns one a line, the last assistant turn
+            image = ", ".join(fns.image_path(v) or "" for v in fns.conversation_images(doc))
+            question, refs = fns.prompt_text(doc), fns.answers(doc)
+            qid = doc.get(spec.id_column) if spec.id_column else s.get("doc_id")
+            qtype = doc.get(spec.type_column) if spec.type_column else None
+        elif spec is not None:
             image = fns.image_path(fns.query_image(doc)) or ""   # the image shown (a blind task's: another)
             question = str(doc.get(spec.question_column, ""))
             refs = as_answers(doc.get(spec.answers_column))

@@ -39,6 +39,8 @@ class TaskSpec:
     until: tuple[str, ...] = ("\n",)
     extra_columns: dict[str, str] = field(default_factory=dict)  # template name -> column
     blind_seed: int | None = None  # a blind evaluation: each query shows another question's image (seeded)
+    format: str = "vqa"  # "conversation": LLaVA / ShareGPT records (`ablate.evaluation.taskfns`)
+    conversations_column: str = "conversations"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -53,6 +55,20 @@ class TaskSpec:
     @property
     def data_format(self) -> str:
         return data_format(self.data_file)
+
+
+CONVERSATION = "<ablate:conversation>"   # a context text that is a conversation's turns, as JSON after this tag
+
+
+def conversation_text(turns: list[dict]) -> str:
+    """A conversation's context turns as the text lmms-eval passes from `doc_to_text` to the model adapter, which
+    reads the turns back (`conversation_turns`) and hands the generator a `protocol.Conversation`."""
+    return CONVERSATION + json.dumps(turns, ensure_ascii=False)
+
+
+def conversation_turns(text: str) -> list[dict] | None:
+    """The turns of a context text written by `conversation_text`; None for any other text."""
+    return json.loads(text[len(CONVERSATION):]) if text.startswith(CONVERSATION) else None
 
 
 def data_format(path: str) -> str:

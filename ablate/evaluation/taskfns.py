@@ -3,6 +3,11 @@
 One `TaskFns` per `TaskSpec`. The context text carries one `<image>` marker per image returned by
 `doc_to_visual`, in the same order, so that the model adapter can rebuild the interleaved sequence:
 `<image>{demo 1 prompt} {answer}\n ... <image>{query prompt}`.
+
+A conversation task (`spec.format == "conversation"`) reads each LLaVA / ShareGPT record as a conversation source
+reads it (`ablate.data.conversation`): the turns before the last assistant turn are the context, passed to the
+adapter as their JSON (`spec.conversation_text`), the record's images are the visuals, and the last assistant turn
+is the one reference. Records that cannot be evaluated are left out of the task (`process_docs`).
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ablate.data.conversation import context_and_reference, read_record
 from ablate.data.templates import fill_template
 from ablate.data.vqa import (  # one reader for training and evaluation
     as_answers,
@@ -26,7 +32,7 @@ from ablate.data.vqa import (  # one reader for training and evaluation
 )
 from ablate.evaluation import metrics
 from ablate.evaluation.fewshot import DemoPool
-from ablate.evaluation.spec import IMAGE_MARKER, TaskSpec
+from ablate.evaluation.spec import IMAGE_MARKER, TaskSpec, conversation_text
 
 
 class TaskError(RuntimeError):
@@ -76,7 +82,39 @@ class TaskFns:
 
     # -- records --------------------------------------------------------------------------------------
     def answers(self, doc: dict) -> list[str]:
+        if self.conversation:
+            return [self.dialogue(doc)[1]]
         return as_answers(doc.get(self.spec.answers_column))
+
+    def prompt_text(self, doc: dict) -> str:
+        """What the record asks, as text: the prompt, or a conversation's context turns one a line."""
+        if self.conversation:
+            return "\n".join(t["content"] for t in self.dialogue(doc)[0])
+        return self.render_prompt(doc)
+
+    # -- conversations --------------------------------------------------------------------------------
+    @property
+    def conversation(self) -> bool:
+        return self.spec.format == "conversation"
+
+    def dialogue(self, doc: dict) -> tuple[list[dict], str, list] | None:
+        """A conversation record's context turns, its reference (the last assistant turn) and the image values its
+        context shows, read as training reads the record; None when it cannot be evaluated (no usable turns,
+        markers that do not match the images, an empty reference)."""
+        read = read_record(doc, self.spec.conversations_column, self.spec.image_column)
+        if read is None:
+            return None
+        turns, images = read
+        context, reference = context_and_reference(turns)
+        if not reference:
+            return None
+        return context, reference, images[:sum(t["content"].count(IMAGE_MARKER) for t in context)]
+
+    def process_docs(self, dataset):
+        """The records a conversation task evaluates: those `dialogue` can read (every record of a VQA task)."""
+        if not self.conversation:
+            return dataset
+        return dataset.filter(lambda doc: self.dialogue(doc) is not None)
 
     def query_key(self, doc: dict) -> str:
         if self.spec.id_column and doc.get(self.spec.id_column) is not None:
@@ -146,6 +184,8 @@ class TaskFns:
                             f"{str(err).strip()[:500]}") from err
 
     def _doc_to_visual(self, doc: dict) -> list:
+        if self.conversation:
+            return [self.load_image(v) for v in self.conversation_images(doc)]
         demos = self.demos(doc)
         column = self.spec.image_column
         return [self.load_image(d[column]) for d in demos] + [self.load_image(self.query_image(doc))]
@@ -165,12 +205,37 @@ class TaskFns:
                                            self.image_key, self.spec.blind_seed)
         return self._partner.get(self.image_key(value), value)
 
+    def conversation_images(self, doc: dict) -> list:
+        """The images a conversation's context is shown with: its own or, in a blind evaluation, those of another
+        record with as many images (a seeded cycle over the distinct image lists of each count, as `query_image`
+        does for single images; a count no other record has keeps its own images, a text-only record has none)."""
+        images = self.dialogue(doc)[2]
+        if self.spec.blind_seed is None or not images:
+            return images
+        if self._partner is None:
+            by_count: dict[int, list[dict]] = {}
+            for record in load_records(self.spec.data_file):
+                read = self.dialogue(record)
+                if read is not None and read[2]:
+                    by_count.setdefault(len(read[2]), []).append({"images": read[2]})
+            self._partner = {}
+            for records in by_count.values():
+                self._partner.update(blind_partners(records, "images", self._images_key, self.spec.blind_seed))
+        return self._partner.get(self._images_key(images), images)
+
+    def _images_key(self, images: list) -> tuple:
+        return tuple(self.image_key(v) for v in images)
+
     def _doc_to_text(self, doc: dict) -> str:
+        if self.conversation:
+            return conversation_text(self.dialogue(doc)[0])
         parts = [IMAGE_MARKER + self.demo_text(d) for d in self.demos(doc)]
         parts.append(IMAGE_MARKER + self.render_prompt(doc))
         return "".join(parts)
 
     def doc_to_target(self, doc: dict) -> str:
+        if self.conversation:
+            return self.dialogue(doc)[1]
         answers = self.answers(doc)
         return answers[0] if answers else ""
 

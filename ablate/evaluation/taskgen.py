@@ -21,6 +21,7 @@ doc_to_text = _FNS.doc_to_text
 doc_to_target = _FNS.doc_to_target
 process_results = _FNS.process_results
 aggregate_cider = _FNS.aggregate_cider
+process_docs = _FNS.process_docs
 '''
 
 
@@ -56,6 +57,7 @@ def task_yaml(spec: TaskSpec) -> str:
         "doc_to_text: !function utils.doc_to_text",
         "doc_to_target: !function utils.doc_to_target",
         "process_results: !function utils.process_results",
+        *(["process_docs: !function utils.process_docs"] if spec.format == "conversation" else []),
         "generation_kwargs:",
         f"  max_new_tokens: {int(spec.max_new_tokens)}",
         f"  until: {q(list(spec.until))}",

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ablate.evaluation.benchmarks import KNOWN, resolve_benchmark
-from ablate.evaluation.keys import BLIND_SEED, blind_tasks, unblind
+from ablate.evaluation.keys import BLIND_SEED, blind_tasks, evaluations, unblind
 from ablate.evaluation.spec import TaskSpec
 
 # Embedded tasks over the world's question sets `questions/<file>_<split>.jsonl` (docs/architecture.md).
@@ -97,6 +97,8 @@ def custom_spec(custom, shots: int, cfg) -> TaskSpec:
         image_root=str(Path(custom.image_root).expanduser().resolve()) if custom.image_root else None,
         max_new_tokens=max(cfg.max_new_tokens, 24 if custom.metric == "cider" else 0),
         until=("\n",),
+        format=custom.format,
+        conversations_column=custom.conversations_column,
     )
 
 
@@ -107,28 +109,27 @@ def plan(cfg, world=None) -> list[PlannedTask]:
         raise ValueError("custom task names must be unique")
     planned = []
     blind = blind_tasks(cfg)
-    for base in [*cfg.tasks, *blind]:
-        for shots in cfg.shots:
-            shown = unblind(base) if base in blind else base   # a blind task asks its task's questions
-            if shown in EMBEDDED or shown in customs:
-                if shown in EMBEDDED:
-                    if world is None:
-                        raise ValueError(f"{shown} is an embedded task: give the world")
-                    spec = embedded_spec(shown, shots, cfg, world)
-                else:
-                    spec = custom_spec(customs[shown], shots, cfg)
-                if base in blind:
-                    spec = replace(spec, name=task_name(base, shots), base=base, blind_seed=BLIND_SEED)
-                metric = spec.metric
-                planned.append(PlannedTask(base, shots, spec.name, metric, spec.type_column, spec=spec))
-                continue
-            bench = resolve_benchmark(base)
-            if shots:
-                raise ValueError(
-                    f"{base} with {shots} shots: interleaved few-shot is built for embedded and custom tasks only; "
-                    f"evaluate a local copy of {base} as a custom task (docs/evaluation.md) for k > 0"
-                )
-            planned.append(PlannedTask(base, 0, base, bench.metric, bench.type_column, benchmark=bench))
+    for base, shots in evaluations(cfg):   # a conversation task: 0-shot only
+        shown = unblind(base) if base in blind else base   # a blind task asks its task's questions
+        if shown in EMBEDDED or shown in customs:
+            if shown in EMBEDDED:
+                if world is None:
+                    raise ValueError(f"{shown} is an embedded task: give the world")
+                spec = embedded_spec(shown, shots, cfg, world)
+            else:
+                spec = custom_spec(customs[shown], shots, cfg)
+            if base in blind:
+                spec = replace(spec, name=task_name(base, shots), base=base, blind_seed=BLIND_SEED)
+            metric = spec.metric
+            planned.append(PlannedTask(base, shots, spec.name, metric, spec.type_column, spec=spec))
+            continue
+        bench = resolve_benchmark(base)
+        if shots:
+            raise ValueError(
+                f"{base} with {shots} shots: interleaved few-shot is built for embedded and custom tasks only; "
+                f"evaluate a local copy of {base} as a custom task (docs/evaluation.md) for k > 0"
+            )
+        planned.append(PlannedTask(base, 0, base, bench.metric, bench.type_column, benchmark=bench))
     return planned
 
 

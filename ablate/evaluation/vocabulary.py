@@ -33,8 +33,10 @@ def task_texts(cfg, world, tasks: list[str] | None = None, rows: int = SAMPLE_RO
             else:
                 continue
             fns = TaskFns(spec)
-            out[task] = [" ".join([fns.render_prompt(r), *fns.answers(r)])
-                         for r in first_records(Path(spec.data_file), rows)]
+            records = first_records(Path(spec.data_file), rows)
+            if fns.conversation:
+                records = [r for r in records if fns.dialogue(r) is not None]
+            out[task] = [" ".join([fns.prompt_text(r), *fns.answers(r)]) for r in records]
         except (OSError, KeyError, ValueError) as err:
             log.info("task %s: unknown-token share not measured (%s: %s)", task, type(err).__name__, err)
     return out

@@ -104,7 +104,13 @@ class MLLM(nn.Module):
     # ---- generation (the evaluation protocol: interleaved images and text in, strings out) ----
     def _encode_context(self, context: list, chat: bool = False) -> tuple[list[int], list[Image.Image]]:
         """`chat`: wrap the context in the tokenizer's user turn when the cell applies its chat template
-        (`llm.chat_template`; generation only, as training wraps instruction rows)."""
+        (`llm.chat_template`; generation only, as training wraps instruction rows). A context with a `frame` (a
+        conversation, `ablate.evaluation.protocol.Conversation`) is framed as training framed its turns, by the
+        chat template when the cell applies it, and not wrapped: its text pieces are tokenised one by one, its
+        token ids (`<eos>`) placed as they are."""
+        frame = getattr(context, "frame", None)
+        if callable(frame):
+            context, chat = frame(self.tokenizer, getattr(self.tokenizer, "chat_ids", None) is not None), False
         ids: list[int] = []
         images: list[Image.Image] = []
         bos = self.tokenizer.bos_token_id
@@ -117,6 +123,8 @@ class MLLM(nn.Module):
             if isinstance(part, Image.Image):
                 images.append(part.convert("RGB"))
                 ids.extend(self.image_tokens.block(part))
+            elif isinstance(part, int):
+                ids.append(part)
             else:
                 ids.extend(self.tokenizer(str(part), add_special_tokens=False)["input_ids"])
         if turn:
