@@ -239,3 +239,36 @@ def test_the_dry_run_refuses_a_conversation_task_naming_the_key_and_the_file(tmp
     assert f"eval.custom_tasks.{key}" in text and said in text
     if case != "format":
         assert str(custom["path"]) in text or str(Path(custom["path"]).resolve()) in text
+
+
+@pytest.mark.slow
+def test_a_cell_trains_on_conversations_and_is_scored_on_a_conversation_task(tmp_path, tiny_grid, workspace):
+    """`ablate run`: a conversation source trains the cell, a conversation task evaluates it (eval.shots [0, 4]: its
+    4-shot entry skipped, nothing fails); the score, the blind copy and every record's prediction are logged."""
+    from ablate.cli import main
+    from ablate.resolve import load_grid
+    from ablate.tracking.results import read_predictions, results_frame
+    from ablate.tracking.store import Store
+
+    path = write_llava(tmp_path / "llava")
+    grid_path = tiny_grid(axes="connector.name: [avg-pool]", steps=4)
+    text = grid_path.read_text().replace(
+        "data: {", f'data: {{sources: [{{kind: conversation, path: "{path}"}}], mixture: {{conversation: 1.0}}, ')
+    evaluation = f"eval: {{tasks: [chat], shots: [0, 4], max_new_tokens: 6, custom_tasks: [{json.dumps(task(path))}]"
+    text = text.replace("eval: {tasks: [world_vqa, world_textvqa]", evaluation)
+    grid_path.write_text(text)
+    assert main(["--home", str(workspace.home), "--reports", str(workspace.reports), "run", str(grid_path),
+                 "--no-report"]) == 0
+    store = Store(workspace.tracking_uri, workspace.artifacts)
+    frame, _ = results_frame(store, load_grid(grid_path))
+    assert list(frame["status"]) == ["FINISHED"]
+    row = frame.iloc[0]
+    assert 0 <= row["score/chat/0shot"] <= 1 and row["n/chat/0shot"] == 4 and row["n/chat_blind/0shot"] == 4
+    assert "score/chat/4shot" not in frame or frame["score/chat/4shot"].isna().all()
+    questions = read_predictions(store, row["run_id"], "questions.json")
+    chat = questions[questions["task"] == "chat"]
+    assert sorted(chat["id"]) == ["blue", "multi", "text", "two"] and set(chat["shots"]) == {0}
+    assert chat["correct"].mean() == pytest.approx(row["score/chat/0shot"])
+    sample = read_predictions(store, row["run_id"])
+    references = {r["id"]: list(r["references"]) for _, r in sample[sample["task"] == "chat"].iterrows()}
+    assert references == {"multi": ["red"], "text": ["hello"], "two": ["red green"], "blue": ["blue"]}
