@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import os
 import warnings
 from itertools import islice
 from pathlib import Path
@@ -41,7 +42,7 @@ def load_source(kind: str, world=None, source: SourceConfig | None = None, cache
             raise ValueError(f"source {source.path!r} is of kind {source.kind!r}, asked for {kind!r}")
         if kind == "instruction":
             images_dir = _images_dir(Path(cache_dir) if cache_dir else None)
-            base = instruction.image_root(source)
+            base = instruction.image_root(source).resolve()
             return instruction.from_source(source, lambda value: _image_path(value, base, images_dir))
         if kind == "conversation":
             return _conversations(source, Path(cache_dir) if cache_dir else None)
@@ -137,25 +138,26 @@ def _real(source: SourceConfig, cache_dir: Path | None) -> Dataset:
     image_col, text_col = _columns(source, table)
     needed = [text_col] if source.kind == "text" else [image_col, text_col]
     validate.require_columns(table, needed, name, source.kind)
-    base = Path(name).parent if Path(name).suffix else Path(name)
+    base = (Path(name).parent if Path(name).suffix else Path(name)).resolve()
     images_dir = _images_dir(cache_dir)
 
     def as_path(value) -> str:
         return _image_path(value, base, images_dir)
 
     if source.kind == "text":
-        rows = [{"text": str(t), "images": []} for t in table[text_col]]
-        return Dataset.from_list(rows, features=FEATURES)
+        texts = table.select_columns([text_col]).to_dict()[text_col]   # whole columns: Arrow -> Python in batches
+        return Dataset.from_dict({"text": [str(t) for t in texts], "images": [[] for _ in texts]}, features=FEATURES)
     if image_col in table.features and _is_image_feature(table.features[image_col]):
         table = table.cast_column(image_col, _undecoded(table.features[image_col]))
-    rows = []
-    for text, value in zip(table[text_col], table[image_col]):
-        if source.kind == "interleaved":
-            images = [as_path(v) for v in (value or [])]
-            rows.append({"text": str(text), "images": images})
-        else:
-            rows.append({"text": f"{IMAGE_MARKER} {text}", "images": [as_path(value)]})
-    return Dataset.from_list(rows, features=FEATURES)   # images checked when met (`validate.Skips`)
+    columns = table.select_columns(list(dict.fromkeys([text_col, image_col]))).to_dict()
+    texts, values = columns[text_col], columns[image_col]
+    if source.kind == "interleaved":
+        texts = [str(t) for t in texts]
+        images = [[as_path(v) for v in (value or [])] for value in values]
+    else:
+        texts = [f"{IMAGE_MARKER} {t}" for t in texts]
+        images = [[as_path(value)] for value in values]
+    return Dataset.from_dict({"text": texts, "images": images}, features=FEATURES)   # images checked when met
 
 
 def _stream(source: SourceConfig, cache_dir: Path | None) -> IterableDataset:
@@ -175,7 +177,7 @@ def _streamed_rows(source: SourceConfig, images_dir: Path, cache_dir: Path | Non
     image_col, text_col = _columns(source, table)
     needed = [text_col] if source.kind == "text" else [image_col, text_col]
     validate.require_columns(table, needed, name, source.kind)
-    base = Path(name).parent if Path(name).suffix else Path(name)
+    base = (Path(name).parent if Path(name).suffix else Path(name)).resolve()
     if image_col in (table.features or {}) and _is_image_feature(table.features[image_col]):
         table = table.cast_column(image_col, _undecoded(table.features[image_col]))
     kind = source.kind
@@ -206,8 +208,8 @@ def sample_problems(source: SourceConfig, rows: int = SAMPLE_ROWS) -> tuple[int,
         if source.kind == "conversation":
             table, _ = _load(source, None, streaming=True)
             local = Path(source.path).expanduser()
-            base = Path(source.image_root).expanduser() if source.image_root else \
-                (local if local.is_dir() else local.parent)
+            base = (Path(source.image_root).expanduser() if source.image_root else
+                    local if local.is_dir() else local.parent).resolve()
             first = [{"text": IMAGE_MARKER * len(paths), "images": paths}
                      for record in islice(table, rows)
                      for paths in [[_image_path(v, base, Path(tmp))
@@ -229,7 +231,8 @@ def _conversations(source: SourceConfig, cache_dir: Path | None) -> Dataset:
     cannot train are skipped with one warning, images that do not decode as for the other kinds."""
     table, name = _load(source, cache_dir)
     local = Path(name).expanduser()
-    base = Path(source.image_root).expanduser() if source.image_root else (local if local.is_dir() else local.parent)
+    base = (Path(source.image_root).expanduser() if source.image_root else
+            local if local.is_dir() else local.parent).resolve()
     images_dir = _images_dir(cache_dir)
     rows, skipped = conversation.from_table(table, source, name, lambda value: _image_path(value, base, images_dir))
     if skipped:
@@ -270,7 +273,8 @@ def _undecoded(feature):
 
 
 def _image_path(value, base: Path, images_dir: Path) -> str:
-    """An absolute path for a path string (relative to the data file) or an undecoded image {bytes, path}."""
+    """An absolute path for a path string (relative to `base`, an absolute folder) or an undecoded image {bytes,
+    path}: joined and normalised as text, no file system call per row."""
     if isinstance(value, dict):
         if value.get("bytes"):
             data = value["bytes"]
@@ -283,6 +287,5 @@ def _image_path(value, base: Path, images_dir: Path) -> str:
                 tmp.replace(out)
             return str(out)
         value = value.get("path") or ""
-    p = Path(str(value)).expanduser()
-    return str(p if p.is_absolute() else (base / p).resolve())
+    return os.path.normpath(os.path.join(base, os.path.expanduser(str(value))))   # `base` resolved by the caller
 
