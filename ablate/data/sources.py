@@ -4,8 +4,9 @@
 `caption` (image + alt-text), `synthetic` (image + rich VeCap-like caption), `interleaved` (text with several
 images), `text` (text only), and `instruction` (question -> answer rows with an `answer` column: the loss is on the
 answer only; `ablate.data.instruction`). The embedded world gives all five; real data comes from a `SourceConfig`
-(jsonl, parquet, an image folder, webdataset shards, or a hub id) read with `datasets`. Real sources are
-checked before training (`ablate.data.validate`).
+(jsonl, parquet, an image folder, webdataset shards, or a hub id) read with `datasets`, in memory or streamed
+(`streams`). No image is opened when a source is loaded: the dry run looks at a source's first rows
+(`sample_problems`), and training checks each row when its stream meets it (`ablate.data.validate.Skips`).
 """
 from __future__ import annotations
 
