@@ -1,15 +1,17 @@
 """Data path figures on this machine (docs/performance.md, "Data path"): a standalone script, not a test.
 
     python benchmarks/data.py loader   [--rows 2000] [--workers 0 1 2] [--sizes 224 384]
-    python benchmarks/data.py start    [--sizes 1000 100000 1000000]
+    python benchmarks/data.py start    [--sizes 1000 100000 1000000] [--no-skip]
     python benchmarks/data.py padding  [--batches 50]
 
 - `loader`: samples/s of reading webdataset JPEG shards (640x480) and decoding + resizing each image to R px, in the
   training process (0 workers) or in `torch.utils.data.DataLoader` worker processes over the same `datasets`
   stream (shards divided among the workers by the library).
-- `start`: seconds to the first batch of a streamed webdataset source of N rows, fresh, and resumed at step 10 and
-  at a step 10,000x later (or 90 % into the source), from the stream's state (`IterableDataset.state_dict`) and,
-  for comparison, by skipping the rows before (`IterableDataset.skip`, what a checkpoint without the state costs).
+- `start`: seconds to the first batch of a source of N rows, streamed (webdataset shards) and in memory (a jsonl
+  caption file over JPEG files), fresh (an empty cache: an in-memory source is converted into Arrow first) and
+  again (the cache there), and resumed at step 10 and at a step 10,000x later (or 90 % into the source), from the
+  stream's state (`IterableDataset.state_dict`) and, for comparison, by skipping the rows before
+  (`IterableDataset.skip`, what a checkpoint without the state costs; `--no-skip` leaves it out).
 - `padding`: the padding share of the default world's training batches (`data/padding_fraction` as a cell logs it),
   with and without `data.packing`, and the real tokens/s of tokenise + collate (the model's tokens/s with packing
   is the GPU script's to measure: on a CPU the step, not the padding, is the cost).
@@ -93,35 +95,60 @@ def loader(args) -> None:
                   f"load {load()})", flush=True)
 
 
-def start(args) -> None:
-    import datasets
+def write_captions(folder: Path, rows: int, size=(64, 48)) -> Path:
+    """A caption file of `rows` rows (jsonl) over 16 JPEG files beside it (written once)."""
+    folder = folder / f"captions-{rows}-{size[0]}x{size[1]}"
+    if (folder / "done").exists():
+        return folder / "captions.jsonl"
+    folder.mkdir(parents=True, exist_ok=True)
+    from PIL import Image
 
-    from ablate.config.schema import DataConfig
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (size[1] // 8, size[0] // 8, 3), dtype=np.uint8)
+    for k in range(16):
+        Image.fromarray(np.roll(base, k, axis=0)).resize(size).save(folder / f"{k}.jpg", "JPEG", quality=85)
+    with open(folder / "captions.jsonl", "w") as f:
+        for i in range(rows):
+            f.write(f'{{"image": "{i % 16}.jpg", "text": "a red square on the left"}}\n')
+    (folder / "done").write_text("")
+    return folder / "captions.jsonl"
+
+
+def start(args) -> None:
+    import shutil
+
+    from ablate.config.schema import DataConfig, SourceConfig
     from ablate.data import train_batches
     from ablate.world.tokenizer import build_tokenizer
 
     tok = build_tokenizer(["a red square on the left"])
     for rows in args.sizes:
-        folder = write_shards(Path(args.out), rows, per_shard=1000, size=(64, 48))
-        cfg = DataConfig(mixture={"caption": 1.0}, sources=[_source(folder)], max_length=64)
-        cache = Path(args.out) / "cache"
+        sources = {
+            "streamed webdataset": _source(write_shards(Path(args.out), rows, per_shard=1000, size=(64, 48))),
+            "in-memory jsonl": SourceConfig(kind="caption", path=str(write_captions(Path(args.out), rows))),
+        }
+        for what, source in sources.items():
+            cfg = DataConfig(mixture={"caption": 1.0}, sources=[source], max_length=64)
+            cache = Path(args.out) / "cache" / what.replace(" ", "-")
+            shutil.rmtree(cache, ignore_errors=True)   # "fresh": the Arrow conversion of an in-memory source included
 
-        def first(**kwargs):
-            started = time.perf_counter()
-            batch = next(train_batches(cfg, None, tok, 4, 16, 0, cache_dir=cache, **kwargs))
-            return time.perf_counter() - started, batch
+            def first(**kwargs):
+                started = time.perf_counter()
+                batch = next(train_batches(cfg, None, tok, 4, 16, 0, cache_dir=cache, **kwargs))
+                return time.perf_counter() - started, batch
 
-        took, _ = first()
-        print(f"start {rows} rows: first batch {took:.2f} s fresh (load {load()})", flush=True)
-        far = min(10 * 10_000, int(rows * 0.9) // 16)
-        for step in (10, far):
-            stream = train_batches(cfg, None, tok, 4, 16, 0, cache_dir=cache)
-            state = next(islice(stream, step - 1, None)).data_state   # reaching the state is the setup, not timed
-            took, _ = first(data_state=state)
-            skip_took, _ = first(start_step=step)
-            print(f"start {rows} rows: resumed at step {step}: {took:.2f} s from the stream's state, "
-                  f"{skip_took:.2f} s by skipping the rows before (load {load()})", flush=True)
-    del datasets
+            took, _ = first()
+            again, _ = first()
+            print(f"start {what} {rows} rows: first batch {took:.2f} s fresh, {again:.2f} s again "
+                  f"(load {load()})", flush=True)
+            far = min(10 * 10_000, int(rows * 0.9) // 16)
+            for step in (10, far):
+                stream = train_batches(cfg, None, tok, 4, 16, 0, cache_dir=cache)
+                state = next(islice(stream, step - 1, None)).data_state   # reaching the state is the setup, not timed
+                took, _ = first(data_state=state)
+                skip_took, _ = first(start_step=step) if args.skip else (float("nan"), None)
+                print(f"start {what} {rows} rows: resumed at step {step}: {took:.2f} s from the stream's state, "
+                      f"{skip_took:.2f} s by skipping the rows before (load {load()})", flush=True)
 
 
 def padding(args) -> None:
@@ -154,6 +181,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--sizes", type=int, nargs="+")
     parser.add_argument("--batches", type=int, default=50)
+    parser.add_argument("--no-skip", dest="skip", action="store_false",
+                        help="start: leave out the resume by skipping rows (it grows with the step: hours at 10^6)")
     args = parser.parse_args()
     args.sizes = args.sizes or {"loader": [224, 384], "start": [1000, 100_000, 1_000_000]}.get(args.part, [])
     {"loader": loader, "start": start, "padding": padding}[args.part](args)
