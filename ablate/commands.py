@@ -155,10 +155,7 @@ def print_cells(grid: Grid) -> None:
             too_big.append((i, cell, step))
         if flops is not None and flops / sizes.H100_FLOPS > sizes.UNMEANT_S:
             too_long.append((i, cell, flops))
-    from ablate.evaluation.checks import plan_warnings
-
-    evaluations = {c.config.eval.model_dump_json(): c.config.eval for c in grid.cells}.values()
-    for warning in dict.fromkeys([*grid.warnings, *(w for cfg in evaluations for w in plan_warnings(cfg))]):
+    for warning in grid.warnings:
         print(f"warning: {warning}")
     for i, cell, flops in too_long:   # an estimate (ablate.models.sizes): a warning, not a refusal
         print(f"warning: cell {i} ({cell.id}): about {flops:.1e} training FLOPs (6 x the LLM's parameters x "

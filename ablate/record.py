@@ -210,10 +210,23 @@ def prompts(cfg, world=None) -> dict:
         try:
             fns = TaskFns(task.spec)
             first = first_records(Path(task.spec.data_file), 1)
-            out["rendered"][task.lmms_name] = fns.doc_to_text(first[0]) if first else "(no question)"
+            text = fns.doc_to_text(first[0]) if first else "(no question)"
+            out["rendered"][task.lmms_name] = _framed(text)
         except Exception as err:  # noqa: BLE001 - the record never stops a cell; the evaluation reports its own errors
             out["rendered"][task.lmms_name] = f"not rendered: {type(err).__name__}: {err}"
     return out
+
+
+def _framed(text: str) -> str:
+    """A conversation task's context (its turns, as lmms-eval passes them) in the plain frame the model reads, the
+    closing `<eos>` of each earlier reply written out; any other prompt as it is."""
+    from ablate.data.conversation import EOS, prompt_pieces
+    from ablate.evaluation.spec import conversation_turns
+
+    turns = conversation_turns(text)
+    if turns is None:
+        return text
+    return "".join("<eos>" if piece == EOS else piece for piece in prompt_pieces(turns))
 
 
 def collect(cfg, world=None, cache_root: Path | None = None) -> dict:

@@ -37,7 +37,7 @@ from ablate.config.spec import Spec, SpecError
 from ablate.config.stages import plan
 from ablate.data.conversation import check_file as conversation_check
 from ablate.data.vqa import QuestionFileError, check_instruction_source
-from ablate.evaluation.checks import check_custom_task, check_fewshot_template
+from ablate.evaluation.checks import check_custom_task, check_fewshot_template, plan_warnings
 from ablate.evaluation.tasks import known_task_names
 from ablate.models import families
 from ablate.world.identity import world_hash
@@ -243,6 +243,7 @@ class Resolver:
         warnings += [f"eval.custom_tasks: custom task {c.name!r} is not in eval.tasks, so it never runs (list it "
                      "in eval.tasks to evaluate it)"
                      for c in config.eval.custom_tasks if c.name not in config.eval.tasks]
+        warnings += plan_warnings(config.eval)
         for custom in config.eval.custom_tasks:   # the files, read once per task whatever the grid sweeps
             self._once(("custom task", custom.model_dump_json()), lambda: _check_custom_data(custom))
         return warnings

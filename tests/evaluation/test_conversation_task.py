@@ -272,3 +272,14 @@ def test_a_cell_trains_on_conversations_and_is_scored_on_a_conversation_task(tmp
     sample = read_predictions(store, row["run_id"])
     references = {r["id"]: list(r["references"]) for _, r in sample[sample["task"] == "chat"].iterrows()}
     assert references == {"multi": ["red"], "text": ["hello"], "two": ["red green"], "blue": ["blue"]}
+
+
+def test_the_run_record_shows_a_conversation_tasks_first_context_in_the_frame_the_model_reads(tmp_path):
+    from ablate.config.schema import CellConfig
+    from ablate.record import prompts
+
+    cfg = CellConfig.model_validate({"eval": {"tasks": ["chat"], "custom_tasks": [task(write_llava(tmp_path))]}})
+    rendered = prompts(cfg)["rendered"]
+    assert rendered["chat"] == ("<image>What colour is it? red<eos>And the shape? a square<eos>"
+                                "Say the colour again.")
+    assert rendered["chat_blind"] == rendered["chat"]   # the same turns; only the images differ
