@@ -251,16 +251,20 @@ def check_question_file(qf: QuestionFile) -> None:
             raise QuestionFileError("answers_column", f"{where}: record {i}: column {qf.answers_column!r} holds "
                                                       f"{problem} ({record[qf.answers_column]!r:.80})", ANSWER_SHAPES)
     for i, record in enumerate(records[:IMAGES_OPENED]):
-        value = record[qf.image_column]
-        try:
-            open_image(value, root)
-        except Exception as err:  # noqa: BLE001 - a missing file, a broken image, a value that is no image
-            looked = image_file(value, root)
-            at = f" (looked for {looked})" if looked else ""
-            raise QuestionFileError("image_column", f"{where}: record {i}: the image in column "
-                                                    f"{qf.image_column!r} cannot be opened{at}: {type(err).__name__}: "
-                                                    f"{str(err).strip()[:200]}; relative paths are read from "
-                                                    f"{root}") from None
+        check_image_opens(record[qf.image_column], root, f"{where}: record {i}: the image in column "
+                                                         f"{qf.image_column!r}")
+
+
+def check_image_opens(value, root: Path, what: str) -> None:
+    """`QuestionFileError("image_column")` saying `what` cannot be opened, and why, when `open_image` fails."""
+    try:
+        open_image(value, root)
+    except Exception as err:  # noqa: BLE001 - a missing file, a broken image, a value that is no image
+        looked = image_file(value, root)
+        at = f" (looked for {looked})" if looked else ""
+        raise QuestionFileError("image_column", f"{what} cannot be opened{at}: {type(err).__name__}: "
+                                                f"{str(err).strip()[:200]}; relative paths are read from "
+                                                f"{root}") from None
 
 
 def _read_records(qf: QuestionFile, where: str) -> list[dict]:

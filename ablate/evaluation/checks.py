@@ -19,11 +19,10 @@ from ablate.data.vqa import (
     QUESTION_SUFFIXES,
     QuestionFile,
     QuestionFileError,
+    check_image_opens,
     check_question_file,
     check_template,
     first_records,
-    image_file,
-    open_image,
 )
 
 
@@ -108,15 +107,7 @@ def check_conversation_task(custom) -> None:
                                              f"{len(records)} records; columns present: {present}", present)
     for i, (_, images) in usable[:IMAGES_OPENED]:
         for value in images:
-            try:
-                open_image(value, root)
-            except Exception as err:  # noqa: BLE001 - a missing file, a broken image, a value that is no image
-                looked = image_file(value, root)
-                at = f" (looked for {looked})" if looked else ""
-                raise QuestionFileError("image_column", f"{where}: record {i}: an image in column "
-                                                        f"{custom.image_column!r} cannot be opened{at}: "
-                                                        f"{type(err).__name__}: {str(err).strip()[:200]}; relative "
-                                                        f"paths are read from {root}") from None
+            check_image_opens(value, root, f"{where}: record {i}: an image in column {custom.image_column!r}")
 
 
 def plan_warnings(cfg) -> list[str]:

@@ -7,8 +7,8 @@ import json
 import logging
 from itertools import islice
 
-import torch
 from PIL import Image
+from resumes import assert_resumes_exactly
 from shards import write_shards
 
 from ablate.config.schema import DataConfig, SourceConfig
@@ -60,17 +60,8 @@ def test_a_resumed_stream_from_its_state_gives_exactly_the_batches_that_follow(t
     run = list(islice(train_batches(cfg, None, tok, 4, batch_size=4, seed=0, cache_dir=tmp_path / "c"), 30))
     streamed = sum("the word is lamp" in tok.decode(b.input_ids[i]) for b in run for i in range(4))
     assert 10 < streamed < 110            # shards and the in-memory files mixed, the shards read more than once
-    import datasets
-
-    def no_skip(*args, **kwargs):
-        raise AssertionError("a resume from the stream's state reads no row before it")
-
-    monkeypatch.setattr(datasets.IterableDataset, "skip", no_skip)
-    state = json.loads(json.dumps(run[19].data_state))            # as a checkpoint stores it
-    resumed = list(islice(train_batches(cfg, None, tok, 4, batch_size=4, seed=0, cache_dir=tmp_path / "c",
-                                        data_state=state), 10))
-    for a, b in zip(run[20:], resumed, strict=True):
-        assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.labels, b.labels)
+    assert_resumes_exactly(lambda state: train_batches(cfg, None, tok, 4, batch_size=4, seed=0,
+                                                      cache_dir=tmp_path / "c", data_state=state), run, 19, monkeypatch)
 
 
 def test_a_parquet_folder_with_image_bytes_streams_too(tmp_path):
