@@ -223,7 +223,7 @@ def sample_problems(source: SourceConfig, rows: int = SAMPLE_ROWS) -> tuple[int,
         mismatched = sum(r["text"].count(IMAGE_MARKER) != len(r["images"]) for r in first)
         example = next((p for r in undecodable for p in r["images"] if not validate.image_ok(p)), "")
         if example.startswith(tmp):
-            example = "(image bytes in the file)"
+            example = "image bytes in the file"
         return len(first), len(undecodable), mismatched, example
 
 

@@ -205,3 +205,38 @@ def test_a_resumed_in_memory_source_with_skipped_rows_gives_exactly_the_batches_
 
     assert_resumes_exactly(lambda state: train_batches(cfg, None, tok, 4, batch_size=3, seed=0,
                                                       cache_dir=tmp_path / "c", data_state=state), run, 6, monkeypatch)
+
+
+@pytest.mark.slow
+def test_a_cell_trains_on_a_parquet_folder_through_ablate_run_skipping_an_image_that_does_not_decode(
+        tmp_path, tiny_grid, workspace, caplog, capsys):
+    import mlflow
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ablate.cli import main
+    from ablate.resolve import load_grid
+    from ablate.tracking.results import results_frame
+    from ablate.tracking.store import Store
+
+    folder = tmp_path / "parquet"
+    folder.mkdir()
+    for part in range(2):
+        rows = [{"image": {"bytes": b"not an image" if (part, i) == (1, 2) else _png_bytes((30 * i, 90 * part, 60)),
+                           "path": f"{part}-{i}.png"}, "text": f"a square of colour {part} {i}"} for i in range(4)]
+        pq.write_table(pa.Table.from_pylist(rows), folder / f"part-{part}.parquet")
+    source = f'sources: [{{kind: caption, path: "{folder}", format: parquet}}], mixture: {{caption: 1.0}}, '
+    grid_path = tiny_grid(axes="connector.name: [avg-pool]", steps=4)
+    grid_path.write_text(grid_path.read_text().replace("data: {", "data: {" + source))
+    home = ["--home", str(workspace.home), "--reports", str(workspace.reports)]
+    with caplog.at_level(logging.WARNING, logger="ablate"):
+        assert main([*home, "run", str(grid_path), "--no-report", "--runner", "runners/local.yaml"]) == 0
+    frame, _ = results_frame(Store(workspace.tracking_uri, workspace.artifacts), load_grid(grid_path))
+    assert list(frame["status"]) == ["FINISHED"]
+    metrics = mlflow.MlflowClient(workspace.tracking_uri).get_run(frame["run_id"].iloc[0]).data.metrics
+    assert 0 < metrics["train/final_loss"] < 50
+    # the dry run's look at the first rows warned of the broken one; training skipped it when met and said so
+    said = " ".join(capsys.readouterr().out.split())
+    assert "1 of its first 8 rows cannot train (1 with an image that cannot be decoded (image bytes in the " \
+           "file))" in said
+    assert "parquet: row skipped (so far 1 with an image that cannot be decoded" in caplog.text

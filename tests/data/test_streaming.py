@@ -92,6 +92,6 @@ def test_the_dry_runs_look_at_shards_reads_their_first_rows_and_writes_nothing_i
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf")
     write_shards(tmp_path / "shards", shards=2, rows=5, broken=("00002",))
     source = SourceConfig(kind="caption", path=str(tmp_path / "shards"), format="webdataset")
-    assert sample_problems(source, rows=4) == (4, 1, 0, "(image bytes in the file)")
+    assert sample_problems(source, rows=4) == (4, 1, 0, "image bytes in the file")
     assert sample_problems(source, rows=2) == (2, 0, 0, "")
     assert [p for p in (tmp_path / "hf").rglob("*") if p.is_file() and p.suffix != ".lock"] == []  # the builder's lock
