@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from tinyworld import TINY_WORLD, TINY_WORLD_YAML
+from tinyworld import TINY_WORLD, write_tiny_grid
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -49,22 +49,9 @@ def tiny_grid(tmp_path, tiny_backbones):
 
     def write(axes: str = "connector.name: [avg-pool, attn-pool]", steps: int = 12, extra: str = "",
               name: str = "tiny") -> Path:
-        world = TINY_WORLD_YAML
-        text = f"""name: {name}
-base:
-  encoder: {{name: "{tiny_backbones['encoder']}", resolution: 64}}
-  llm: {{name: "{tiny_backbones['llm']}"}}
-  connector: {{tokens: 16}}
-  data: {{world: {{{world}}}, max_length: 96}}
-  train: {{steps: {steps}, batch_size: 4, checkpoint_every: 5, lr: 0.003,
-          lr_multipliers: {{encoder: 0.0, connector: 1.0, llm: 0.5}}}}
-  eval: {{tasks: [world_vqa, world_textvqa], limit: 12, bootstrap: 50, batch_size: 12}}
-{extra}axes:
-  {axes}
-"""
-        path = tmp_path / f"{name}.yaml"
-        path.write_text(text)
-        return path
+        return write_tiny_grid(tmp_path, tiny_backbones, axes=axes, name=name, extra=extra,
+                               train=f"steps: {steps}, batch_size: 4, checkpoint_every: 5, lr: 0.003",
+                               evaluation="tasks: [world_vqa, world_textvqa], limit: 12, bootstrap: 50, batch_size: 12")
 
     return write
 

@@ -5,7 +5,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from tinyworld import TINY_WORLD_YAML
+from tinyworld import write_tiny_grid
 
 REPO = Path(__file__).resolve().parents[2]
 # the settings tests/conftest.py builds the tiny backbones' tokenizer from (the grid must use the same world)
@@ -17,22 +17,10 @@ def make_grid(tmp_path, tiny_backbones):
 
     def write(axes: str = "connector.name: [avg-pool, mlp]", steps: int = 8, checkpoint_every: int = 3,
               lr: float = 0.003, name: str = "tiny", extra: str = "", warmup: float = 0.0) -> Path:
-        world = TINY_WORLD_YAML
-        text = f"""name: {name}
-base:
-  encoder: {{name: "{tiny_backbones['encoder']}", resolution: 64}}
-  llm: {{name: "{tiny_backbones['llm']}"}}
-  connector: {{tokens: 16}}
-  data: {{world: {{{world}}}, max_length: 96}}
-  train: {{steps: {steps}, batch_size: 4, checkpoint_every: {checkpoint_every}, lr: {lr}, warmup_ratio: {warmup},
-          lr_multipliers: {{encoder: 0.0, connector: 1.0, llm: 0.5}}}}
-  eval: {{tasks: [world_vqa], limit: 6, bootstrap: 0, batch_size: 6, n_predictions: 0}}
-{extra}axes:
-  {axes}
-"""
-        path = tmp_path / f"{name}.yaml"
-        path.write_text(text)
-        return path
+        return write_tiny_grid(tmp_path, tiny_backbones, axes=axes, name=name, extra=extra,
+                               train=f"steps: {steps}, batch_size: 4, checkpoint_every: {checkpoint_every}, lr: {lr}, "
+                                     f"warmup_ratio: {warmup}",
+                               evaluation="tasks: [world_vqa], limit: 6, bootstrap: 0, batch_size: 6, n_predictions: 0")
 
     return write
 
