@@ -14,7 +14,7 @@ from PIL import Image
 from test_streaming import _mixture
 
 from ablate.config.schema import DataConfig
-from ablate.data import train_batches
+from ablate.data import mixture_sources, train_batches
 from ablate.data.batch import Batch
 from ablate.data.workers import loader_batches
 
@@ -26,9 +26,13 @@ def _preprocess(images: list) -> torch.Tensor:
 
 
 def _maker(cfg, tok, cache):
+    # the sources opened once, here, and iterated by the workers, as a cell does (`ablate.cell`): a `datasets`
+    # builder made in a forked worker may meet a file lock its parent still holds an instance of
+    sources = mixture_sources(cfg, None, cache)
+
     def make(data_state, start_step, keep=None):
         return train_batches(cfg, None, tok, 4, batch_size=4, seed=0, start_step=start_step, cache_dir=cache,
-                             data_state=data_state, keep=keep)
+                             data_state=data_state, keep=keep, sources=sources)
     return make
 
 
