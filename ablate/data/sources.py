@@ -199,15 +199,15 @@ SAMPLE_ROWS = 32   # rows of each source the dry run reads
 
 
 def sample_problems(source: SourceConfig, rows: int = SAMPLE_ROWS) -> tuple[int, int, int, str]:
-    """The dry run's look at a local source: its first `rows` rows read as training reads them (streamed: nothing
-    goes into the cache; image bytes written to a temporary folder), `(rows read, rows with an image that does not
-    decode, rows whose markers do not match their images, the first bad image's path or "")`. A missing column
-    raises `validate.SourceError`."""
+    """The dry run's look at a local source: its first `rows` rows read as training reads them (streamed; the
+    reader's lock files and any image bytes go to a temporary folder, so nothing is left on disk), `(rows read, rows
+    with an image that does not decode, rows whose markers do not match their images, the first bad image's path or
+    "")`. A missing column raises `validate.SourceError`."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="ablate-sample-") as tmp:
         if source.kind == "conversation":
-            table, _ = _load(source, None, streaming=True)
+            table, _ = _load(source, Path(tmp), streaming=True)
             local = Path(source.path).expanduser()
             base = (Path(source.image_root).expanduser() if source.image_root else
                     local if local.is_dir() else local.parent).resolve()
@@ -216,7 +216,7 @@ def sample_problems(source: SourceConfig, rows: int = SAMPLE_ROWS) -> tuple[int,
                      for paths in [[_image_path(v, base, Path(tmp))
                                     for v in conversation.images_of(record.get(source.image_column))]]]
         else:
-            stream, _ = _streamed_rows(source, Path(tmp))
+            stream, _ = _streamed_rows(source, Path(tmp), Path(tmp))
             first = list(islice(stream, rows))
         undecodable = [r for r in first if r["text"].count(IMAGE_MARKER) == len(r["images"])
                        and not all(validate.image_ok(p) for p in r["images"])]

@@ -95,3 +95,4 @@ def test_the_dry_runs_look_at_shards_reads_their_first_rows_and_writes_nothing_i
     assert sample_problems(source, rows=4) == (4, 1, 0, "image bytes in the file")
     assert sample_problems(source, rows=2) == (2, 0, 0, "")
     assert [p for p in (tmp_path / "hf").rglob("*") if p.is_file() and p.suffix != ".lock"] == []  # the builder's lock
+    assert not (tmp_path / "hf").exists()                      # nor the lock: the look leaves nothing on disk
