@@ -38,6 +38,32 @@ def kill_cell(grid, workspace, runner_file, fault_env, step: int = 5, connector:
     return killed.failed[grid.cells[0].id]
 
 
+def finished_in(grid, folder):
+    """A workspace in `folder` where `grid`'s one cell ran uninterrupted, in this process (the reference curve)."""
+    from ablate.runners import run_cells
+    from ablate.workspace import Workspace
+
+    workspace = Workspace.create(folder / "home", reports=folder / "reports")
+    assert run_cells(grid, grid.cells, workspace).finished == [grid.cells[0].id]
+    return workspace
+
+
+def killed_and_resumed(grid, folder, runner_file, fault_env) -> tuple:
+    """A workspace in `folder` where `grid`'s one cell was SIGKILLed at step 5 (`kill_cell`), then run again to the
+    end; and the training state of the checkpoint it resumed from, as it was after the kill."""
+    import json
+
+    from ablate.runners import run_cells
+    from ablate.workspace import Workspace
+
+    workspace = Workspace.create(folder / "home", reports=folder / "reports")
+    assert "SIGKILL" in kill_cell(grid, workspace, runner_file, fault_env)   # at step 5: the checkpoint is step 3
+    cell = grid.cells[0].id
+    saved = json.loads((workspace.checkpoints(cell) / "last" / "training_state.json").read_text())
+    assert run_cells(grid, grid.cells, workspace).finished == [cell]
+    return workspace, saved
+
+
 def assert_same_curve(reference, reference_grid, workspace, grid, steps: int, from_step: int) -> list:
     """The cell's last run in `workspace` resumed at `from_step` and logged, step for step, the loss curve of the
     uninterrupted run in `reference`; its runs, oldest first."""

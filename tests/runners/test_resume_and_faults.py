@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from runner_helpers import assert_same_curve, cli, kill_cell, runs_by_cell, store_for
+from runner_helpers import assert_same_curve, cli, finished_in, killed_and_resumed, runs_by_cell, store_for
 
 from ablate.cli import main
 from ablate.resolve import load_grid
@@ -28,13 +28,8 @@ def one_thread():
 @pytest.mark.slow
 def test_killed_cell_resumes_on_the_uninterrupted_loss_curve(make_grid, runner_file, fault_env, tmp_path, one_thread):
     grid = load_grid(make_grid(axes="connector.name: [mlp]", steps=8, checkpoint_every=3))
-    reference = Workspace.create(tmp_path / "reference", reports=tmp_path / "r1")
-    assert run_cells(grid, grid.cells, reference).finished == [grid.cells[0].id]
-
-    workspace = Workspace.create(tmp_path / "killed", reports=tmp_path / "r2")
-    assert "SIGKILL" in kill_cell(grid, workspace, runner_file, fault_env)   # at step 5: the checkpoint is step 3
-    assert run_cells(grid, grid.cells, workspace).finished == [grid.cells[0].id]
-
+    reference = finished_in(grid, tmp_path / "reference")
+    workspace, _ = killed_and_resumed(grid, tmp_path / "killed", runner_file, fault_env)
     resumed = assert_same_curve(reference, grid, workspace, grid, steps=8, from_step=3)
     assert [r.status for r in resumed] == ["FAILED", "FINISHED"]
     expected = store_for(reference).loss_curve(runs_by_cell(reference, grid)[grid.cells[0].id][0].run_id)

@@ -1,15 +1,11 @@
 """A cell on streamed webdataset shards, killed (SIGKILL) after a checkpoint and run again, trains on exactly the
 loss curve of one that was not: the checkpoint holds the stream's own state (`IterableDataset.state_dict`)."""
-import json
-
 import pytest
 import torch
-from runner_helpers import assert_same_curve, kill_cell
+from runner_helpers import assert_same_curve, finished_in, killed_and_resumed
 from shards import write_shards
 
 from ablate.resolve import load_grid
-from ablate.runners import run_cells
-from ablate.workspace import Workspace
 
 
 @pytest.mark.slow
@@ -21,13 +17,7 @@ def test_a_killed_cell_on_streamed_shards_resumes_on_the_uninterrupted_curve(mak
     source = f'sources: [{{kind: caption, path: "{tmp_path}/shards", format: webdataset}}], mixture: {{caption: 1.0}}, '
     path.write_text(path.read_text().replace("data: {", "data: {" + source))
     grid = load_grid(path)
-    reference = Workspace.create(tmp_path / "reference", reports=tmp_path / "r1")
-    assert run_cells(grid, grid.cells, reference).finished == [grid.cells[0].id]
-
-    workspace = Workspace.create(tmp_path / "killed", reports=tmp_path / "r2")
-    assert "SIGKILL" in kill_cell(grid, workspace, runner_file, fault_env)   # at step 5: the checkpoint is step 3
-    cell = grid.cells[0].id
-    saved = json.loads((workspace.checkpoints(cell) / "last" / "training_state.json").read_text())
+    reference = finished_in(grid, tmp_path / "reference")
+    workspace, saved = killed_and_resumed(grid, tmp_path / "killed", runner_file, fault_env)
     assert saved["step"] == 3 and saved["data"]["stage"] == "train" and "examples_iterable" in saved["data"]["stream"]
-    assert run_cells(grid, grid.cells, workspace).finished == [cell]
     assert_same_curve(reference, grid, workspace, grid, steps=8, from_step=3)

@@ -1,17 +1,14 @@
 """A cell whose batches are made by two loader workers (`data.workers: 2`) trains on the loss curve of the same cell
 with none, and killed (SIGKILL) after a checkpoint and run again it continues on that curve: the checkpoint holds
 the loader's state (torchdata's `StatefulDataLoader.state_dict()`, each worker's stream position)."""
-import json
 from pathlib import Path
 
 import pytest
 import torch
-from runner_helpers import assert_same_curve, kill_cell
+from runner_helpers import assert_same_curve, finished_in, killed_and_resumed
 from shards import write_shards
 
 from ablate.resolve import load_grid
-from ablate.runners import run_cells
-from ablate.workspace import Workspace
 
 
 def _grid(make_grid, shards: Path, workers: int, name: str):
@@ -31,13 +28,7 @@ def test_two_loader_workers_train_the_same_curve_and_a_killed_cell_resumes_on_it
     write_shards(tmp_path / "shards", shards=4, rows=10)
     plain, two = _grid(make_grid, tmp_path / "shards", 0, "plain.yaml"), _grid(make_grid, tmp_path / "shards", 2,
                                                                                "two.yaml")
-    reference = Workspace.create(tmp_path / "reference", reports=tmp_path / "r1")
-    assert run_cells(plain, plain.cells, reference).finished == [plain.cells[0].id]
-
-    workspace = Workspace.create(tmp_path / "killed", reports=tmp_path / "r2")
-    assert "SIGKILL" in kill_cell(two, workspace, runner_file, fault_env)   # at step 5: the checkpoint is step 3
-    cell = two.cells[0].id
-    saved = json.loads((workspace.checkpoints(cell) / "last" / "training_state.json").read_text())
+    reference = finished_in(plain, tmp_path / "reference")
+    workspace, saved = killed_and_resumed(two, tmp_path / "killed", runner_file, fault_env)
     assert saved["step"] == 3 and len(saved["data"]["stream"]["loader"]["_snapshot"]["_worker_snapshots"]) == 2
-    assert run_cells(two, two.cells, workspace).finished == [cell]
     assert_same_curve(reference, plain, workspace, two, steps=8, from_step=3)
